@@ -1,0 +1,4 @@
+//! mockmate-diag: diagnoses whether a MockMate environment (PostgreSQL, Redis,
+//! configuration) can actually work.
+
+pub mod probe;

@@ -1,0 +1,1 @@
+//! PostgreSQL probe (issue 3).

@@ -1,0 +1,1 @@
+//! Redis probe (issue 4).
