@@ -1,1 +1,98 @@
-//! harness: tls
+//! Harness: a throwaway certificate authority and a server certificate it signed,
+//! written as PEM files for PostgreSQL, Redis and the clients under test.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+/// The names every test server answers to.
+pub const SERVER_SANS: &[&str] = &["localhost", "127.0.0.1", "::1"];
+
+/// A CA and one server certificate signed by it, as PEM files in `dir`.
+#[derive(Debug, Clone)]
+pub struct TestCa {
+    pub dir: PathBuf,
+    /// The CA certificate: what a client trusts (`sslrootcert`, `--tls-ca-cert-file`).
+    pub ca_cert: PathBuf,
+    /// The server certificate (leaf only), for `SERVER_SANS`.
+    pub server_cert: PathBuf,
+    /// The server's private key (PKCS#8 PEM, mode 0600).
+    pub server_key: PathBuf,
+}
+
+impl TestCa {
+    /// A fresh CA and server certificate for `SERVER_SANS`, as `ca.crt`, `server.crt`
+    /// and `server.key` in `dir` (created if missing).
+    pub fn generate(dir: &Path) -> TestCa {
+        TestCa::generate_named(dir, "", SERVER_SANS)
+    }
+
+    /// An unrelated CA (and server certificate) in the same `dir`, with file names
+    /// prefixed `other-`: a root the server's certificate does not chain to, for
+    /// "certificate not trusted" tests.
+    pub fn other(dir: &Path) -> TestCa {
+        TestCa::generate_named(dir, "other-", SERVER_SANS)
+    }
+
+    /// Like `generate`, with a file-name prefix and the server certificate's names.
+    pub fn generate_named(dir: &Path, prefix: &str, sans: &[&str]) -> TestCa {
+        fs::create_dir_all(dir).expect("create the certificate directory");
+
+        let ca_key = KeyPair::generate().expect("generate the CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(
+            DnType::CommonName,
+            format!("mockmate-diag test CA {prefix}"),
+        );
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign the CA");
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let server_key = KeyPair::generate().expect("generate the server key");
+        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+        let mut params = CertificateParams::new(sans).expect("server params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_cert = params
+            .signed_by(&server_key, &issuer)
+            .expect("sign the server certificate");
+
+        let ca = TestCa {
+            dir: dir.to_path_buf(),
+            ca_cert: dir.join(format!("{prefix}ca.crt")),
+            server_cert: dir.join(format!("{prefix}server.crt")),
+            server_key: dir.join(format!("{prefix}server.key")),
+        };
+        fs::write(&ca.ca_cert, ca_cert.pem()).expect("write the CA certificate");
+        fs::write(&ca.server_cert, server_cert.pem()).expect("write the server certificate");
+        fs::write(&ca.server_key, server_key.serialize_pem()).expect("write the server key");
+        set_private(&ca.server_key);
+        ca
+    }
+
+    /// The CA certificate as PEM text.
+    pub fn ca_pem(&self) -> String {
+        fs::read_to_string(&self.ca_cert).expect("read the CA certificate")
+    }
+}
+
+/// Servers refuse keys others can read.
+fn set_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod 0600 the key");
+    }
+}
