@@ -1,1 +1,514 @@
-//! harness: pg
+//! Harness: throwaway PostgreSQL clusters started by the tests themselves.
+//!
+//! `PgServer::shared()` is one cluster per test binary (a fresh database per test);
+//! `PgServer::new()` / `new_tls()` are private clusters for tests that stop, break or
+//! reconfigure the server. Every cluster listens on 127.0.0.1 at a free port, keeps
+//! its socket and data in a temporary directory and is stopped when the value drops
+//! or, for the shared ones (statics are never dropped), when the test process exits.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use super::tls::TestCa;
+
+/// The cluster's superuser, created by initdb.
+pub const SUPERUSER: &str = "postgres";
+/// The superuser's password (scram-sha-256 everywhere, like production).
+pub const SUPERUSER_PASSWORD: &str = "harness-superuser-pw";
+
+/// The MockMate tables, as the API's migrations create them.
+pub const MOCKMATE_SCHEMA: &str = "
+CREATE TABLE users (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    email text NOT NULL UNIQUE,
+    first_name text,
+    last_name text,
+    credits int NOT NULL DEFAULT 0,
+    is_active bool NOT NULL DEFAULT true,
+    is_verified bool NOT NULL DEFAULT false,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE sessions (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id uuid REFERENCES users(id),
+    job_title text,
+    difficulty text,
+    duration int,
+    session_type text,
+    status text DEFAULT 'created',
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+";
+
+/// One active, verified user with credits: the seed a working environment has.
+pub const MOCKMATE_ACTIVE_USER: &str = "
+INSERT INTO users (email, first_name, last_name, credits, is_active, is_verified)
+VALUES ('ada@example.com', 'Ada', 'Lovelace', 10, true, true);
+";
+
+/// pg_hba.conf of a TLS cluster: TCP only over TLS; non-TLS TCP is rejected.
+pub const HBA_TLS_ONLY: &str = "\
+local all all scram-sha-256
+hostssl all all 127.0.0.1/32 scram-sha-256
+hostnossl all all 127.0.0.1/32 reject
+";
+
+/// pg_hba.conf of a plain cluster (TLS is not even offered).
+pub const HBA_PLAIN: &str = "\
+local all all scram-sha-256
+host all all 127.0.0.1/32 scram-sha-256
+";
+
+/// What kind of cluster to start.
+#[derive(Debug, Clone, Default)]
+pub struct PgOptions {
+    /// `ssl=on` with a fresh test CA's certificate and `HBA_TLS_ONLY`.
+    pub tls: bool,
+    /// Start after initdb (`false`: the test calls `start()` itself, later).
+    pub no_start: bool,
+}
+
+#[derive(Debug)]
+pub struct PgServer {
+    pub port: u16,
+    pub bindir: PathBuf,
+    pub datadir: PathBuf,
+    /// `unix_socket_directories`: also a valid `host` for libpq-style URLs.
+    pub socket_dir: PathBuf,
+    /// The CA whose certificate the server presents, for TLS clusters.
+    pub tls: Option<TestCa>,
+    log: PathBuf,
+    as_postgres: bool,
+    running: AtomicBool,
+    dbs: AtomicUsize,
+    // Dropped last: the directory holding everything above.
+    _dir: tempfile::TempDir,
+}
+
+impl PgServer {
+    /// A private plain cluster, started.
+    pub fn new() -> PgServer {
+        PgServer::with(PgOptions::default())
+    }
+
+    /// A private TLS-only cluster, started.
+    pub fn new_tls() -> PgServer {
+        PgServer::with(PgOptions {
+            tls: true,
+            ..PgOptions::default()
+        })
+    }
+
+    /// The plain cluster this test binary shares: use `create_db` per test.
+    pub fn shared() -> &'static PgServer {
+        static SHARED: OnceLock<PgServer> = OnceLock::new();
+        SHARED.get_or_init(|| PgServer::with(PgOptions::default()))
+    }
+
+    /// The TLS-only cluster this test binary shares.
+    pub fn shared_tls() -> &'static PgServer {
+        static SHARED: OnceLock<PgServer> = OnceLock::new();
+        SHARED.get_or_init(PgServer::new_tls)
+    }
+
+    pub fn with(options: PgOptions) -> PgServer {
+        let bindir = bindir();
+        let as_postgres = is_root();
+        let dir = tempfile::Builder::new()
+            .prefix("mockmate-pg-")
+            .tempdir()
+            .expect("create a temporary directory for the cluster");
+        let root = dir.path().to_path_buf();
+        let datadir = root.join("data");
+        let socket_dir = root.join("sock");
+        fs::create_dir(&socket_dir).expect("create the socket directory");
+        let pwfile = root.join("pwfile");
+        fs::write(&pwfile, SUPERUSER_PASSWORD).expect("write the password file");
+        let tls = options.tls.then(|| TestCa::generate(&root.join("certs")));
+        if as_postgres {
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&root));
+        }
+
+        let mut initdb = command(as_postgres, &bindir.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&datadir)
+            .args([
+                "--auth=scram-sha-256",
+                "--username",
+                SUPERUSER,
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+                "--no-instructions",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()));
+        run(&mut initdb);
+
+        let mut conf = format!(
+            "\n# mockmate-diag test harness\n\
+             listen_addresses = '127.0.0.1'\n\
+             unix_socket_directories = '{}'\n\
+             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
+             shared_buffers = 16MB\nmax_connections = 40\n\
+             log_min_messages = warning\n",
+            socket_dir.display()
+        );
+        if let Some(ca) = &tls {
+            conf.push_str(&format!(
+                "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                ca.server_cert.display(),
+                ca.server_key.display()
+            ));
+        }
+        append(&datadir.join("postgresql.conf"), &conf);
+        let hba = if tls.is_some() {
+            HBA_TLS_ONLY
+        } else {
+            HBA_PLAIN
+        };
+        fs::write(datadir.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+        if as_postgres {
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&root));
+        }
+
+        let mut server = PgServer {
+            port: 0,
+            bindir,
+            datadir,
+            socket_dir,
+            tls,
+            log: root.join("server.log"),
+            as_postgres,
+            running: AtomicBool::new(false),
+            dbs: AtomicUsize::new(0),
+            _dir: dir,
+        };
+        server.watch_test_process();
+        // A free port can be taken by another test binary before the server binds
+        // it: retry with another one.
+        for attempt in 1..=3 {
+            server.port = free_port();
+            append(
+                &server.datadir.join("postgresql.conf"),
+                &format!("port = {}\n", server.port),
+            );
+            if options.no_start {
+                break;
+            }
+            match server.try_start() {
+                Ok(()) => break,
+                Err(log) if attempt < 3 && log.contains("could not bind") => continue,
+                Err(log) => panic!("PostgreSQL test cluster did not start:\n{log}"),
+            }
+        }
+        server
+    }
+
+    /// Starts a stopped cluster (waiting until it accepts connections).
+    pub fn start(&self) {
+        if let Err(log) = self.try_start() {
+            panic!("PostgreSQL test cluster did not start:\n{log}");
+        }
+    }
+
+    fn try_start(&self) -> Result<(), String> {
+        let out = self
+            .pg_ctl()
+            .arg("-l")
+            .arg(&self.log)
+            .args(["-w", "-t", "60", "start"])
+            .output()
+            .expect("run pg_ctl start");
+        if out.status.success() {
+            self.running.store(true, Ordering::SeqCst);
+            Ok(())
+        } else {
+            Err(format!(
+                "{}{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                fs::read_to_string(&self.log).unwrap_or_default()
+            ))
+        }
+    }
+
+    /// Stops the cluster at once (`-m immediate`), like a crash or an outage.
+    pub fn stop(&self) {
+        if self.running.swap(false, Ordering::SeqCst) {
+            let _ = self
+                .pg_ctl()
+                .args(["-w", "-m", "immediate", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Replaces pg_hba.conf and makes the running server reread it.
+    pub fn reload_hba(&self, hba: &str) {
+        fs::write(self.datadir.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+        if self.is_running() {
+            run(self.pg_ctl().args(["reload", "-s"]));
+        }
+    }
+
+    /// Runs SQL as the superuser in `db` (psql, stop at the first error); returns
+    /// psql's unaligned, tuples-only output. Panics with psql's complaint on error.
+    pub fn sql(&self, db: &str, sql: &str) -> String {
+        match self.try_sql(db, sql) {
+            Ok(out) => out,
+            Err(e) => panic!("SQL failed in database {db}: {e}\n{sql}"),
+        }
+    }
+
+    /// Like `sql`, returning psql's error instead of panicking.
+    pub fn try_sql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let psql = self.bindir.join("psql");
+        let psql = if psql.exists() {
+            psql
+        } else {
+            PathBuf::from("psql")
+        };
+        let out = Command::new(psql)
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .arg("-h")
+            .arg(&self.socket_dir)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["-U", SUPERUSER, "-d", db, "-c", sql])
+            .env("PGPASSWORD", SUPERUSER_PASSWORD)
+            .env_remove("PGSERVICE")
+            .output()
+            .expect("run psql");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim_end().to_string())
+        }
+    }
+
+    /// Creates a fresh, empty database named after `name` (made unique) and returns
+    /// its name.
+    pub fn create_db(&self, name: &str) -> String {
+        let n = self.dbs.fetch_add(1, Ordering::SeqCst);
+        let clean: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .take(40)
+            .collect();
+        let db = format!("{clean}_{n}");
+        self.sql("postgres", &format!("CREATE DATABASE \"{db}\""));
+        db
+    }
+
+    /// A fresh database with the MockMate schema and one active user.
+    pub fn create_mockmate_db(&self, name: &str) -> String {
+        let db = self.create_db(name);
+        self.sql(&db, MOCKMATE_SCHEMA);
+        self.sql(&db, MOCKMATE_ACTIVE_USER);
+        db
+    }
+
+    /// Creates a login role (no special privileges) with a password.
+    pub fn create_user(&self, user: &str, password: &str) {
+        self.sql(
+            "postgres",
+            &format!(
+                "CREATE ROLE \"{}\" LOGIN PASSWORD '{}'",
+                user.replace('"', "\"\""),
+                password.replace('\'', "''")
+            ),
+        );
+    }
+
+    /// `postgresql://user:password@127.0.0.1:port/db`, percent-encoded.
+    pub fn url(&self, user: &str, password: &str, db: &str) -> String {
+        format!(
+            "postgresql://{}:{}@127.0.0.1:{}/{}",
+            encode(user),
+            encode(password),
+            self.port,
+            encode(db)
+        )
+    }
+
+    /// The superuser's URL for `db`.
+    pub fn superuser_url(&self, db: &str) -> String {
+        self.url(SUPERUSER, SUPERUSER_PASSWORD, db)
+    }
+
+    /// The server's log so far (for assertion messages).
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn pg_ctl(&self) -> Command {
+        let mut cmd = command(self.as_postgres, &self.bindir.join("pg_ctl"));
+        cmd.arg("-D").arg(&self.datadir);
+        cmd
+    }
+
+    /// Statics are never dropped and tests can be killed: a detached shell waits for
+    /// this test process to end, then stops the cluster and removes its directory.
+    fn watch_test_process(&self) {
+        let pg_ctl = self.bindir.join("pg_ctl");
+        let stop = if self.as_postgres {
+            format!("runuser -u postgres -- '{}'", pg_ctl.display())
+        } else {
+            format!("'{}'", pg_ctl.display())
+        };
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             {stop} -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{root}'",
+            pid = std::process::id(),
+            data = self.datadir.display(),
+            root = self._dir.path().display(),
+        );
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        #[cfg(unix)]
+        {
+            // Its own process group: a Ctrl-C aimed at cargo test must not kill it first.
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        // Not waited for: it outlives us by design (and is reparented to init).
+        let _ = cmd.spawn();
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The PostgreSQL server binaries: `$PG_BINDIR`, `pg_config --bindir`, or the newest
+/// `/usr/lib/postgresql/*/bin`. Missing binaries fail the test run loudly: these
+/// tests are the point, skipping them would hide breakage.
+pub fn bindir() -> PathBuf {
+    static BINDIR: OnceLock<PathBuf> = OnceLock::new();
+    BINDIR.get_or_init(find_bindir).clone()
+}
+
+fn find_bindir() -> PathBuf {
+    let has_initdb = |p: &Path| p.join("initdb").is_file() && p.join("pg_ctl").is_file();
+    if let Some(dir) = std::env::var_os("PG_BINDIR") {
+        let dir = PathBuf::from(dir);
+        assert!(
+            has_initdb(&dir),
+            "PG_BINDIR={} has no initdb/pg_ctl",
+            dir.display()
+        );
+        return dir;
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if has_initdb(&dir) {
+            return dir;
+        }
+    }
+    let mut found: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            has_initdb(&bin).then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    match found.pop() {
+        Some((_, dir)) => dir,
+        None => panic!(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found: these tests start \
+             real servers. Install them (`apt-get install postgresql`) or set PG_BINDIR \
+             to the directory holding initdb."
+        ),
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// initdb, pg_ctl and postgres refuse to run as root.
+fn command(as_postgres: bool, program: &Path) -> Command {
+    if as_postgres {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut file = fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    file.write_all(text.as_bytes())
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
