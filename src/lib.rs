@@ -1,4 +1,11 @@
 //! mockmate-diag: diagnoses whether a MockMate environment (PostgreSQL, Redis,
 //! configuration) can actually work.
 
+pub mod engine;
+pub mod envctx;
+pub mod error;
+pub mod kinds;
+pub mod manifest;
 pub mod probe;
+pub mod redact;
+pub mod report;

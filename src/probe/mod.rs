@@ -29,3 +29,7 @@ impl Failure {
 /// Looks a variable up in the run's environment (process, then env files).
 /// Probes read configuration only through this, never through `std::env`.
 pub type EnvLookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Send + Sync);
+
+/// The run's shared connections, opened by the first check that asks.
+#[derive(Default)]
+pub struct Probes {}

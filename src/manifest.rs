@@ -1,0 +1,286 @@
+//! Check manifests: the default suite (`checks/mockmate.toml`, embedded) and any
+//! `--checks PATH` files. Every error names file, line and column.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::UsageError;
+use crate::kinds::{self, Check, KindDef};
+use crate::report::Severity;
+
+/// The default MockMate suite, compiled into the binary.
+pub const DEFAULT_MANIFEST: &str = include_str!("../checks/mockmate.toml");
+pub const DEFAULT_LABEL: &str = "checks/mockmate.toml";
+
+/// One `[[check]]`, validated and built.
+#[derive(Clone)]
+pub struct CheckDecl {
+    pub id: String,
+    pub kind: &'static KindDef,
+    pub severity: Severity,
+    pub needs: Vec<String>,
+    pub title: String,
+    /// A manifest-level hint, used when the check itself gives none.
+    pub hint: Option<String>,
+    pub check: Arc<dyn Check>,
+    /// `file:line:col` of the declaration.
+    pub origin: String,
+}
+
+impl std::fmt::Debug for CheckDecl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckDecl").field("id", &self.id).field("kind", &self.kind.name).finish_non_exhaustive()
+    }
+}
+
+/// A manifest text and the label (path) errors name.
+pub struct Source {
+    pub label: String,
+    pub text: String,
+}
+
+impl Source {
+    pub fn builtin() -> Source {
+        Source { label: DEFAULT_LABEL.to_string(), text: DEFAULT_MANIFEST.to_string() }
+    }
+
+    /// A `--checks` path: a `.toml` file, or a directory of them (sorted by name).
+    pub fn from_path(path: &Path) -> Result<Vec<Source>, UsageError> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p)
+                .map(|text| Source { label: p.display().to_string(), text })
+                .map_err(|e| UsageError::new(format!("manifest {}: cannot read: {e}", p.display())))
+        };
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path)
+                .map_err(|e| UsageError::new(format!("manifest directory {}: cannot read: {e}", path.display())))?;
+            let mut files: Vec<_> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(UsageError::new(format!("manifest directory {}: no .toml files", path.display())));
+            }
+            files.iter().map(|p| read(p)).collect()
+        } else {
+            Ok(vec![read(path)?])
+        }
+    }
+}
+
+type RawCheck = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    check: Vec<Spanned<RawCheck>>,
+}
+
+const COMMON_FIELDS: &[&str] = &["id", "kind", "severity", "needs", "title", "hint"];
+
+/// Loads, validates and builds every check of `sources`, in order.
+pub fn load(sources: &[Source]) -> Result<Vec<CheckDecl>, UsageError> {
+    let mut decls: Vec<CheckDecl> = Vec::new();
+    // id → where it was declared, for duplicate and `needs` errors.
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut pending_needs: Vec<(String, String, String)> = Vec::new(); // (needed id, at, by)
+    for src in sources {
+        let at = |span: Range<usize>| position(&src.label, &src.text, span.start);
+        let raw: RawFile = toml::from_str(&src.text).map_err(|e| {
+            let where_ = e.span().map(|s| at(s)).unwrap_or_else(|| src.label.clone());
+            UsageError::new(format!("{where_}: {}", e.message().trim()))
+        })?;
+        for entry in raw.check {
+            let table_at = at(entry.span());
+            let mut fields: HashMap<String, (Range<usize>, Range<usize>, toml::Value)> = HashMap::new();
+            for (k, v) in entry.into_inner() {
+                let key_span = k.span();
+                let val_span = v.span();
+                fields.insert(k.into_inner(), (key_span, val_span, v.into_inner()));
+            }
+            let string_field = |name: &str| -> Result<Option<(String, String)>, UsageError> {
+                match fields.get(name) {
+                    None => Ok(None),
+                    Some((_, span, toml::Value::String(s))) => Ok(Some((s.clone(), at(span.clone())))),
+                    Some((_, span, _)) => {
+                        Err(UsageError::new(format!("{}: `{name}` must be a string", at(span.clone()))))
+                    }
+                }
+            };
+            let (id, id_at) =
+                string_field("id")?.ok_or_else(|| UsageError::new(format!("{table_at}: check has no `id`")))?;
+            if id.trim().is_empty() || id.contains(char::is_whitespace) || id.contains(',') {
+                return Err(UsageError::new(format!("{id_at}: invalid check id `{id}` (no spaces or commas)")));
+            }
+            if let Some(first) = seen.get(&id) {
+                return Err(UsageError::new(format!("{id_at}: duplicate check id `{id}` (first declared at {first})")));
+            }
+            let (kind_name, kind_at) = string_field("kind")?
+                .ok_or_else(|| UsageError::new(format!("{table_at}: check `{id}` has no `kind`")))?;
+            let kind = kinds::find(&kind_name).ok_or_else(|| {
+                let known: Vec<_> = kinds::KINDS.iter().map(|k| k.name).collect();
+                UsageError::new(format!("{kind_at}: unknown kind `{kind_name}` (known: {})", known.join(", ")))
+            })?;
+            let severity = match string_field("severity")? {
+                None => Severity::Fail,
+                Some((s, _)) if s == "fail" => Severity::Fail,
+                Some((s, _)) if s == "warn" => Severity::Warn,
+                Some((s, sev_at)) => {
+                    return Err(UsageError::new(format!(
+                        "{sev_at}: severity must be \"fail\" or \"warn\", not \"{s}\""
+                    )));
+                }
+            };
+            let title = string_field("title")?.map(|(t, _)| t).unwrap_or_else(|| kind.title.to_string());
+            let hint = string_field("hint")?.map(|(h, _)| h);
+            let mut needs = Vec::new();
+            if let Some((_, span, value)) = fields.get("needs") {
+                let list = value.as_array().ok_or_else(|| {
+                    UsageError::new(format!("{}: `needs` must be a list of check ids", at(span.clone())))
+                })?;
+                for item in list {
+                    let need = item.as_str().ok_or_else(|| {
+                        UsageError::new(format!("{}: `needs` must be a list of check ids", at(span.clone())))
+                    })?;
+                    needs.push(need.to_string());
+                    pending_needs.push((need.to_string(), at(span.clone()), id.clone()));
+                }
+            }
+            let params: toml::Table = fields
+                .iter()
+                .filter(|(k, _)| !COMMON_FIELDS.contains(&k.as_str()))
+                .map(|(k, (_, _, v))| (k.clone(), v.clone()))
+                .collect();
+            let check = (kind.build)(params).map_err(|message| {
+                // Point at the offending parameter when serde names it.
+                let field_at = fields
+                    .iter()
+                    .filter(|(k, _)| !COMMON_FIELDS.contains(&k.as_str()))
+                    .find(|(k, _)| message.contains(&format!("`{k}`")))
+                    .map(|(_, (key_span, _, _))| at(key_span.clone()))
+                    .unwrap_or_else(|| table_at.clone());
+                UsageError::new(format!("{field_at}: check `{id}` (kind {}): {message}", kind.name))
+            })?;
+            seen.insert(id.clone(), id_at.clone());
+            decls.push(CheckDecl { id, kind, severity, needs, title, hint, check: Arc::from(check), origin: id_at });
+        }
+    }
+    for (need, at, by) in &pending_needs {
+        if !seen.contains_key(need) {
+            return Err(UsageError::new(format!("{at}: check `{by}` needs `{need}`, which no manifest declares")));
+        }
+    }
+    check_cycles(&decls)?;
+    Ok(decls)
+}
+
+/// `needs` must form no cycle, or the engine would wait forever.
+fn check_cycles(decls: &[CheckDecl]) -> Result<(), UsageError> {
+    let by_id: HashMap<&str, &CheckDecl> = decls.iter().map(|d| (d.id.as_str(), d)).collect();
+    let mut done: HashSet<&str> = HashSet::new();
+    fn visit<'a>(
+        id: &'a str,
+        by_id: &HashMap<&'a str, &'a CheckDecl>,
+        path: &mut Vec<&'a str>,
+        done: &mut HashSet<&'a str>,
+    ) -> Result<(), UsageError> {
+        if done.contains(id) {
+            return Ok(());
+        }
+        if let Some(pos) = path.iter().position(|p| *p == id) {
+            let cycle = path[pos..].join(" → ");
+            let origin = by_id.get(id).map(|d| d.origin.as_str()).unwrap_or("manifest");
+            return Err(UsageError::new(format!("{origin}: `needs` form a cycle: {cycle} → {id}")));
+        }
+        path.push(id);
+        if let Some(d) = by_id.get(id) {
+            for n in &d.needs {
+                visit(n, by_id, path, done)?;
+            }
+        }
+        path.pop();
+        done.insert(id);
+        Ok(())
+    }
+    for d in decls {
+        visit(&d.id, &by_id, &mut Vec::new(), &mut done)?;
+    }
+    Ok(())
+}
+
+/// `label:line:col` (1-based) of a byte offset.
+fn position(label: &str, text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    format!("{label}:{line}:{col}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(text: &str) -> Vec<Source> {
+        vec![Source { label: "extra.toml".into(), text: text.into() }]
+    }
+
+    fn err(text: &str) -> String {
+        load(&src(text)).expect_err("should be rejected").0
+    }
+
+    #[test]
+    fn builtin_manifest_loads() {
+        let decls = load(&[Source::builtin()]).expect("built-in manifest is valid");
+        assert!(decls.iter().any(|d| d.id == "env.required"));
+    }
+
+    #[test]
+    fn unknown_kind_names_file_line_col() {
+        let e = err("[[check]]\nid = \"x\"\nkind = \"nope\"\n");
+        assert!(e.starts_with("extra.toml:3:8: unknown kind `nope`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_field_names_its_line() {
+        let e = err("[[check]]\nid = \"x\"\nkind = \"env.required\"\nbogus = 1\n");
+        assert!(e.starts_with("extra.toml:4:1:"), "{e}");
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_id_and_dangling_needs() {
+        let e = err("[[check]]\nid = \"x\"\nkind = \"env.required\"\n[[check]]\nid = \"x\"\nkind = \"env.required\"\n");
+        assert!(e.starts_with("extra.toml:5:6: duplicate check id `x`"), "{e}");
+        let e = err("[[check]]\nid = \"x\"\nkind = \"env.required\"\nneeds = [\"y\"]\n");
+        assert!(e.starts_with("extra.toml:4:9:") && e.contains("needs `y`"), "{e}");
+    }
+
+    #[test]
+    fn cycles_are_rejected() {
+        let e = err(
+            "[[check]]\nid = \"a\"\nkind = \"env.required\"\nneeds = [\"b\"]\n[[check]]\nid = \"b\"\nkind = \"env.required\"\nneeds = [\"a\"]\n",
+        );
+        assert!(e.contains("cycle"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let e = err("[[check]\nid = 1\n");
+        assert!(e.starts_with("extra.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_top_level_table_is_rejected() {
+        let e = err("[checks]\nid = 1\n");
+        assert!(e.starts_with("extra.toml:1:"), "{e}");
+    }
+}

@@ -1,0 +1,225 @@
+//! The one place secrets are removed from everything that leaves the process.
+//!
+//! Every report format, every stderr line, every error chain and the panic hook
+//! pass through [`Redactor::redact`]. It removes:
+//! - the password in any `scheme://user:password@host` URL (`postgres://app:****@db:5432/x`);
+//! - `password=…` key/value pairs (libpq connection strings) and `"password": "…"`;
+//! - the value of every variable whose name contains `SECRET`, `PASSWORD`,
+//!   `TOKEN` or `KEY`, and passwords embedded in URL-valued variables, wherever
+//!   they appear (also percent-encoded).
+
+use std::borrow::Cow;
+use std::sync::{LazyLock, RwLock};
+
+use regex::Regex;
+
+pub const MASK: &str = "****";
+
+/// Userinfo with a password: `scheme://user:password@`. Greedy up to the last `@`
+/// before whitespace or a quote, so an unescaped `@` in a password still hides it all.
+static URL_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)\b([a-z][a-z0-9+.\-]*://)([^\s:/?#@"'`<>]*):[^\s"'`<>]*@"#).expect("valid regex")
+});
+
+/// `password=value`, `password = 'value'` (libpq conninfo), `"password":"value"`.
+static KV_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r#"(?i)\b((?:ssl)?pass(?:word|wd)?|pwd)(\s*=\s*)('[^']*'|"[^"]*"|[^\s&;,'"]+)|("(?:password|passwd|secret|token)"\s*:\s*)"[^"]*""#,
+    )
+    .expect("valid regex")
+});
+
+/// Values too common to mask without mangling the output (flags, not secrets).
+const HARMLESS: &[&str] = &["true", "false", "yes", "no", "on", "off", "null", "none"];
+
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    /// Literal secrets, longest first so that a secret containing another is masked whole.
+    secrets: Vec<String>,
+}
+
+/// Whether a variable's value is a secret by its name.
+pub fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["SECRET", "PASSWORD", "TOKEN", "KEY", "PASSWD"].iter().any(|w| upper.contains(w))
+}
+
+impl Redactor {
+    /// Learns the secrets of an environment.
+    pub fn from_env<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Redactor {
+        let mut r = Redactor::default();
+        for (name, value) in vars {
+            if is_secret_name(name) {
+                r.add(value);
+            }
+            // A URL with a password in any variable (DATABASE_URL, REDIS_URL, …).
+            if let Some(password) = url_password(value) {
+                r.add(&password);
+            }
+        }
+        r
+    }
+
+    /// Adds one literal secret (and its percent-encoded form).
+    pub fn add(&mut self, secret: &str) {
+        let secret = secret.trim();
+        if secret.len() < 3
+            || HARMLESS.iter().any(|h| secret.eq_ignore_ascii_case(h))
+            || (secret.len() < 6 && secret.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return;
+        }
+        let encoded = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>();
+        for s in [secret.to_string(), encoded, percent_encode_userinfo(secret)] {
+            if !self.secrets.contains(&s) {
+                self.secrets.push(s);
+            }
+        }
+        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+
+    /// Merges the secrets another redactor knows.
+    pub fn extend(&mut self, other: &Redactor) {
+        for s in &other.secrets {
+            self.add(s);
+        }
+    }
+
+    pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let mut out = Cow::Borrowed(text);
+        for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = Cow::Owned(out.replace(secret.as_str(), MASK));
+            }
+        }
+        if URL_PASSWORD.is_match(&out) {
+            out = Cow::Owned(URL_PASSWORD.replace_all(&out, format!("${{1}}${{2}}:{MASK}@")).into_owned());
+        }
+        if KV_PASSWORD.is_match(&out) {
+            out = Cow::Owned(
+                KV_PASSWORD
+                    .replace_all(&out, |c: &regex::Captures| match (c.get(1), c.get(2), c.get(4)) {
+                        (Some(key), Some(eq), _) => format!("{}{}{MASK}", key.as_str(), eq.as_str()),
+                        (_, _, Some(key)) => format!("{}\"{MASK}\"", key.as_str()),
+                        _ => MASK.to_string(),
+                    })
+                    .into_owned(),
+            );
+        }
+        out
+    }
+}
+
+/// The decoded password in `scheme://user:password@host…`, if any.
+fn url_password(value: &str) -> Option<String> {
+    let url = url::Url::parse(value.trim()).ok()?;
+    let password = url.password()?;
+    let decoded = percent_decode(password);
+    Some(decoded)
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_string())
+}
+
+/// How a password appears percent-encoded in a URL's userinfo.
+fn percent_encode_userinfo(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The redactor the panic hook uses; set once the environment is known.
+static GLOBAL: RwLock<Option<Redactor>> = RwLock::new(None);
+
+/// Makes `r` the redactor of last resort (panics) and installs the panic hook.
+pub fn install_global(r: &Redactor) {
+    if let Ok(mut g) = GLOBAL.write() {
+        *g = Some(r.clone());
+    }
+}
+
+/// Redacts with the global redactor (patterns only when none is installed).
+pub fn redact_global(text: &str) -> String {
+    match GLOBAL.read() {
+        Ok(g) => match g.as_ref() {
+            Some(r) => r.redact(text).into_owned(),
+            None => Redactor::default().redact(text).into_owned(),
+        },
+        Err(_) => Redactor::default().redact(text).into_owned(),
+    }
+}
+
+/// A panic must never print a secret: replace the default hook with one that
+/// prints a single redacted line.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = panic_message(info.payload());
+        let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let line = redact_global(&format!("mockmate-diag: internal error: {payload}{location}\n"));
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    }));
+}
+
+/// The text of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SENTINEL: &str = "S3ntinel-pa55word";
+
+    #[test]
+    fn masks_url_passwords_keeping_user_and_host() {
+        let r = Redactor::default();
+        assert_eq!(
+            r.redact("postgres://app:hunter2@db.internal:5432/mockmate"),
+            "postgres://app:****@db.internal:5432/mockmate"
+        );
+        assert_eq!(r.redact("rediss://:pw@cache:6380/0"), "rediss://:****@cache:6380/0");
+        assert_eq!(r.redact("redis://default:p@ss@cache"), "redis://default:****@cache");
+        assert_eq!(r.redact("postgresql://app@db/x"), "postgresql://app@db/x");
+    }
+
+    #[test]
+    fn masks_key_value_passwords() {
+        let r = Redactor::default();
+        assert_eq!(r.redact("host=db password=hunter2 user=app"), "host=db password=**** user=app");
+        assert_eq!(r.redact("password = 'a b c'"), "password = ****");
+        assert_eq!(r.redact(r#"{"password":"x1y2"}"#), r#"{"password":"****"}"#);
+        assert_eq!(
+            r.redact("password authentication failed for user \"app\""),
+            "password authentication failed for user \"app\""
+        );
+    }
+
+    #[test]
+    fn masks_values_of_secret_variables_anywhere() {
+        let r = Redactor::from_env([
+            ("JWT_SECRET", SENTINEL),
+            ("DATABASE_URL", "postgres://u:Url%40Secret9@h/db"),
+            ("NODE_ENV", "production"),
+            ("FEATURE_TOKEN_CACHE", "true"),
+        ]);
+        let text = format!("saw {SENTINEL} and Url@Secret9 and Url%40Secret9 in production, true");
+        assert_eq!(r.redact(&text), "saw **** and **** and **** in production, true");
+    }
+}

@@ -1,0 +1,204 @@
+//! The result of a run: statuses, per-check results, the summary and the exit code.
+//!
+//! Field names serialised here are a public contract (`--format json`): add
+//! fields, never rename them.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// What a check concluded. Ordered by gravity: `Skip < Pass < Warn < Fail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Skip,
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Skip => "skip",
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        }
+    }
+}
+
+/// What a failing probe of a check yields (`severity` in a manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warn,
+    Fail,
+}
+
+impl Severity {
+    pub fn status(self) -> Status {
+        match self {
+            Severity::Warn => Status::Warn,
+            Severity::Fail => Status::Fail,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.status().as_str()
+    }
+}
+
+/// One check's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub id: String,
+    pub kind: String,
+    pub category: String,
+    pub title: String,
+    pub severity: Severity,
+    pub status: Status,
+    pub message: String,
+    pub hint: Option<String>,
+    pub duration_ms: u64,
+    pub details: Map<String, Value>,
+}
+
+/// Where a variable the checks looked at came from. Never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VarUse {
+    pub name: String,
+    /// `process`, the env file's path, or `unset`.
+    pub source: String,
+    pub present: bool,
+    /// Length in bytes of the value (0 when unset); safe to show, unlike the value.
+    pub length: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub status: SummaryStatus,
+    pub pass: usize,
+    pub warn: usize,
+    pub fail: usize,
+    pub skip: usize,
+}
+
+/// The overall verdict: the gravest status of any check (`pass` when none warns or fails).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SummaryStatus {
+    #[default]
+    Pass,
+    Warn,
+    Fail,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub tool: &'static str,
+    pub version: &'static str,
+    pub schema_version: u32,
+    pub environment: String,
+    pub env_files: Vec<String>,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub summary: Summary,
+    pub checks: Vec<CheckResult>,
+    pub variables: Vec<VarUse>,
+}
+
+pub const TOOL: &str = "mockmate-diag";
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const SCHEMA_VERSION: u32 = 1;
+
+impl Summary {
+    pub fn of(checks: &[CheckResult]) -> Summary {
+        let mut s = Summary::default();
+        for c in checks {
+            match c.status {
+                Status::Pass => s.pass += 1,
+                Status::Warn => s.warn += 1,
+                Status::Fail => s.fail += 1,
+                Status::Skip => s.skip += 1,
+            }
+        }
+        s.status = if s.fail > 0 {
+            SummaryStatus::Fail
+        } else if s.warn > 0 {
+            SummaryStatus::Warn
+        } else {
+            SummaryStatus::Pass
+        };
+        s
+    }
+
+    /// `12 passed, 1 warning, 1 failed, 2 skipped`
+    pub fn line(&self) -> String {
+        let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        format!(
+            "{} passed, {}, {} failed, {} skipped",
+            self.pass,
+            plural(self.warn, "warning", "warnings"),
+            self.fail,
+            self.skip
+        )
+    }
+}
+
+/// Process exit codes: a documented contract for CI gates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// No check is at or above `--fail-on`.
+    Ok = 0,
+    /// At least one check is at or above `--fail-on`.
+    ChecksFailed = 1,
+    /// Usage or configuration error: bad flag, unknown check id, unreadable env file or manifest.
+    Usage = 2,
+}
+
+/// `--fail-on`: the lowest status that makes the run exit 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum FailOn {
+    #[default]
+    Fail,
+    Warn,
+}
+
+impl FailOn {
+    pub fn threshold(self) -> Status {
+        match self {
+            FailOn::Fail => Status::Fail,
+            FailOn::Warn => Status::Warn,
+        }
+    }
+
+    pub fn trips(self, status: Status) -> bool {
+        status >= self.threshold()
+    }
+}
+
+impl Report {
+    pub fn exit_code(&self, fail_on: FailOn) -> ExitCode {
+        if self.checks.iter().any(|c| fail_on.trips(c.status)) { ExitCode::ChecksFailed } else { ExitCode::Ok }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_line_pluralises_warnings() {
+        let s = Summary { status: SummaryStatus::Fail, pass: 12, warn: 1, fail: 1, skip: 2 };
+        assert_eq!(s.line(), "12 passed, 1 warning, 1 failed, 2 skipped");
+    }
+
+    #[test]
+    fn fail_on_thresholds() {
+        assert!(FailOn::Warn.trips(Status::Warn));
+        assert!(!FailOn::Fail.trips(Status::Warn));
+        assert!(FailOn::Fail.trips(Status::Fail));
+        assert!(!FailOn::Warn.trips(Status::Skip));
+    }
+}
