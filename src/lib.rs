@@ -9,3 +9,7 @@ pub mod manifest;
 pub mod probe;
 pub mod redact;
 pub mod report;
+pub mod app;
+pub mod cli;
+pub mod format;
+pub mod output;

@@ -1,0 +1,113 @@
+//! Report formats: each a pure `fn(&Report) -> String`. Writing (and redaction)
+//! happens in one place, `crate::output`.
+
+pub mod json;
+pub mod list;
+pub mod table;
+
+use std::time::Duration;
+
+use crate::report::Status;
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// A table for people at a terminal (the default).
+    #[default]
+    Table,
+    /// One JSON document (schema_version 1).
+    Json,
+}
+
+impl Format {
+    /// Machine formats never get progress output or colour.
+    pub fn is_machine(self) -> bool {
+        !matches!(self, Format::Table)
+    }
+}
+
+/// `12ms`, `1.25s`: short, stable, human.
+pub fn short_duration(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        let d = Duration::from_millis(ms);
+        format!("{:.2}s", d.as_secs_f64())
+    }
+}
+
+/// Upper-case status label, as in the table and Markdown.
+pub fn status_label(status: Status) -> &'static str {
+    match status {
+        Status::Pass => "PASS",
+        Status::Warn => "WARN",
+        Status::Fail => "FAIL",
+        Status::Skip => "SKIP",
+    }
+}
+
+/// The fixture report formatter tests snapshot: every status, fixed durations.
+#[cfg(test)]
+pub(crate) fn fixture() -> crate::report::Report {
+    use crate::report::{CheckResult, Report, SCHEMA_VERSION, Severity, Summary, TOOL, VarUse};
+    use serde_json::json;
+    let check = |id: &str, status: Status, severity: Severity, message: &str, hint: Option<&str>, ms: u64| CheckResult {
+        id: id.into(),
+        kind: id.into(),
+        category: id.split('.').next().unwrap_or(id).into(),
+        title: format!("Title of {id}"),
+        severity,
+        status,
+        message: message.into(),
+        hint: hint.map(Into::into),
+        duration_ms: ms,
+        details: serde_json::Map::new(),
+    };
+    let mut connect = check("postgres.connect", Status::Pass, Severity::Fail, "PostgreSQL 15.4 in 12ms (tls off)", None, 12);
+    connect.details = json!({"server_version": "15.4", "tls": false}).as_object().cloned().unwrap_or_default();
+    let checks = vec![
+        check("env.required", Status::Pass, Severity::Fail, "all 4 set", None, 0),
+        check(
+            "env.secrets",
+            Status::Fail,
+            Severity::Fail,
+            "JWT_SECRET is a known placeholder",
+            Some("generate one with `openssl rand -base64 48` | and restart"),
+            0,
+        ),
+        connect,
+        check(
+            "postgres.active_users",
+            Status::Fail,
+            Severity::Fail,
+            "no active users: every session insert fails with 23503",
+            Some("INSERT INTO users (id, email, first_name, last_name, credits, is_active, is_verified) VALUES (gen_random_uuid(), 'test@mock-mate.com', 'Test', 'User', 10, true, true);"),
+            3,
+        ),
+        check(
+            "redis.connect",
+            Status::Warn,
+            Severity::Warn,
+            "connection refused at 127.0.0.1:6379",
+            Some("start Redis or fix REDIS_URL; sessions still work without the cache"),
+            1,
+        ),
+        check("redis.memory", Status::Skip, Severity::Warn, "needs redis.connect, which is warn", None, 0),
+    ];
+    Report {
+        tool: TOOL,
+        version: "0.1.0",
+        schema_version: SCHEMA_VERSION,
+        environment: "production".into(),
+        env_files: vec![".env.production".into()],
+        started_at: "2026-11-29T10:00:00Z".into(),
+        duration_ms: 41,
+        summary: Summary::of(&checks),
+        checks,
+        variables: vec![
+            VarUse { name: "DATABASE_URL".into(), source: ".env.production".into(), present: true, length: 52 },
+            VarUse { name: "JWT_SECRET".into(), source: "process".into(), present: true, length: 6 },
+            VarUse { name: "REDIS_URL".into(), source: "unset".into(), present: false, length: 0 },
+        ],
+    }
+}
