@@ -562,7 +562,11 @@ fn connect_failure(target: &PgTarget, e: &tokio_postgres::Error) -> Failure {
         return Failure::new(format!("the server at {} closed the connection during startup", target.endpoint()))
             .with_hint("is this port really PostgreSQL? the server's log may say why it hung up");
     }
-    if text.starts_with("unexpected message") || text.starts_with("error parsing response") {
+    // tokio-postgres's words for bytes that are not PostgreSQL messages.
+    if text.starts_with("unexpected message")
+        || text.starts_with("error parsing response")
+        || text.contains("bytes remaining on stream")
+    {
         return Failure::new(format!(
             "the server at {} does not speak the PostgreSQL protocol ({text})",
             target.endpoint()

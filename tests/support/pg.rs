@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use super::tls::TestCa;
+use super::tls::{SERVER_SANS, TestCa};
 
 /// The cluster's superuser, created by initdb.
 pub const SUPERUSER: &str = "postgres";
@@ -68,6 +68,9 @@ host all all 127.0.0.1/32 scram-sha-256
 pub struct PgOptions {
     /// `ssl=on` with a fresh test CA's certificate and `HBA_TLS_ONLY`.
     pub tls: bool,
+    /// The names in the server certificate of a TLS cluster (default `SERVER_SANS`):
+    /// e.g. a name the test does not connect by, for host-name mismatch tests.
+    pub tls_sans: Option<Vec<String>>,
     /// Start after initdb (`false`: the test calls `start()` itself, later).
     pub no_start: bool,
 }
@@ -97,10 +100,7 @@ impl PgServer {
 
     /// A private TLS-only cluster, started.
     pub fn new_tls() -> PgServer {
-        PgServer::with(PgOptions {
-            tls: true,
-            ..PgOptions::default()
-        })
+        PgServer::with(PgOptions { tls: true, ..PgOptions::default() })
     }
 
     /// The plain cluster this test binary shares: use `create_db` per test.
@@ -128,11 +128,15 @@ impl PgServer {
         fs::create_dir(&socket_dir).expect("create the socket directory");
         let pwfile = root.join("pwfile");
         fs::write(&pwfile, SUPERUSER_PASSWORD).expect("write the password file");
-        let tls = options.tls.then(|| TestCa::generate(&root.join("certs")));
+        let tls = options.tls.then(|| {
+            let sans: Vec<&str> = match &options.tls_sans {
+                Some(sans) => sans.iter().map(String::as_str).collect(),
+                None => SERVER_SANS.to_vec(),
+            };
+            TestCa::generate_named(&root.join("certs"), "", &sans)
+        });
         if as_postgres {
-            run(Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&root));
+            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&root));
         }
 
         let mut initdb = command(as_postgres, &bindir.join("initdb"));
@@ -168,16 +172,10 @@ impl PgServer {
             ));
         }
         append(&datadir.join("postgresql.conf"), &conf);
-        let hba = if tls.is_some() {
-            HBA_TLS_ONLY
-        } else {
-            HBA_PLAIN
-        };
+        let hba = if tls.is_some() { HBA_TLS_ONLY } else { HBA_PLAIN };
         fs::write(datadir.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
         if as_postgres {
-            run(Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&root));
+            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&root));
         }
 
         let mut server = PgServer {
@@ -197,10 +195,7 @@ impl PgServer {
         // it: retry with another one.
         for attempt in 1..=3 {
             server.port = free_port();
-            append(
-                &server.datadir.join("postgresql.conf"),
-                &format!("port = {}\n", server.port),
-            );
+            append(&server.datadir.join("postgresql.conf"), &format!("port = {}\n", server.port));
             if options.no_start {
                 break;
             }
@@ -277,11 +272,7 @@ impl PgServer {
     /// Like `sql`, returning psql's error instead of panicking.
     pub fn try_sql(&self, db: &str, sql: &str) -> Result<String, String> {
         let psql = self.bindir.join("psql");
-        let psql = if psql.exists() {
-            psql
-        } else {
-            PathBuf::from("psql")
-        };
+        let psql = if psql.exists() { psql } else { PathBuf::from("psql") };
         let out = Command::new(psql)
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .arg("-h")
@@ -306,13 +297,7 @@ impl PgServer {
         let n = self.dbs.fetch_add(1, Ordering::SeqCst);
         let clean: String = name
             .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
             .take(40)
             .collect();
         let db = format!("{clean}_{n}");
@@ -332,23 +317,13 @@ impl PgServer {
     pub fn create_user(&self, user: &str, password: &str) {
         self.sql(
             "postgres",
-            &format!(
-                "CREATE ROLE \"{}\" LOGIN PASSWORD '{}'",
-                user.replace('"', "\"\""),
-                password.replace('\'', "''")
-            ),
+            &format!("CREATE ROLE \"{}\" LOGIN PASSWORD '{}'", user.replace('"', "\"\""), password.replace('\'', "''")),
         );
     }
 
     /// `postgresql://user:password@127.0.0.1:port/db`, percent-encoded.
     pub fn url(&self, user: &str, password: &str, db: &str) -> String {
-        format!(
-            "postgresql://{}:{}@127.0.0.1:{}/{}",
-            encode(user),
-            encode(password),
-            self.port,
-            encode(db)
-        )
+        format!("postgresql://{}:{}@127.0.0.1:{}/{}", encode(user), encode(password), self.port, encode(db))
     }
 
     /// The superuser's URL for `db`.
@@ -384,11 +359,7 @@ impl PgServer {
             root = self._dir.path().display(),
         );
         let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.arg("-c").arg(script).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         #[cfg(unix)]
         {
             // Its own process group: a Ctrl-C aimed at cargo test must not kill it first.
@@ -418,11 +389,7 @@ fn find_bindir() -> PathBuf {
     let has_initdb = |p: &Path| p.join("initdb").is_file() && p.join("pg_ctl").is_file();
     if let Some(dir) = std::env::var_os("PG_BINDIR") {
         let dir = PathBuf::from(dir);
-        assert!(
-            has_initdb(&dir),
-            "PG_BINDIR={} has no initdb/pg_ctl",
-            dir.display()
-        );
+        assert!(has_initdb(&dir), "PG_BINDIR={} has no initdb/pg_ctl", dir.display());
         return dir;
     }
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
@@ -455,11 +422,7 @@ fn find_bindir() -> PathBuf {
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
 /// initdb, pg_ctl and postgres refuse to run as root.
@@ -487,12 +450,9 @@ fn run(cmd: &mut Command) -> Output {
 
 fn append(path: &Path, text: &str) {
     use std::io::Write;
-    let mut file = fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    file.write_all(text.as_bytes())
-        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    let mut file =
+        fs::OpenOptions::new().append(true).open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    file.write_all(text.as_bytes()).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 /// A port nobody listens on right now.
@@ -505,9 +465,7 @@ pub fn free_port() -> u16 {
 pub fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -31,23 +31,14 @@ impl Tarpit {
             thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
-                        Ok((stream, _)) => {
-                            held.lock().unwrap_or_else(|e| e.into_inner()).push(stream)
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            thread::sleep(Duration::from_millis(10))
-                        }
+                        Ok((stream, _)) => held.lock().unwrap_or_else(|e| e.into_inner()).push(stream),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(10)),
                         Err(_) => thread::sleep(Duration::from_millis(10)),
                     }
                 }
             })
         };
-        Tarpit {
-            port,
-            stop,
-            held,
-            thread: Some(thread),
-        }
+        Tarpit { port, stop, held, thread: Some(thread) }
     }
 
     /// `127.0.0.1:port`.
