@@ -46,6 +46,18 @@ impl Ctx {
         }
     }
 
+    /// The run's one PostgreSQL session (connected by the first check that asks).
+    pub async fn postgres(&self) -> Result<Arc<crate::probe::postgres::PgSession>, crate::probe::Failure> {
+        let env = self.env.clone();
+        self.probes.postgres(&move |name: &str| env.get(name), self.timeout).await
+    }
+
+    /// The run's one Redis connection (connected by the first check that asks).
+    pub async fn redis(&self) -> Result<Arc<crate::probe::redis::RedisSession>, crate::probe::Failure> {
+        let env = self.env.clone();
+        self.probes.redis(&move |name: &str| env.get(name), self.timeout).await
+    }
+
     pub fn is_production(&self) -> bool {
         self.environment.eq_ignore_ascii_case("production")
     }

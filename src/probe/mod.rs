@@ -6,6 +6,12 @@
 pub mod postgres;
 pub mod redis;
 
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+
 /// Why a service could not be reached, in words an operator can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -30,6 +36,49 @@ impl Failure {
 /// Probes read configuration only through this, never through `std::env`.
 pub type EnvLookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Send + Sync);
 
+/// A connection being opened (or opened) once, awaited by every check that needs it.
+pub type SharedConnect<T> = Shared<BoxFuture<'static, Result<Arc<T>, Failure>>>;
+
 /// The run's shared connections, opened by the first check that asks.
+///
+/// The connect runs on its own task, so a check that gives up waiting (its
+/// deadline) does not cancel it for the others.
 #[derive(Default)]
-pub struct Probes {}
+pub struct Probes {
+    postgres: OnceLock<SharedConnect<postgres::PgSession>>,
+    redis: OnceLock<SharedConnect<redis::RedisSession>>,
+}
+
+impl Probes {
+    /// The PostgreSQL session, connecting on first use with `deadline`.
+    pub async fn postgres(&self, get: EnvLookup<'_>, deadline: Duration) -> Result<Arc<postgres::PgSession>, Failure> {
+        let fut = self.postgres.get_or_init(|| {
+            let target = postgres::PgTarget::from_env(get);
+            spawn_shared(async move { postgres::connect(&target?, deadline).await })
+        });
+        fut.clone().await
+    }
+
+    /// The Redis session, connecting on first use with `deadline`.
+    pub async fn redis(&self, get: EnvLookup<'_>, deadline: Duration) -> Result<Arc<redis::RedisSession>, Failure> {
+        let fut = self.redis.get_or_init(|| {
+            let target = redis::RedisTarget::from_env(get);
+            spawn_shared(async move { redis::connect(&target?, deadline).await })
+        });
+        fut.clone().await
+    }
+}
+
+fn spawn_shared<T: Send + Sync + 'static>(
+    connect: impl Future<Output = Result<T, Failure>> + Send + 'static,
+) -> SharedConnect<T> {
+    let task = tokio::spawn(connect);
+    async move {
+        match task.await {
+            Ok(result) => result.map(Arc::new),
+            Err(e) => Err(Failure::new(format!("internal error while connecting: {e}"))),
+        }
+    }
+    .boxed()
+    .shared()
+}
