@@ -169,7 +169,8 @@ async fn run_one(decl: CheckDecl, ctx: Arc<Ctx>) -> CheckResult {
         Ok(Err(_elapsed)) => Outcome::problem(format!("timed out after {}", humantime::format_duration(deadline)))
             .hint("the service did not answer in time: check it is up and reachable, or raise --timeout"),
         Err(join) if join.is_panic() => {
-            let msg = crate::redact::panic_message(&join.into_panic());
+            let payload = join.into_panic();
+            let msg = crate::redact::panic_message(&*payload);
             Outcome::fail(format!("internal error: the check panicked: {msg}"))
                 .hint("this is a bug in mockmate-diag: please report it with this output")
         }
@@ -201,5 +202,108 @@ fn finish(decl: &CheckDecl, outcome: Outcome, elapsed: Duration) -> CheckResult 
         hint,
         duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         details: outcome.details,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envctx::EnvSet;
+    use crate::kinds::{Check, KindDef};
+    use crate::report::Severity;
+
+    static TEST_KIND: KindDef = KindDef {
+        name: "test.kind",
+        title: "test",
+        description: "test",
+        build: |_| Err("not buildable".into()),
+    };
+
+    enum Behaviour {
+        Pass,
+        Problem,
+        Panic,
+        Sleep(Duration),
+    }
+
+    impl Check for Behaviour {
+        fn run<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
+            async move {
+                match self {
+                    Behaviour::Pass => Outcome::pass("ok"),
+                    Behaviour::Problem => Outcome::problem("broken").hint("fix it"),
+                    Behaviour::Panic => panic!("boom with postgres://u:hunter2@h/db"),
+                    Behaviour::Sleep(d) => {
+                        tokio::time::sleep(*d).await;
+                        Outcome::pass("slept")
+                    }
+                }
+            }
+            .boxed()
+        }
+    }
+
+    fn decl(id: &str, severity: Severity, needs: &[&str], b: Behaviour) -> CheckDecl {
+        CheckDecl {
+            id: id.into(),
+            kind: &TEST_KIND,
+            severity,
+            needs: needs.iter().map(|s| s.to_string()).collect(),
+            title: id.into(),
+            hint: None,
+            check: Arc::new(b),
+            origin: "test".into(),
+        }
+    }
+
+    async fn run_all(decls: &[CheckDecl], timeout: Duration) -> Vec<CheckResult> {
+        let ctx = Ctx::new(EnvView::new(Arc::new(EnvSet::default())), "test", timeout);
+        run(decls, &Selection::all(), Arc::new(ctx)).await
+    }
+
+    #[tokio::test]
+    async fn severity_needs_timeouts_and_panics_become_results_in_manifest_order() {
+        let decls = vec![
+            decl("a.dependent", Severity::Fail, &["b.broken"], Behaviour::Pass),
+            decl("b.broken", Severity::Warn, &[], Behaviour::Problem),
+            decl("c.slow", Severity::Fail, &[], Behaviour::Sleep(Duration::from_secs(30))),
+            decl("d.panics", Severity::Warn, &[], Behaviour::Panic),
+            decl("e.fine", Severity::Fail, &["c.slow"], Behaviour::Pass),
+            decl("f.after_fine", Severity::Fail, &["g.fine"], Behaviour::Pass),
+            decl("g.fine", Severity::Fail, &[], Behaviour::Pass),
+        ];
+        let results = run_all(&decls, Duration::from_millis(200)).await;
+        let ids: Vec<&str> = results.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["a.dependent", "b.broken", "c.slow", "d.panics", "e.fine", "f.after_fine", "g.fine"]);
+        let by = |id: &str| results.iter().find(|r| r.id == id).expect("present");
+        assert_eq!(by("b.broken").status, Status::Warn);
+        assert_eq!(by("b.broken").hint.as_deref(), Some("fix it"));
+        assert_eq!(by("a.dependent").status, Status::Skip);
+        assert_eq!(by("a.dependent").message, "needs b.broken, which is warn");
+        assert_eq!(by("c.slow").status, Status::Fail);
+        assert_eq!(by("c.slow").message, "timed out after 200ms");
+        assert_eq!(by("e.fine").status, Status::Skip);
+        // A panic is the check's failure, whatever its severity.
+        assert_eq!(by("d.panics").status, Status::Fail);
+        assert!(by("d.panics").message.starts_with("internal error: the check panicked: boom"), "{}", by("d.panics").message);
+        assert_eq!(by("f.after_fine").status, Status::Pass);
+    }
+
+    #[tokio::test]
+    async fn only_brings_what_a_check_needs_and_skip_wins() {
+        let decls = vec![
+            decl("a", Severity::Fail, &[], Behaviour::Pass),
+            decl("b", Severity::Fail, &["a"], Behaviour::Pass),
+            decl("c", Severity::Fail, &[], Behaviour::Pass),
+        ];
+        let sel = Selection::new(&decls, &["b".into()], &[]).expect("valid");
+        let ctx = Arc::new(Ctx::new(EnvView::new(Arc::new(EnvSet::default())), "test", Duration::from_secs(1)));
+        let r = run(&decls, &sel, ctx.clone()).await;
+        let statuses: Vec<Status> = r.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [Status::Pass, Status::Pass, Status::Skip]);
+        let sel = Selection::new(&decls, &["b".into()], &["a".into()]).expect("valid");
+        let r = run(&decls, &sel, ctx).await;
+        assert_eq!(r[1].message, "needs a, which is skip");
+        assert!(Selection::new(&decls, &["zz".into()], &[]).is_err());
     }
 }
