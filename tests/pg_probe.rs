@@ -101,6 +101,19 @@ async fn refused_port_names_host_and_port() {
 }
 
 #[tokio::test]
+async fn server_down_then_up_then_down() {
+    let pg = PgServer::with(PgOptions { no_start: true, ..PgOptions::default() });
+    let t = url_target(&pg.superuser_url("postgres"));
+    let refused = format!("connection refused at 127.0.0.1:{}", pg.port);
+    assert_eq!(connect_err(&t, DEADLINE).await.message, refused);
+    pg.start();
+    let session = connect_ok(&t).await;
+    pg.stop();
+    assert!(session.client.simple_query("SELECT 1").await.is_err());
+    assert_eq!(connect_err(&t, DEADLINE).await.message, refused);
+}
+
+#[tokio::test]
 async fn silent_server_costs_at_most_the_deadline() {
     let tarpit = Tarpit::start();
     let t = url_target(&format!("postgresql://app:pw@127.0.0.1:{}/db", tarpit.port));

@@ -360,7 +360,7 @@ const PHASE_STARTUP: u8 = 1;
 const PHASE_TLS: u8 = 2;
 const PHASE_SETUP: u8 = 3;
 
-// What the TLS layer saw (`TlsState`): nothing yet, or the negotiated version.
+// What the TLS layer saw: no handshake, a handshake of unknown version, or the version.
 const TLS_NONE: u8 = 0;
 const TLS_ON: u8 = 1;
 const TLS_12: u8 = 12;
