@@ -95,7 +95,7 @@ pub fn load(sources: &[Source]) -> Result<Vec<CheckDecl>, UsageError> {
     for src in sources {
         let at = |span: Range<usize>| position(&src.label, &src.text, span.start);
         let raw: RawFile = toml::from_str(&src.text).map_err(|e| {
-            let where_ = e.span().map(|s| at(s)).unwrap_or_else(|| src.label.clone());
+            let where_ = e.span().map(&at).unwrap_or_else(|| src.label.clone());
             UsageError::new(format!("{where_}: {}", e.message().trim()))
         })?;
         for entry in raw.check {
