@@ -106,7 +106,11 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
 
 /// The name becomes a file name (`.env.NAME`): no paths, no surprises.
 fn parse_env_name(s: &str) -> Result<String, String> {
-    if !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && !s.starts_with('.') {
+    if !s.is_empty()
+        && s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !s.starts_with('.')
+    {
         Ok(s.to_string())
     } else {
         Err("use letters, digits, '-', '_' or '.' (e.g. production)".into())

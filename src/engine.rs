@@ -212,12 +212,8 @@ mod tests {
     use crate::kinds::{Check, KindDef};
     use crate::report::Severity;
 
-    static TEST_KIND: KindDef = KindDef {
-        name: "test.kind",
-        title: "test",
-        description: "test",
-        build: |_| Err("not buildable".into()),
-    };
+    static TEST_KIND: KindDef =
+        KindDef { name: "test.kind", title: "test", description: "test", build: |_| Err("not buildable".into()) };
 
     enum Behaviour {
         Pass,
@@ -285,7 +281,11 @@ mod tests {
         assert_eq!(by("e.fine").status, Status::Skip);
         // A panic is the check's failure, whatever its severity.
         assert_eq!(by("d.panics").status, Status::Fail);
-        assert!(by("d.panics").message.starts_with("internal error: the check panicked: boom"), "{}", by("d.panics").message);
+        assert!(
+            by("d.panics").message.starts_with("internal error: the check panicked: boom"),
+            "{}",
+            by("d.panics").message
+        );
         assert_eq!(by("f.after_fine").status, Status::Pass);
     }
 

@@ -12,8 +12,9 @@ use mockmate_diag::report::ExitCode;
 fn main() -> std::process::ExitCode {
     // Exactly one rustls crypto provider, before anything builds a TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let vars: Vec<(String, String)> =
-        std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect();
+    let vars: Vec<(String, String)> = std::env::vars_os()
+        .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+        .collect();
     // Secrets of the process environment are known before the first byte is written.
     let redactor = Redactor::from_env(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     redact::install_global(&redactor);

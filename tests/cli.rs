@@ -13,7 +13,8 @@ const GOOD_ENV: &str = "NODE_ENV=production\nJWT_SECRET=Zq3v9LrT0pXy2Wn8KbD4sHf7
 #[test]
 fn empty_directory_in_production_fails_naming_each_missing_variable() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (code, report) = json_run(diag(dir.path()).args(["--env", "production", "--format", "json", "--only", "env.required"]));
+    let (code, report) =
+        json_run(diag(dir.path()).args(["--env", "production", "--format", "json", "--only", "env.required"]));
     assert_eq!(code, 1);
     let msg = check(&report, "env.required")["message"].as_str().unwrap_or_default();
     for var in ["NODE_ENV", "JWT_SECRET", "REDIS_URL", "DATABASE_URL", "DB_HOST", "DB_USER", "DB_PASSWORD", "DB_NAME"] {
@@ -39,7 +40,8 @@ fn table_is_the_default_format_and_exit_1_on_failure() {
 fn env_checks_pass_with_everything_in_the_env_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     fs::write(dir.path().join(".env.production"), GOOD_ENV).expect("write");
-    let (code, report) = json_run(diag(dir.path()).args(["--env", "production", "--format", "json", "--only", ENV_IDS]));
+    let (code, report) =
+        json_run(diag(dir.path()).args(["--env", "production", "--format", "json", "--only", ENV_IDS]));
     for id in ENV_IDS.split(',') {
         assert_eq!(status(&report, id), "pass", "{id}: {:#}", check(&report, id));
     }
@@ -52,9 +54,12 @@ fn process_environment_wins_and_sources_are_recorded_without_values() {
     let dir = tempfile::tempdir().expect("tempdir");
     fs::write(dir.path().join(".env.production"), GOOD_ENV).expect("write");
     fs::write(dir.path().join(".env"), "NODE_ENV=staging\nEXTRA=1\n").expect("write");
-    let (_, report) = json_run(
-        diag(dir.path()).env("NODE_ENV", "production").args(["--format", "json", "--only", "env.node_env,env.required"]),
-    );
+    let (_, report) = json_run(diag(dir.path()).env("NODE_ENV", "production").args([
+        "--format",
+        "json",
+        "--only",
+        "env.node_env,env.required",
+    ]));
     // --env defaults to NODE_ENV from the process.
     assert_eq!(report["environment"], "production");
     assert_eq!(status(&report, "env.node_env"), "pass");
@@ -69,8 +74,14 @@ fn process_environment_wins_and_sources_are_recorded_without_values() {
 #[test]
 fn node_env_mismatch_fails() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (code, report) =
-        json_run(diag(dir.path()).env("NODE_ENV", "development").args(["--env", "production", "--format", "json", "--only", "env.node_env"]));
+    let (code, report) = json_run(diag(dir.path()).env("NODE_ENV", "development").args([
+        "--env",
+        "production",
+        "--format",
+        "json",
+        "--only",
+        "env.node_env",
+    ]));
     assert_eq!(code, 1);
     assert_eq!(check(&report, "env.node_env")["message"], "NODE_ENV is \"development\" but --env is \"production\"");
 }
@@ -79,8 +90,16 @@ fn node_env_mismatch_fails() {
 fn explicit_env_file_is_loaded_and_must_exist() {
     let dir = tempfile::tempdir().expect("tempdir");
     fs::write(dir.path().join("ci.env"), GOOD_ENV).expect("write");
-    let (code, report) =
-        json_run(diag(dir.path()).args(["--env", "production", "--env-file", "ci.env", "--format", "json", "--only", ENV_IDS]));
+    let (code, report) = json_run(diag(dir.path()).args([
+        "--env",
+        "production",
+        "--env-file",
+        "ci.env",
+        "--format",
+        "json",
+        "--only",
+        ENV_IDS,
+    ]));
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["env_files"], serde_json::json!(["ci.env"]));
 
@@ -107,8 +126,16 @@ fn unparsable_env_file_names_file_and_line() {
 #[test]
 fn only_and_skip_select_checks_and_reject_unknown_ids() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_, report) =
-        json_run(diag(dir.path()).args(["--env", "production", "--format", "json", "--only", "env.required", "--skip", "env.required"]));
+    let (_, report) = json_run(diag(dir.path()).args([
+        "--env",
+        "production",
+        "--format",
+        "json",
+        "--only",
+        "env.required",
+        "--skip",
+        "env.required",
+    ]));
     assert_eq!(status(&report, "env.required"), "skip");
     assert_eq!(check(&report, "env.required")["message"], "skipped by --skip");
     assert_eq!(status(&report, "env.secrets"), "skip");
@@ -125,7 +152,9 @@ fn only_and_skip_select_checks_and_reject_unknown_ids() {
 #[test]
 fn bad_flags_are_usage_errors_on_one_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for args in [&["--timeout", "soon"][..], &["--format", "yaml"], &["--fail-on", "never"], &["--bogus"], &["--env", "../x"]] {
+    for args in
+        [&["--timeout", "soon"][..], &["--format", "yaml"], &["--fail-on", "never"], &["--bogus"], &["--env", "../x"]]
+    {
         let out = diag(dir.path()).args(args).output().expect("runs");
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?}");
@@ -151,7 +180,10 @@ fn manifest_errors_name_file_line_and_column() {
     let cases = [
         ("[[check]]\nid = \"x\"\nkind = \"nope\"\n", "extra.toml:3:8: unknown kind `nope`"),
         ("[[check]]\nid = \"x\"\nkind = \"env.required\"\nwat = 1\n", "extra.toml:4:1:"),
-        ("[[check]]\nid = \"env.required\"\nkind = \"env.required\"\n", "extra.toml:2:6: duplicate check id `env.required`"),
+        (
+            "[[check]]\nid = \"env.required\"\nkind = \"env.required\"\n",
+            "extra.toml:2:6: duplicate check id `env.required`",
+        ),
         ("[[check]]\nid = \"x\"\nkind = \"env.required\"\nneeds = [\"ghost\"]\n", "extra.toml:4:9:"),
     ];
     for (text, expected) in cases {
@@ -174,8 +206,16 @@ fn checks_directory_adds_instances_of_existing_kinds() {
         "[[check]]\nid = \"custom.api_keys\"\nkind = \"env.required\"\nseverity = \"warn\"\nvars = [\"STRIPE_KEY\"]\ndatabase = false\nneeds = [\"env.required\"]\n",
     )
     .expect("write");
-    let (code, report) =
-        json_run(diag(dir.path()).args(["--env", "production", "--checks", "checks.d", "--format", "json", "--only", "custom.api_keys"]));
+    let (code, report) = json_run(diag(dir.path()).args([
+        "--env",
+        "production",
+        "--checks",
+        "checks.d",
+        "--format",
+        "json",
+        "--only",
+        "custom.api_keys",
+    ]));
     // It needs env.required, which fails here: so it is skipped, with the reason.
     assert_eq!(code, 1);
     assert_eq!(check(&report, "custom.api_keys")["message"], "needs env.required, which is fail");

@@ -18,11 +18,8 @@ const SENTINELS: &[&str] = &[
 ];
 
 fn plant(dir: &Path, pg_port: u16, redis_port: u16) -> Vec<(&'static str, String)> {
-    fs::write(
-        dir.join(".env.production"),
-        format!("STRIPE_SECRET_KEY={}\nNODE_ENV=production\n", SENTINELS[5]),
-    )
-    .expect("write env file");
+    fs::write(dir.join(".env.production"), format!("STRIPE_SECRET_KEY={}\nNODE_ENV=production\n", SENTINELS[5]))
+        .expect("write env file");
     vec![
         ("JWT_SECRET", SENTINELS[0].to_string()),
         ("DB_PASSWORD", SENTINELS[1].to_string()),
@@ -94,7 +91,10 @@ fn secrets_in_env_files_are_redacted_too() {
     )
     .expect("write");
     for format in ["table", "json"] {
-        let out = diag(dir.path()).args(["--env", "production", "--format", format, "--timeout", "1s"]).output().expect("runs");
+        let out = diag(dir.path())
+            .args(["--env", "production", "--format", format, "--timeout", "1s"])
+            .output()
+            .expect("runs");
         assert_clean(format, &out);
     }
 }

@@ -55,8 +55,10 @@ mod tests {
     #[test]
     fn all_check_ids_and_kinds() {
         let decls = load(&[Source::builtin()]).expect("built-in manifest");
-        let ids: Vec<String> =
-            decls.iter().map(|d| format!("{} ({}, {}) needs {:?}", d.id, d.kind.name, d.severity.as_str(), d.needs)).collect();
+        let ids: Vec<String> = decls
+            .iter()
+            .map(|d| format!("{} ({}, {}) needs {:?}", d.id, d.kind.name, d.severity.as_str(), d.needs))
+            .collect();
         insta::assert_snapshot!(ids.join("\n"));
     }
 }

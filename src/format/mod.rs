@@ -51,19 +51,21 @@ pub fn status_label(status: Status) -> &'static str {
 pub(crate) fn fixture() -> crate::report::Report {
     use crate::report::{CheckResult, Report, SCHEMA_VERSION, Severity, Summary, TOOL, VarUse};
     use serde_json::json;
-    let check = |id: &str, status: Status, severity: Severity, message: &str, hint: Option<&str>, ms: u64| CheckResult {
-        id: id.into(),
-        kind: id.into(),
-        category: id.split('.').next().unwrap_or(id).into(),
-        title: format!("Title of {id}"),
-        severity,
-        status,
-        message: message.into(),
-        hint: hint.map(Into::into),
-        duration_ms: ms,
-        details: serde_json::Map::new(),
-    };
-    let mut connect = check("postgres.connect", Status::Pass, Severity::Fail, "PostgreSQL 15.4 in 12ms (tls off)", None, 12);
+    let check =
+        |id: &str, status: Status, severity: Severity, message: &str, hint: Option<&str>, ms: u64| CheckResult {
+            id: id.into(),
+            kind: id.into(),
+            category: id.split('.').next().unwrap_or(id).into(),
+            title: format!("Title of {id}"),
+            severity,
+            status,
+            message: message.into(),
+            hint: hint.map(Into::into),
+            duration_ms: ms,
+            details: serde_json::Map::new(),
+        };
+    let mut connect =
+        check("postgres.connect", Status::Pass, Severity::Fail, "PostgreSQL 15.4 in 12ms (tls off)", None, 12);
     connect.details = json!({"server_version": "15.4", "tls": false}).as_object().cloned().unwrap_or_default();
     let checks = vec![
         check("env.required", Status::Pass, Severity::Fail, "all 4 set", None, 0),
@@ -81,7 +83,9 @@ pub(crate) fn fixture() -> crate::report::Report {
             Status::Fail,
             Severity::Fail,
             "no active users: every session insert fails with 23503",
-            Some("INSERT INTO users (id, email, first_name, last_name, credits, is_active, is_verified) VALUES (gen_random_uuid(), 'test@mock-mate.com', 'Test', 'User', 10, true, true);"),
+            Some(
+                "INSERT INTO users (id, email, first_name, last_name, credits, is_active, is_verified) VALUES (gen_random_uuid(), 'test@mock-mate.com', 'Test', 'User', 10, true, true);",
+            ),
             3,
         ),
         check(
