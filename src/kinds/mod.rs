@@ -15,6 +15,10 @@ pub mod env_node_env;
 pub mod env_redis_url;
 pub mod env_required;
 pub mod env_secrets;
+// postgres kinds (issue 3) — one `pub mod` per kind, here
+// end postgres kinds
+// redis kinds (issue 4) — one `pub mod` per kind, here
+// end redis kinds
 
 /// What a check found, before the engine applies the check's severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
