@@ -248,8 +248,8 @@ enum Phase {
     Resolve,
     TcpConnect,
     TlsHandshake,
-    Auth,
-    Ping,
+    /// Waiting for the reply to this command.
+    Reply(&'static str),
 }
 
 /// Connect, AUTH, PING (a connection without AUTH "succeeds" and only the first command says NOAUTH), INFO, all under `deadline`.
@@ -301,11 +301,13 @@ async fn connect_steps(target: &RedisTarget, deadline: Duration, phase: &mut Pha
         }
     };
 
-    *phase = Phase::Auth;
-    login(target, &conn).await?;
+    if target.password.is_some() || target.db != 0 {
+        *phase = Phase::Reply(if target.password.is_some() { "AUTH" } else { "SELECT" });
+        login(target, &conn, deadline).await?;
+    }
 
-    *phase = Phase::Ping;
-    let (latencies, info_text) = ping_and_info(target, &conn).await?;
+    *phase = Phase::Reply("PING");
+    let (latencies, info_text) = ping_and_info(target, &conn, deadline).await?;
 
     let info_fields = parse_info(&info_text);
     let field = |name: &str| info_fields.get(name).cloned();
@@ -360,7 +362,7 @@ where
 }
 
 /// AUTH (when REDIS_URL has a password) and SELECT (when it names a database).
-async fn login(target: &RedisTarget, conn: &MultiplexedConnection) -> Result<(), Failure> {
+async fn login(target: &RedisTarget, conn: &MultiplexedConnection, deadline: Duration) -> Result<(), Failure> {
     let addr = target.addr();
     let auth = async {
         let Some(password) = &target.password else { return Ok(Value::Okay) };
@@ -392,7 +394,7 @@ async fn login(target: &RedisTarget, conn: &MultiplexedConnection) -> Result<(),
         };
         return Err(match code {
             "WRONGPASS" => Failure::new(words).with_hint(user_hint),
-            _ if is_transport(&e) => transport_failure(target, &e, "AUTH"),
+            _ if is_transport(&e) => transport_failure(target, &e, "AUTH", deadline),
             _ if words.contains("without any password configured") => Failure::new(words).with_hint(format!(
                 "the server at {addr} has no password: remove it from REDIS_URL, or set requirepass on the server"
             )),
@@ -401,7 +403,7 @@ async fn login(target: &RedisTarget, conn: &MultiplexedConnection) -> Result<(),
     }
     if let Err(e) = select {
         if is_transport(&e) {
-            return Err(transport_failure(target, &e, "SELECT"));
+            return Err(transport_failure(target, &e, "SELECT", deadline));
         }
         return Err(noauth_failure(target, &e).unwrap_or_else(|| {
             Failure::new(format!("SELECT {} failed: {}", target.db, server_words(&e))).with_hint(
@@ -413,7 +415,11 @@ async fn login(target: &RedisTarget, conn: &MultiplexedConnection) -> Result<(),
 }
 
 /// PINGs for latency and INFO, all in one pipelined round.
-async fn ping_and_info(target: &RedisTarget, conn: &MultiplexedConnection) -> Result<(Vec<f64>, String), Failure> {
+async fn ping_and_info(
+    target: &RedisTarget,
+    conn: &MultiplexedConnection,
+    deadline: Duration,
+) -> Result<(Vec<f64>, String), Failure> {
     let pings = (0..PINGS).map(|_| {
         let conn = conn.clone();
         async move {
@@ -429,10 +435,10 @@ async fn ping_and_info(target: &RedisTarget, conn: &MultiplexedConnection) -> Re
     for ping in pings {
         match ping {
             Ok(ms) => latencies.push(ms),
-            Err(e) => return Err(command_failure(target, &e, "PING")),
+            Err(e) => return Err(command_failure(target, &e, "PING", deadline)),
         }
     }
-    let info = info.map_err(|e| command_failure(target, &e, "INFO"))?;
+    let info = info.map_err(|e| command_failure(target, &e, "INFO", deadline))?;
     let text = match info {
         Value::BulkString(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Value::VerbatimString { text, .. } | Value::SimpleString(text) => text,
@@ -454,6 +460,8 @@ async fn send(mut conn: MultiplexedConnection, cmd: redis::Cmd) -> Result<Value,
 /// `CODE: detail`, as the server said it.
 fn server_words(e: &RedisError) -> String {
     match (e.code(), e.detail()) {
+        // Plain ERR carries no information beyond its text.
+        (Some("ERR"), Some(detail)) => detail.to_owned(),
         (Some(code), Some(detail)) => format!("{code}: {detail}"),
         (Some(code), None) => code.to_owned(),
         _ => e.to_string(),
@@ -474,23 +482,24 @@ fn noauth_failure(target: &RedisTarget, e: &RedisError) -> Option<Failure> {
     })
 }
 
-fn command_failure(target: &RedisTarget, e: &RedisError, command: &str) -> Failure {
+fn command_failure(target: &RedisTarget, e: &RedisError, command: &'static str, deadline: Duration) -> Failure {
     if let Some(f) = noauth_failure(target, e) {
         return f;
     }
     if is_transport(e) {
-        return transport_failure(target, e, command);
+        return transport_failure(target, e, command, deadline);
     }
     Failure::new(format!("{command} failed: {}", server_words(e)))
         .with_hint("the server refused a read-only command; check its state (LOADING, ACL rules)")
 }
 
 /// The connection broke or stalled while a command was in flight.
-fn transport_failure(target: &RedisTarget, e: &RedisError, command: &str) -> Failure {
+fn transport_failure(target: &RedisTarget, e: &RedisError, command: &'static str, deadline: Duration) -> Failure {
     let addr = target.addr();
+    // The crate's response timeout is the deadline too and may fire first:
+    // report it exactly like the outer timeout.
     if e.is_timeout() {
-        return Failure::new(format!("timed out waiting for {command} reply from {addr}"))
-            .with_hint(silent_server_hint(target));
+        return timeout_failure(target, deadline, Phase::Reply(command));
     }
     let plain_hint = match target.tls {
         RedisTls::Off => "if the server only accepts TLS, use rediss:// in REDIS_URL",
@@ -521,10 +530,10 @@ fn timeout_failure(target: &RedisTarget, deadline: Duration, phase: Phase) -> Fa
             .with_hint(format!(
                 "{addr} accepted TCP but did not complete TLS: if it is a plain-text Redis port, use redis:// instead of rediss://"
             )),
-        Phase::Auth => Failure::new(format!("timed out after {after} waiting for AUTH reply from {addr}"))
-            .with_hint(silent_server_hint(target)),
-        Phase::Ping => Failure::new(format!("timed out after {after} waiting for PING reply from {addr}"))
-            .with_hint(silent_server_hint(target)),
+        Phase::Reply(command) => {
+            Failure::new(format!("timed out after {after} waiting for {command} reply from {addr}"))
+                .with_hint(silent_server_hint(target))
+        }
     }
 }
 
@@ -532,14 +541,20 @@ fn timeout_failure(target: &RedisTarget, deadline: Duration, phase: Phase) -> Fa
 fn tls_failure(target: &RedisTarget, e: &io::Error) -> Failure {
     let addr = target.addr();
     let rustls_error = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    let ca_hint = "set REDIS_CA_CERT to the PEM file of the CA that signed the server certificate (or use rediss://…#insecure to skip the check, never in production)";
+    let ca_hint = match &target.tls {
+        RedisTls::Verify { ca: Some(ca) } => format!(
+            "the server certificate is not signed by REDIS_CA_CERT ({}): point it at the CA that signed the server certificate",
+            ca.display()
+        ),
+        _ => "set REDIS_CA_CERT to the PEM file of the CA that signed the server certificate (or use rediss://…#insecure to skip the check, never in production)".to_owned(),
+    };
     let plain_hint = format!("{addr} does not speak TLS: use redis:// or the server's TLS port (often 6380)");
     match rustls_error {
         Some(rustls::Error::InvalidCertificate(cert)) => match cert {
-            CertificateError::UnknownIssuer | CertificateError::BadSignature => {
-                Failure::new(format!("TLS handshake with {addr} failed: certificate not trusted ({cert:?})"))
-                    .with_hint(ca_hint)
-            }
+            CertificateError::UnknownIssuer => Failure::new(format!(
+                "TLS handshake with {addr} failed: certificate not trusted (signed by an unknown CA)"
+            ))
+            .with_hint(ca_hint),
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => Failure::new(
                 format!("TLS handshake with {addr} failed: certificate is not valid for '{}'", target.host),
             )
