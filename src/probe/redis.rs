@@ -285,6 +285,10 @@ async fn connect_steps(target: &RedisTarget, deadline: Duration, phase: &mut Pha
     *phase = Phase::TcpConnect;
     let tcp = tcp_connect(&addrs, &addr).await?;
 
+    // The crate's defaults (1 s connect, 0.5 s response) would cut a slow but
+    // healthy server short. Its connection timeout only governs dialling, which
+    // we do ourselves under the outer timeout; set it anyway so the config never
+    // carries the default.
     let config =
         AsyncConnectionConfig::new().set_connection_timeout(Some(deadline)).set_response_timeout(Some(deadline));
     let conn = match tls_config {
@@ -786,6 +790,13 @@ mod tests {
             assert!(!format!("{f:?}").contains("hunter2"), "{u}: {f:?}");
         }
         assert_eq!(t.scrub("echo hunter2-sentinel".into()), "echo <redacted>");
+    }
+
+    #[test]
+    fn connect_can_run_on_any_worker_thread() {
+        fn assert_send<T: Send>(_: &T) {}
+        let t = url("redis://h").unwrap();
+        assert_send(&connect(&t, Duration::from_secs(1)));
     }
 
     #[test]
