@@ -1,19 +1,24 @@
 //! One invocation, from parsed arguments to an exit code. `main` only wires
 //! this to the real process (arguments, environment, stdout/stderr).
 
+use std::fs::File;
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::cli::{Cli, Command, ListArgs, RunArgs};
-use crate::engine::{self, Ctx, Selection};
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command, ListArgs, ReportTarget, RunArgs};
+use crate::engine::{self, Ctx, Observer, Selection};
 use crate::envctx::{EnvSet, EnvView};
 use crate::error::UsageError;
 use crate::format::{self, Format};
 use crate::manifest::{self, CheckDecl, Source};
 use crate::output::Output;
+use crate::progress::Progress;
 use crate::redact::Redactor;
-use crate::report::{ExitCode, Report, SCHEMA_VERSION, Summary, TOOL, VERSION};
+use crate::report::{CheckResult, ExitCode, FailOn, Report, SCHEMA_VERSION, Status, Summary, TOOL, VERSION};
 
 /// The process's inputs, so tests and `main` drive the same code.
 pub struct Process<'a> {
@@ -21,10 +26,30 @@ pub struct Process<'a> {
     pub cwd: &'a Path,
 }
 
+impl Process<'_> {
+    fn var(&self, name: &str) -> Option<&str> {
+        self.vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
 pub fn execute(cli: Cli, process: Process<'_>, out: &mut Output) -> Result<ExitCode, UsageError> {
     match cli.command {
         Some(Command::List(args)) => list(&args, out),
         Some(Command::Run(args)) => run(args, process, out),
+        Some(Command::Completions { shell }) => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mockmate-diag", &mut buf);
+            out.stdout_plain(&String::from_utf8_lossy(&buf));
+            Ok(ExitCode::Ok)
+        }
+        Some(Command::Man) => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut buf)
+                .map_err(|e| UsageError::new(format!("cannot render the man page: {e}")))?;
+            out.stdout_plain(&String::from_utf8_lossy(&buf));
+            Ok(ExitCode::Ok)
+        }
         None => run(cli.run, process, out),
     }
 }
@@ -42,18 +67,45 @@ fn list(args: &ListArgs, out: &mut Output) -> Result<ExitCode, UsageError> {
     match args.format {
         Format::Table => out.stdout(&format::list::table(&decls)),
         Format::Json => out.stdout_plain(&format::list::json(&decls)),
+        Format::Markdown => out.stdout_plain(&format::list::markdown(&decls)),
+        Format::Junit => return Err(UsageError::new("list: --format junit is for runs; use table, json or markdown")),
     }
     Ok(ExitCode::Ok)
+}
+
+/// Renders `report` in `format`: the one dispatch over formats.
+fn render(report: &Report, format: Format, fail_on: FailOn, width: Option<u16>) -> String {
+    match format {
+        Format::Table => format::table::format(report, width),
+        Format::Json => format::json::format(report),
+        Format::Markdown => format::markdown::format(report),
+        Format::Junit => format::junit::format(report, fail_on),
+    }
+}
+
+/// Opens every `--report` file before any check runs: a bad path is a usage error, not a lost artifact.
+fn open_reports(targets: &[ReportTarget]) -> Result<Vec<(Format, File, String)>, UsageError> {
+    targets
+        .iter()
+        .map(|t| {
+            let label = t.path.display().to_string();
+            File::create(&t.path)
+                .map(|f| (t.format, f, label.clone()))
+                .map_err(|e| UsageError::new(format!("--report {label}: cannot write: {e}")))
+        })
+        .collect()
 }
 
 fn run(args: RunArgs, process: Process<'_>, out: &mut Output) -> Result<ExitCode, UsageError> {
     let environment = args
         .env
         .clone()
-        .or_else(|| process.vars.iter().find(|(k, _)| k == "NODE_ENV").map(|(_, v)| v.trim().to_string()))
+        .or_else(|| process.var("NODE_ENV").map(|v| v.trim().to_string()))
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "development".to_string());
-    let set = EnvSet::load(process.vars, process.cwd, &environment, &args.env_file)?;
+    let in_ci = process.var("CI").is_some_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"));
+    let cwd = process.cwd;
+    let set = EnvSet::load(process.vars, cwd, &environment, &args.env_file)?;
     // From here on the redactor knows the secrets of the env files too.
     let mut redactor = out.redactor().clone();
     redactor.extend(&Redactor::from_env(set.iter()));
@@ -61,40 +113,137 @@ fn run(args: RunArgs, process: Process<'_>, out: &mut Output) -> Result<ExitCode
 
     let decls = load_manifests(&args.checks)?;
     let selection = Selection::new(&decls, &args.only, &args.skip)?;
+    let mut report_files = open_reports(&args.report)?;
     let set = Arc::new(set);
     let view = EnvView::new(set.clone());
-    let mut ctx = Ctx::new(view.clone(), environment.clone(), args.timeout);
-    ctx.allow_writes = args.allow_writes;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| UsageError::new(format!("cannot start the async runtime: {e}")))?;
+    let show_progress = args.format == Format::Table
+        && !in_ci
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && out.stdout_is_terminal();
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let clock = Instant::now();
-    let checks = runtime.block_on(engine::run(&decls, &selection, Arc::new(ctx)));
+
+    let attempt = |selection: &Selection| {
+        let mut ctx = Ctx::new(view.clone(), environment.clone(), args.timeout);
+        ctx.allow_writes = args.allow_writes;
+        let observer: Arc<dyn Observer> = if show_progress {
+            Arc::new(Progress::new(decls.iter().filter(|d| selection.runs(&d.id)).count()))
+        } else {
+            Arc::new(NoProgress)
+        };
+        let results = runtime.block_on(engine::run_observed(&decls, selection, Arc::new(ctx), observer.clone()));
+        drop(observer);
+        results
+    };
+    let mut checks = attempt(&selection);
+    if let Some(wait) = args.wait {
+        checks = wait_until_settled(&decls, &args, checks, clock + wait, out, attempt);
+    }
+
     let report = Report {
         tool: TOOL,
         version: VERSION,
         schema_version: SCHEMA_VERSION,
-        environment,
+        environment: environment.clone(),
         env_files: set.files().to_vec(),
         started_at,
+        os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
         duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
         summary: Summary::of(&checks),
         checks,
         variables: view.uses(),
     };
     // Connections close with the runtime; never wait on a hung server's goodbye.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
-    match args.format {
-        Format::Table => {
-            let width = terminal_width(out);
-            out.stdout(&format::table::format(&report, width));
-        }
-        Format::Json => out.stdout_plain(&format::json::format(&report)),
+    runtime.shutdown_timeout(Duration::from_millis(100));
+
+    let width = terminal_width(out);
+    for (format, file, label) in &mut report_files {
+        let text = render(&report, *format, args.fail_on, None);
+        let clean = out.redactor().redact(&text).into_owned();
+        file.write_all(clean.as_bytes())
+            .map_err(|e| UsageError::new(format!("--report {label}: cannot write: {e}")))?;
+    }
+    let text = render(&report, args.format, args.fail_on, width);
+    if args.format == Format::Table {
+        out.stdout(&text);
+    } else {
+        out.stdout_plain(&text);
     }
     Ok(report.exit_code(args.fail_on))
+}
+
+/// `--wait`: re-runs what keeps the gate closed — service checks at or above
+/// `--fail-on`, and checks skipped because something they need did not pass —
+/// with exponential backoff (250 ms doubling to 5 s) until none is left or the
+/// deadline passes. Skips by choice (`--skip`, read-only runs) are final.
+fn wait_until_settled(
+    decls: &[CheckDecl],
+    args: &RunArgs,
+    mut checks: Vec<CheckResult>,
+    deadline: Instant,
+    out: &Output,
+    attempt: impl Fn(&Selection) -> Vec<CheckResult>,
+) -> Vec<CheckResult> {
+    let mut backoff = Duration::from_millis(250);
+    for n in 2.. {
+        let retry: Vec<&CheckResult> =
+            checks.iter().filter(|c| worth_retrying(&c.id, decls, &checks, args.fail_on)).collect();
+        let now = Instant::now();
+        if retry.is_empty() || now >= deadline {
+            break;
+        }
+        let pause = backoff.min(deadline - now);
+        let failing: Vec<String> =
+            retry.iter().filter(|c| c.status != Status::Skip).map(|c| format!("{} ({})", c.id, c.message)).collect();
+        out.stderr(&format!(
+            "mockmate-diag: waiting: attempt {} still failing: {}; retrying in {}\n",
+            n - 1,
+            failing.join("; "),
+            humantime::format_duration(Duration::from_millis(pause.as_millis() as u64))
+        ));
+        std::thread::sleep(pause);
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+        let ids: Vec<String> = retry.iter().map(|c| c.id.clone()).collect();
+        let Ok(selection) = Selection::new(decls, &ids, &args.skip) else { break };
+        for fresh in attempt(&selection) {
+            if selection.runs(&fresh.id)
+                && let Some(slot) = checks.iter_mut().find(|c| c.id == fresh.id)
+            {
+                *slot = fresh;
+            }
+        }
+    }
+    checks
+}
+
+/// Whether another attempt could change this check's result: a service check
+/// that trips `--fail-on`, or one skipped because a need worth retrying failed.
+/// The environment is read once per run, so env checks never qualify.
+fn worth_retrying(id: &str, decls: &[CheckDecl], checks: &[CheckResult], fail_on: FailOn) -> bool {
+    let (Some(decl), Some(result)) = (decls.iter().find(|d| d.id == id), checks.iter().find(|c| c.id == id)) else {
+        return false;
+    };
+    if decl.kind.category() == "env" {
+        return false;
+    }
+    fail_on.trips(result.status)
+        || (result.status == Status::Skip
+            && decl.needs.iter().any(|need| {
+                checks.iter().any(|c| &c.id == need && c.status != Status::Pass)
+                    && worth_retrying(need, decls, checks, fail_on)
+            }))
+}
+
+struct NoProgress;
+
+impl Observer for NoProgress {
+    fn started(&self, _: &str) {}
+    fn finished(&self, _: &CheckResult) {}
 }
 
 fn terminal_width(out: &Output) -> Option<u16> {

@@ -14,9 +14,11 @@ use crate::report::FailOn;
 
 pub const EXAMPLES: &str = "\
 Examples:
-  Ops, on a server:          mockmate-diag --env production
-  CI gate before a deploy:   mockmate-diag --env production --format json --fail-on warn
-  Support ticket:            mockmate-diag --env production --format json > report.json";
+  Ops, on a server:         mockmate-diag --env production
+  CI gate before a deploy:  mockmate-diag --env production --wait 60s --format junit --report json=report.json > report.xml
+  Support ticket:           mockmate-diag --env production --format markdown > report.md   (paste it: secrets are removed)
+
+Exit codes: 0 nothing at or above --fail-on, 1 something is, 2 usage or configuration error.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,6 +42,13 @@ pub enum Command {
     Run(RunArgs),
     /// List the checks a run would execute
     List(ListArgs),
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -83,6 +92,31 @@ pub struct RunArgs {
     /// When to use colour
     #[arg(long, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
     pub color: ColorWhen,
+
+    /// Re-run what fails, with backoff, until the gate passes or DURATION is up (deploy pipelines)
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub wait: Option<Duration>,
+
+    /// Also write a report to a file, e.g. junit=report.xml, markdown=report.md (repeatable)
+    #[arg(long, value_name = "FORMAT=PATH", value_parser = parse_report)]
+    pub report: Vec<ReportTarget>,
+}
+
+/// `--report FORMAT=PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportTarget {
+    pub format: Format,
+    pub path: PathBuf,
+}
+
+fn parse_report(s: &str) -> Result<ReportTarget, String> {
+    let (format, path) = s.split_once('=').ok_or("expected FORMAT=PATH, e.g. junit=report.xml")?;
+    let format = <Format as clap::ValueEnum>::from_str(format, true)
+        .map_err(|_| format!("unknown format `{format}` (table, json, markdown, junit)"))?;
+    if path.is_empty() {
+        return Err("expected FORMAT=PATH, e.g. junit=report.xml".into());
+    }
+    Ok(ReportTarget { format, path: PathBuf::from(path) })
 }
 
 #[derive(Debug, Args, Clone)]
@@ -141,5 +175,21 @@ mod tests {
         assert!(Cli::try_parse_from(["mockmate-diag", "--timeout", "0s"]).is_err());
         assert!(Cli::try_parse_from(["mockmate-diag", "--timeout", "soon"]).is_err());
         assert!(Cli::try_parse_from(["mockmate-diag", "--env", "../etc"]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+
+    #[test]
+    fn report_targets_parse() {
+        assert_eq!(
+            parse_report("junit=out/report.xml"),
+            Ok(ReportTarget { format: Format::Junit, path: "out/report.xml".into() })
+        );
+        assert!(parse_report("yaml=x").is_err());
+        assert!(parse_report("report.xml").is_err());
+        assert!(parse_report("json=").is_err());
     }
 }

@@ -107,6 +107,11 @@ impl Selection {
         Selection::default()
     }
 
+    /// Whether `id` runs (is neither deselected nor skipped).
+    pub fn runs(&self, id: &str) -> bool {
+        !self.skipped.contains_key(id)
+    }
+
     fn skip_reason(&self, id: &str) -> Option<&'static str> {
         self.skipped.get(id).copied()
     }
@@ -114,8 +119,31 @@ impl Selection {
 
 type SharedResult = Shared<BoxFuture<'static, CheckResult>>;
 
+/// Sees checks start and finish (the terminal progress line).
+pub trait Observer: Send + Sync {
+    fn started(&self, id: &str);
+    fn finished(&self, result: &CheckResult);
+}
+
+struct Quiet;
+
+impl Observer for Quiet {
+    fn started(&self, _: &str) {}
+    fn finished(&self, _: &CheckResult) {}
+}
+
 /// Runs `decls` under `selection`; results in manifest order.
 pub async fn run(decls: &[CheckDecl], selection: &Selection, ctx: Arc<Ctx>) -> Vec<CheckResult> {
+    run_observed(decls, selection, ctx, Arc::new(Quiet)).await
+}
+
+/// [`run`], telling `observer` as checks start and finish.
+pub async fn run_observed(
+    decls: &[CheckDecl],
+    selection: &Selection,
+    ctx: Arc<Ctx>,
+    observer: Arc<dyn Observer>,
+) -> Vec<CheckResult> {
     let by_id: HashMap<&str, &CheckDecl> = decls.iter().map(|d| (d.id.as_str(), d)).collect();
     let mut futures: HashMap<String, SharedResult> = HashMap::new();
     // Build in dependency order (the manifest loader rejected cycles).
@@ -124,6 +152,7 @@ pub async fn run(decls: &[CheckDecl], selection: &Selection, ctx: Arc<Ctx>) -> V
         by_id: &HashMap<&str, &CheckDecl>,
         selection: &Selection,
         ctx: &Arc<Ctx>,
+        observer: &Arc<dyn Observer>,
         futures: &mut HashMap<String, SharedResult>,
     ) -> Option<SharedResult> {
         if let Some(f) = futures.get(id) {
@@ -133,10 +162,11 @@ pub async fn run(decls: &[CheckDecl], selection: &Selection, ctx: Arc<Ctx>) -> V
         let deps: Vec<(String, SharedResult)> = decl
             .needs
             .iter()
-            .filter_map(|n| build(n, by_id, selection, ctx, futures).map(|f| (n.clone(), f)))
+            .filter_map(|n| build(n, by_id, selection, ctx, observer, futures).map(|f| (n.clone(), f)))
             .collect();
         let skip = selection.skip_reason(id);
         let ctx = ctx.clone();
+        let observer = observer.clone();
         let fut = async move {
             if let Some(reason) = skip {
                 return finish(&decl, Outcome::skip(reason), Duration::ZERO);
@@ -146,7 +176,10 @@ pub async fn run(decls: &[CheckDecl], selection: &Selection, ctx: Arc<Ctx>) -> V
                 let why = format!("needs {need}, which is {}", status.as_str());
                 return finish(&decl, Outcome::skip(why), Duration::ZERO);
             }
-            run_one(decl, ctx).await
+            observer.started(&decl.id);
+            let result = run_one(decl, ctx).await;
+            observer.finished(&result);
+            result
         }
         .boxed()
         .shared();
@@ -154,7 +187,7 @@ pub async fn run(decls: &[CheckDecl], selection: &Selection, ctx: Arc<Ctx>) -> V
         Some(fut)
     }
     let ordered: Vec<SharedResult> =
-        decls.iter().filter_map(|d| build(&d.id, &by_id, selection, &ctx, &mut futures)).collect();
+        decls.iter().filter_map(|d| build(&d.id, &by_id, selection, &ctx, &observer, &mut futures)).collect();
     join_all(ordered).await
 }
 

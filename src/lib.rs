@@ -11,5 +11,6 @@ pub mod kinds;
 pub mod manifest;
 pub mod output;
 pub mod probe;
+pub mod progress;
 pub mod redact;
 pub mod report;

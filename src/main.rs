@@ -26,7 +26,7 @@ fn main() -> std::process::ExitCode {
     };
     let color = match &cli.command {
         Some(mockmate_diag::cli::Command::Run(a)) => a.color,
-        Some(mockmate_diag::cli::Command::List(_)) => ColorWhen::Auto,
+        Some(_) => ColorWhen::Auto,
         None => cli.run.color,
     };
     let mut out = Output::new(redactor, color);

@@ -102,6 +102,8 @@ pub struct Report {
     pub environment: String,
     pub env_files: Vec<String>,
     pub started_at: String,
+    /// `linux x86_64`: where the tool ran.
+    pub os: String,
     pub duration_ms: u64,
     pub summary: Summary,
     pub checks: Vec<CheckResult>,

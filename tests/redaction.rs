@@ -57,6 +57,26 @@ fn no_sentinel_in_any_format_or_error_path() {
         ("table", vec!["--env", "production", "--timeout", "2s"]),
         ("json", vec!["--env", "production", "--format", "json", "--timeout", "2s"]),
         ("color", vec!["--env", "production", "--color", "always", "--timeout", "2s"]),
+        ("markdown", vec!["--env", "production", "--format", "markdown", "--timeout", "2s"]),
+        ("junit", vec!["--env", "production", "--format", "junit", "--fail-on", "warn", "--timeout", "2s"]),
+        (
+            "report files",
+            vec![
+                "--env",
+                "production",
+                "--timeout",
+                "2s",
+                "--report",
+                "json=r.json",
+                "--report",
+                "junit=r.xml",
+                "--report",
+                "markdown=r.md",
+                "--report",
+                "table=r.txt",
+            ],
+        ),
+        ("wait", vec!["--env", "production", "--format", "json", "--timeout", "500ms", "--wait", "1s"]),
         ("list", vec!["list"]),
         ("help", vec!["--help"]),
         ("run help", vec!["run", "--help"]),
@@ -67,6 +87,11 @@ fn no_sentinel_in_any_format_or_error_path() {
     for (what, args) in runs {
         let out = diag(dir.path()).envs(vars.iter().map(|(k, v)| (*k, v.as_str()))).args(&args).output().expect("runs");
         assert_clean(what, &out);
+    }
+    for file in ["r.json", "r.xml", "r.md", "r.txt"] {
+        let text = fs::read_to_string(dir.path().join(file)).expect("report file written");
+        assert!(!text.is_empty(), "{file} is empty");
+        assert!(!text.contains("S3NTINEL"), "{file}: a sentinel leaked:\n{text}");
     }
 }
 

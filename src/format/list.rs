@@ -41,6 +41,16 @@ pub fn table(decls: &[CheckDecl]) -> String {
     format!("{t}\n")
 }
 
+/// The table of checks the README includes.
+pub fn markdown(decls: &[CheckDecl]) -> String {
+    let mut md = String::from("| id | severity | needs | what it checks |\n|---|---|---|---|\n");
+    for e in entries(decls) {
+        let needs = e.needs.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+        md.push_str(&format!("| `{}` | {} | {} | {} |\n", e.id, e.severity, needs, e.description.replace('|', "\\|")));
+    }
+    md
+}
+
 pub fn json(decls: &[CheckDecl]) -> String {
     let mut s = serde_json::to_string_pretty(&entries(decls)).unwrap_or_else(|_| "[]".into());
     s.push('\n');

@@ -2,7 +2,9 @@
 //! happens in one place, `crate::output`.
 
 pub mod json;
+pub mod junit;
 pub mod list;
+pub mod markdown;
 pub mod table;
 
 use std::time::Duration;
@@ -17,6 +19,10 @@ pub enum Format {
     Table,
     /// One JSON document (schema_version 1).
     Json,
+    /// A support-ticket report (GitHub/GitLab/Jira Markdown).
+    Markdown,
+    /// JUnit XML for CI test reports.
+    Junit,
 }
 
 impl Format {
@@ -105,6 +111,7 @@ pub(crate) fn fixture() -> crate::report::Report {
         environment: "production".into(),
         env_files: vec![".env.production".into()],
         started_at: "2026-11-29T10:00:00Z".into(),
+        os: "linux x86_64".into(),
         duration_ms: 41,
         summary: Summary::of(&checks),
         checks,
