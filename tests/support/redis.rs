@@ -280,13 +280,18 @@ impl RedisServer {
     }
 
     /// Statics are never dropped and tests can be killed: a detached shell waits for
-    /// this test process (or the server) to end, then kills the server.
+    /// this test process (or the server) to end, then kills the server and removes
+    /// its directory. It kills only a process still working in that directory, so a
+    /// reused pid is left alone.
     fn watch_test_process(&self) {
+        let dir = self.dir.path().canonicalize().unwrap_or_else(|_| self.dir.path().to_path_buf());
         let script = format!(
             "while kill -0 {test} 2>/dev/null && kill -0 {redis} 2>/dev/null; do sleep 1; done; \
-             kill -9 {redis} 2>/dev/null",
+             if [ \"$(readlink /proc/{redis}/cwd 2>/dev/null)\" = '{dir}' ]; then kill -9 {redis}; fi; \
+             rm -rf '{dir}'",
             test = std::process::id(),
             redis = self.child.id(),
+            dir = dir.display(),
         );
         let mut cmd = Command::new("sh");
         cmd.arg("-c").arg(script).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
