@@ -131,6 +131,7 @@ fn run(args: RunArgs, process: Process<'_>, out: &mut Output) -> Result<ExitCode
     let attempt = |selection: &Selection| {
         let mut ctx = Ctx::new(view.clone(), environment.clone(), args.timeout);
         ctx.allow_writes = args.allow_writes;
+        ctx.user_id = args.user_id;
         let observer: Arc<dyn Observer> = if show_progress {
             Arc::new(Progress::new(decls.iter().filter(|d| selection.runs(&d.id)).count()))
         } else {

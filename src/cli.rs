@@ -97,6 +97,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub wait: Option<Duration>,
 
+    /// Diagnose one user's ability to create sessions (support tickets): their row, credits, cached sessions
+    #[arg(long = "user-id", value_name = "UUID", value_parser = parse_user_id)]
+    pub user_id: Option<uuid::Uuid>,
+
     /// Also write a report to a file, e.g. junit=report.xml, markdown=report.md (repeatable)
     #[arg(long, value_name = "FORMAT=PATH", value_parser = parse_report)]
     pub report: Vec<ReportTarget>,
@@ -128,6 +132,10 @@ pub struct ListArgs {
     /// Add checks from a manifest file or a directory of .toml files (repeatable)
     #[arg(long, value_name = "PATH")]
     pub checks: Vec<PathBuf>,
+}
+
+fn parse_user_id(s: &str) -> Result<uuid::Uuid, String> {
+    uuid::Uuid::parse_str(s.trim()).map_err(|_| "must be a UUID, e.g. 3f2504e0-4f89-11d3-9a0c-0305e82c3301".into())
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {

@@ -29,7 +29,7 @@ pub struct Ctx {
     /// `--allow-writes`: write probes may run (and always roll back / clean up).
     pub allow_writes: bool,
     /// `--user-id`: the user a support ticket is about.
-    pub user_id: Option<String>,
+    pub user_id: Option<uuid::Uuid>,
     /// The shared connections, opened on first use, one per service.
     pub probes: Probes,
 }

@@ -111,3 +111,33 @@ fn list_as_markdown_for_the_readme() {
         .stdout(predicate::str::starts_with("| id | severity | needs | what it checks |"))
         .stdout(predicate::str::contains("| `env.required` | fail |"));
 }
+
+#[test]
+fn one_colour_policy_flag_and_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = diag(dir.path())
+            .args(["--env", "production", "--only", "env.required"])
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("runs");
+        String::from_utf8_lossy(&out.stdout).contains('\u{1b}')
+    };
+    assert!(!run(&[], &[]), "no colour on a pipe");
+    assert!(run(&["--color", "always"], &[]), "--color always");
+    assert!(run(&[], &[("CLICOLOR_FORCE", "1")]), "CLICOLOR_FORCE");
+    assert!(!run(&["--color", "never"], &[("CLICOLOR_FORCE", "1")]), "--color never wins");
+    // JSON never carries colour.
+    let out = diag(dir.path())
+        .args(["--format", "json", "--color", "always", "--only", "env.required"])
+        .output()
+        .expect("runs");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains('\u{1b}'));
+}
+
+#[test]
+fn user_id_must_be_a_uuid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    diag(dir.path()).args(["--user-id", "42"]).assert().code(2).stdout("").stderr(predicate::str::contains("UUID"));
+}
