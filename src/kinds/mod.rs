@@ -19,6 +19,8 @@ pub mod env_secrets;
 // end postgres kinds
 // redis kinds (issue 4) — one `pub mod` per kind, here
 // end redis kinds
+// incident kinds (issue 5) — one `pub mod` per kind, here
+// end incident kinds
 
 /// What a check found, before the engine applies the check's severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,8 +102,20 @@ impl KindDef {
 }
 
 /// Every kind this binary implements.
-pub static KINDS: &[&KindDef] =
-    &[&env_required::KIND, &env_database_url::KIND, &env_redis_url::KIND, &env_node_env::KIND, &env_secrets::KIND];
+#[rustfmt::skip]
+pub static KINDS: &[&KindDef] = &[
+    &env_required::KIND,
+    &env_database_url::KIND,
+    &env_redis_url::KIND,
+    &env_node_env::KIND,
+    &env_secrets::KIND,
+    // postgres kinds (issue 3)
+    // end postgres kinds
+    // redis kinds (issue 4)
+    // end redis kinds
+    // incident kinds (issue 5)
+    // end incident kinds
+];
 
 pub fn find(name: &str) -> Option<&'static KindDef> {
     KINDS.iter().copied().find(|k| k.name == name)
