@@ -16,6 +16,18 @@ pub mod env_redis_url;
 pub mod env_required;
 pub mod env_secrets;
 // postgres kinds (issue 3) — one `pub mod` per kind, here
+pub mod pg_active_users;
+mod pg_common;
+pub mod pg_connect;
+pub mod pg_connections;
+pub mod pg_extensions;
+pub mod pg_locks;
+pub mod pg_migrations;
+pub mod pg_privileges;
+pub mod pg_query;
+pub mod pg_schema;
+pub mod pg_tls;
+pub mod pg_writable;
 // end postgres kinds
 // redis kinds (issue 4) — one `pub mod` per kind, here
 // end redis kinds
@@ -110,6 +122,17 @@ pub static KINDS: &[&KindDef] = &[
     &env_node_env::KIND,
     &env_secrets::KIND,
     // postgres kinds (issue 3)
+    &pg_connect::KIND,
+    &pg_tls::KIND,
+    &pg_writable::KIND,
+    &pg_schema::KIND,
+    &pg_extensions::KIND,
+    &pg_active_users::KIND,
+    &pg_privileges::KIND,
+    &pg_connections::KIND,
+    &pg_locks::KIND,
+    &pg_migrations::KIND,
+    &pg_query::KIND,
     // end postgres kinds
     // redis kinds (issue 4)
     // end redis kinds

@@ -1,0 +1,320 @@
+//! `postgres.schema`: the tables, columns and foreign keys session creation relies on
+//! exist (runbook: "relation 'sessions' does not exist" → run the migrations).
+//!
+//! One query over `pg_catalog` — not `information_schema`, which hides the objects
+//! the role has no privilege on and would report them as missing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::pg_common::{MIGRATE_HINT, SchemaParam, get, plural, query_one, regclass_sql, session};
+use super::{Check, KindDef, Outcome};
+use crate::engine::Ctx;
+
+pub static KIND: KindDef = KindDef {
+    name: "postgres.schema",
+    title: "Database schema",
+    description: "the manifest's tables, columns and foreign keys exist (pg_catalog); unindexed foreign keys are reported",
+    build: |t| {
+        let params: Params = super::params(t)?;
+        let fks = params.foreign_keys.iter().map(|s| ForeignKey::parse(s)).collect::<Result<Vec<_>, _>>()?;
+        if params.tables.is_empty() && fks.is_empty() {
+            return Err("`tables`: name at least one table (or a foreign key)".into());
+        }
+        Ok(Box::new(Schema { schema: params.schema, tables: params.tables, fks }))
+    },
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Params {
+    /// Where the tables live; default: wherever `search_path` finds them, like the app.
+    schema: SchemaParam,
+    /// Table → the columns it must have.
+    tables: BTreeMap<String, Vec<String>>,
+    /// `"sessions.user_id -> users.id"`.
+    foreign_keys: Vec<String>,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        let cols = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        Params {
+            schema: SchemaParam::default(),
+            tables: BTreeMap::from([
+                (
+                    "users".to_string(),
+                    cols(&[
+                        "id",
+                        "email",
+                        "first_name",
+                        "last_name",
+                        "credits",
+                        "is_active",
+                        "is_verified",
+                        "created_at",
+                    ]),
+                ),
+                (
+                    "sessions".to_string(),
+                    cols(&[
+                        "id",
+                        "user_id",
+                        "job_title",
+                        "difficulty",
+                        "duration",
+                        "session_type",
+                        "status",
+                        "created_at",
+                    ]),
+                ),
+            ]),
+            foreign_keys: vec!["sessions.user_id -> users.id".to_string()],
+        }
+    }
+}
+
+/// A single-column foreign key `table.column -> ref_table.ref_column`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ForeignKey {
+    table: String,
+    column: String,
+    ref_table: String,
+    ref_column: String,
+}
+
+impl ForeignKey {
+    fn parse(text: &str) -> Result<ForeignKey, String> {
+        let bad = || format!("`foreign_keys`: \"{text}\" is not like \"sessions.user_id -> users.id\"");
+        let (from, to) = text.split_once("->").or_else(|| text.split_once('→')).ok_or_else(bad)?;
+        let pair = |s: &str| {
+            let (t, c) = s.trim().split_once('.').ok_or_else(bad)?;
+            let ok = |x: &str| !x.is_empty() && !x.contains(char::is_whitespace) && !x.contains('.');
+            if ok(t) && ok(c) { Ok((t.to_string(), c.to_string())) } else { Err(bad()) }
+        };
+        let ((table, column), (ref_table, ref_column)) = (pair(from)?, pair(to)?);
+        Ok(ForeignKey { table, column, ref_table, ref_column })
+    }
+}
+
+impl std::fmt::Display for ForeignKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{} → {}.{}", self.table, self.column, self.ref_table, self.ref_column)
+    }
+}
+
+struct Schema {
+    schema: SchemaParam,
+    tables: BTreeMap<String, Vec<String>>,
+    fks: Vec<ForeignKey>,
+}
+
+/// For each table name in `$1`: whether it resolves, its columns, and its foreign keys
+/// (columns, referenced table and columns, whether an index leads with the columns).
+fn sql(schema: Option<&str>) -> String {
+    format!(
+        "SELECT coalesce(json_agg(json_build_object(
+            'name', t.name,
+            'found', c.oid IS NOT NULL,
+            'qualified', c.oid::regclass::text,
+            'columns', (SELECT coalesce(json_agg(a.attname::text ORDER BY a.attnum), '[]')
+                        FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+            'fks', (SELECT coalesce(json_agg(json_build_object(
+                        'columns', (SELECT json_agg(a.attname::text ORDER BY k.ord)
+                                    FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
+                                    JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum),
+                        'ref_table', (SELECT r.relname::text FROM pg_class r WHERE r.oid = con.confrelid),
+                        'ref_columns', (SELECT json_agg(a.attname::text ORDER BY k.ord)
+                                        FROM unnest(con.confkey) WITH ORDINALITY k(attnum, ord)
+                                        JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum),
+                        'indexed', EXISTS (
+                            SELECT 1 FROM pg_index i
+                            WHERE i.indrelid = con.conrelid
+                              AND (string_to_array(i.indkey::text, ' ')::int2[])[1:cardinality(con.conkey)] @> con.conkey
+                              AND (string_to_array(i.indkey::text, ' ')::int2[])[1:cardinality(con.conkey)] <@ con.conkey))), '[]')
+                    FROM pg_constraint con WHERE con.conrelid = c.oid AND con.contype = 'f')
+         ) ORDER BY t.ord), '[]')
+         FROM unnest($1::text[]) WITH ORDINALITY AS t(name, ord)
+         LEFT JOIN pg_class c ON c.oid = {}",
+        regclass_sql("t.name", schema)
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct Found {
+    name: String,
+    found: bool,
+    #[serde(default)]
+    columns: Vec<String>,
+    #[serde(default)]
+    fks: Vec<FoundFk>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FoundFk {
+    #[serde(default)]
+    columns: Vec<String>,
+    ref_table: Option<String>,
+    #[serde(default)]
+    ref_columns: Vec<String>,
+    indexed: bool,
+}
+
+impl Check for Schema {
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
+        async move {
+            let result = async {
+                let session = session(ctx).await?;
+                let mut names: BTreeSet<String> = self.tables.keys().cloned().collect();
+                names.extend(self.fks.iter().flat_map(|fk| [fk.table.clone(), fk.ref_table.clone()]));
+                let names: Vec<String> = names.into_iter().collect();
+                let row = query_one(&session, "the catalog query", &sql(self.schema.get()), &[&names]).await?;
+                let json: Value = get(&row, 0, "the catalog query")?;
+                let found: Vec<Found> = serde_json::from_value(json)
+                    .map_err(|e| Outcome::problem(format!("unexpected reply to the catalog query: {e}")))?;
+                Ok(self.judge(&found))
+            };
+            result.await.unwrap_or_else(|o| o)
+        }
+        .boxed()
+    }
+}
+
+impl Schema {
+    fn judge(&self, found: &[Found]) -> Outcome {
+        let by_name: BTreeMap<&str, &Found> = found.iter().filter(|f| f.found).map(|f| (f.name.as_str(), f)).collect();
+        let mut missing_tables = Vec::new();
+        let mut missing_columns = Vec::new();
+        let mut column_count = 0;
+        for (table, columns) in &self.tables {
+            match by_name.get(table.as_str()) {
+                None => missing_tables.push(table.clone()),
+                Some(f) => {
+                    for c in columns {
+                        if f.columns.iter().any(|x| x == c) {
+                            column_count += 1;
+                        } else {
+                            missing_columns.push(format!("{table}.{c}"));
+                        }
+                    }
+                }
+            }
+        }
+        // A foreign key of a missing table is implied by the table: not repeated.
+        let mut missing_fks = Vec::new();
+        let mut unindexed = Vec::new();
+        for fk in &self.fks {
+            let Some(f) = by_name.get(fk.table.as_str()) else {
+                if !missing_tables.contains(&fk.table) {
+                    missing_tables.push(fk.table.clone());
+                }
+                continue;
+            };
+            let matching = f.fks.iter().find(|x| {
+                x.columns == [fk.column.as_str()]
+                    && x.ref_table.as_deref() == Some(fk.ref_table.as_str())
+                    && x.ref_columns == [fk.ref_column.as_str()]
+            });
+            match matching {
+                Some(x) if !x.indexed => unindexed.push(format!("{}.{}", fk.table, fk.column)),
+                Some(_) => {}
+                None => missing_fks.push(fk.to_string()),
+            }
+        }
+        let mut parts = Vec::new();
+        if !missing_tables.is_empty() {
+            parts.push(format!(
+                "missing {}: {}",
+                if missing_tables.len() == 1 { "table" } else { "tables" },
+                missing_tables.join(", ")
+            ));
+        }
+        if !missing_columns.is_empty() {
+            parts.push(format!(
+                "missing {}: {}",
+                if missing_columns.len() == 1 { "column" } else { "columns" },
+                missing_columns.join(", ")
+            ));
+        }
+        if !missing_fks.is_empty() {
+            parts.push(format!(
+                "missing foreign {}: {}",
+                if missing_fks.len() == 1 { "key" } else { "keys" },
+                missing_fks.join(", ")
+            ));
+        }
+        let outcome = if parts.is_empty() {
+            let mut message = format!(
+                "{}, {} and {} present",
+                plural(self.tables.len(), "table", "tables"),
+                plural(column_count, "column", "columns"),
+                plural(self.fks.len(), "foreign key", "foreign keys")
+            );
+            if !unindexed.is_empty() {
+                message.push_str(&format!(" (no index on {})", unindexed.join(", ")));
+            }
+            Outcome::pass(message)
+        } else {
+            Outcome::problem(parts.join("; ")).hint(MIGRATE_HINT)
+        };
+        outcome
+            .detail("missing_tables", missing_tables)
+            .detail("missing_columns", missing_columns)
+            .detail("missing_foreign_keys", missing_fks)
+            .detail("unindexed_foreign_keys", unindexed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn foreign_keys_parse_or_name_the_field() {
+        let fk = ForeignKey::parse("sessions.user_id -> users.id").unwrap();
+        assert_eq!(fk.to_string(), "sessions.user_id → users.id");
+        assert_eq!(ForeignKey::parse("sessions.user_id→users.id"), Ok(fk));
+        for bad in ["sessions.user_id", "sessions -> users.id", "a.b -> c.", "a b.c -> d.e"] {
+            assert!(ForeignKey::parse(bad).unwrap_err().starts_with("`foreign_keys`:"), "{bad}");
+        }
+    }
+
+    fn found(name: &str, columns: &[&str], fks: Vec<FoundFk>) -> Found {
+        Found { name: name.into(), found: true, columns: columns.iter().map(|s| s.to_string()).collect(), fks }
+    }
+
+    fn fk(indexed: bool) -> FoundFk {
+        FoundFk {
+            columns: vec!["user_id".into()],
+            ref_table: Some("users".into()),
+            ref_columns: vec!["id".into()],
+            indexed,
+        }
+    }
+
+    #[test]
+    fn message_names_every_missing_thing() {
+        let p = Params::default();
+        let s = Schema {
+            schema: p.schema,
+            tables: p.tables,
+            fks: p.foreign_keys.iter().map(|f| ForeignKey::parse(f).unwrap()).collect(),
+        };
+        let users = ["id", "email", "first_name", "last_name", "credits", "is_active", "is_verified", "created_at"];
+        let sessions = ["id", "user_id", "job_title", "difficulty", "duration", "session_type", "status", "created_at"];
+        let o = s.judge(&[found("sessions", &sessions, vec![fk(false)]), found("users", &users, vec![])]);
+        assert_eq!(o.message, "2 tables, 16 columns and 1 foreign key present (no index on sessions.user_id)");
+        let o = s.judge(&[found("users", &users[..5], vec![])]);
+        assert_eq!(
+            o.message,
+            "missing table: sessions; missing columns: users.is_active, users.is_verified, users.created_at"
+        );
+        assert_eq!(o.hint.as_deref(), Some(MIGRATE_HINT));
+        let o = s.judge(&[found("sessions", &sessions, vec![]), found("users", &users, vec![])]);
+        assert_eq!(o.message, "missing foreign key: sessions.user_id → users.id");
+    }
+}

@@ -1,0 +1,101 @@
+//! `postgres.tls`: production traffic to a remote database is encrypted.
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use super::{Check, KindDef, NoParams, Outcome};
+use crate::engine::Ctx;
+use crate::probe::postgres::PgInfo;
+
+pub static KIND: KindDef = KindDef {
+    name: "postgres.tls",
+    title: "PostgreSQL connection is encrypted",
+    description: "with --env production, the connection to a host that is not loopback or a Unix socket uses TLS",
+    build: |t| {
+        let NoParams {} = super::params(t)?;
+        Ok(Box::new(Tls))
+    },
+};
+
+struct Tls;
+
+impl Check for Tls {
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
+        async move {
+            match super::pg_common::session(ctx).await {
+                Ok(session) => judge(&session.info, ctx.is_production()),
+                Err(outcome) => outcome,
+            }
+        }
+        .boxed()
+    }
+}
+
+fn judge(info: &PgInfo, production: bool) -> Outcome {
+    let at = if info.host.starts_with('/') { "a Unix socket".to_string() } else { info.host.clone() };
+    let outcome = match (&info.tls, info.local) {
+        (Some(version), _) => Outcome::pass(format!("encrypted ({version}, sslmode={})", info.sslmode)),
+        (None, true) if info.host.starts_with('/') => Outcome::pass("unencrypted, over a Unix socket (local)"),
+        (None, true) => Outcome::pass(format!("unencrypted, to a local host ({at})")),
+        (None, false) if !production => Outcome::pass(format!(
+            "unencrypted to {at} (sslmode={}); required only with --env production",
+            info.sslmode
+        )),
+        (None, false) => Outcome::problem(format!(
+            "unencrypted connection to {at} in production (sslmode={}): passwords and data cross the network in clear",
+            info.sslmode
+        ))
+        .hint(
+            "enable ssl on the server and set sslmode=require (better: verify-full with sslrootcert) \
+             in DATABASE_URL or PGSSLMODE",
+        ),
+    };
+    outcome.detail("tls", info.tls.is_some()).detail("local", info.local).detail("sslmode", info.sslmode.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::Verdict;
+    use crate::probe::postgres::SslMode;
+
+    fn info(host: &str, local: bool, tls: Option<&str>) -> PgInfo {
+        PgInfo {
+            server_version: "15.4".into(),
+            tls: tls.map(str::to_string),
+            latency_ms: 1.0,
+            sslmode: SslMode::Prefer,
+            source: "DATABASE_URL",
+            host: host.into(),
+            port: 5432,
+            user: "app".into(),
+            dbname: "mockmate".into(),
+            local,
+        }
+    }
+
+    #[test]
+    fn unencrypted_remote_in_production_is_the_only_problem() {
+        let cases: &[(PgInfo, bool, Verdict, &str)] = &[
+            (
+                info("db.internal", false, None),
+                true,
+                Verdict::Problem,
+                "unencrypted connection to db.internal in production (sslmode=prefer): passwords and data cross the network in clear",
+            ),
+            (
+                info("db.internal", false, None),
+                false,
+                Verdict::Pass,
+                "unencrypted to db.internal (sslmode=prefer); required only with --env production",
+            ),
+            (info("db.internal", false, Some("TLSv1.3")), true, Verdict::Pass, "encrypted (TLSv1.3, sslmode=prefer)"),
+            (info("127.0.0.1", true, None), true, Verdict::Pass, "unencrypted, to a local host (127.0.0.1)"),
+            (info("/var/run/postgresql", true, None), true, Verdict::Pass, "unencrypted, over a Unix socket (local)"),
+        ];
+        for (info, production, verdict, message) in cases {
+            let o = judge(info, *production);
+            assert_eq!((o.verdict, o.message.as_str()), (*verdict, *message));
+        }
+    }
+}
