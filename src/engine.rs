@@ -191,12 +191,18 @@ pub async fn run_observed(
     join_all(ordered).await
 }
 
+/// How long after `--timeout` the engine's own deadline fires.
+const BACKSTOP_GRACE: Duration = Duration::from_millis(100);
+
 /// Runs one check on its own task, under the deadline, catching panics.
 async fn run_one(decl: CheckDecl, ctx: Arc<Ctx>) -> CheckResult {
     let started = Instant::now();
     let deadline = ctx.timeout;
     let check = decl.check.clone();
-    let task = tokio::spawn(async move { tokio::time::timeout(deadline, check.run(&ctx)).await });
+    // The probes give up at `deadline` with words naming the layer that hung
+    // ("waiting for the server's reply to startup"); a short grace lets their
+    // answer win the race against this generic backstop.
+    let task = tokio::spawn(async move { tokio::time::timeout(deadline + BACKSTOP_GRACE, check.run(&ctx)).await });
     let outcome = match task.await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(_elapsed)) => Outcome::problem(format!("timed out after {}", humantime::format_duration(deadline)))
