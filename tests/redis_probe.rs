@@ -122,7 +122,7 @@ async fn password_required_but_missing_says_noauth() {
     assert_eq!(f.message, "NOAUTH: the server requires a password and REDIS_URL has none");
     assert_eq!(
         f.hint.as_deref(),
-        Some(format!("set the password in REDIS_URL as redis://:PASSWORD@{}", server.addr()).as_str())
+        Some(format!("set the password in REDIS_URL as redis://:<password>@{}", server.addr()).as_str())
     );
 }
 

@@ -30,6 +30,12 @@ pub mod pg_tls;
 pub mod pg_writable;
 // end postgres kinds
 // redis kinds (issue 4) — one `pub mod` per kind, here
+pub mod redis_connect;
+pub mod redis_info;
+pub mod redis_memory;
+pub mod redis_persistence;
+pub mod redis_roundtrip;
+pub mod redis_writable;
 // end redis kinds
 // incident kinds (issue 5) — one `pub mod` per kind, here
 // end incident kinds
@@ -135,6 +141,12 @@ pub static KINDS: &[&KindDef] = &[
     &pg_query::KIND,
     // end postgres kinds
     // redis kinds (issue 4)
+    &redis_connect::KIND,
+    &redis_writable::KIND,
+    &redis_memory::KIND,
+    &redis_persistence::KIND,
+    &redis_roundtrip::KIND,
+    &redis_info::KIND,
     // end redis kinds
     // incident kinds (issue 5)
     // end incident kinds

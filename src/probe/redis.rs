@@ -217,8 +217,66 @@ fn percent_decode(text: &str, what: &str) -> Result<String, Failure> {
 pub struct RedisSession {
     pub conn: MultiplexedConnection,
     pub info: RedisInfo,
-    /// Parsed `INFO all`: field → value, sections flattened.
+    /// Parsed `INFO all`: field → value, sections flattened. Fetched in the same
+    /// pipelined round as the PINGs, so it is as fresh as the run: checks judge
+    /// from it instead of sending more commands.
     pub info_fields: HashMap<String, String>,
+    /// Where we connected, for messages and for scrubbing the password.
+    target: RedisTarget,
+    deadline: Duration,
+}
+
+/// One command's answer in a [`RedisSession::round`]: the value, or the server's
+/// error in its own words (`READONLY You can't write against a read only replica.`).
+pub type Reply = Result<Value, String>;
+
+impl RedisSession {
+    /// `host:port` of the server.
+    pub fn addr(&self) -> String {
+        self.target.addr()
+    }
+
+    /// One field of the connect-time `INFO all`.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.info_fields.get(name).map(String::as_str)
+    }
+
+    /// A fresh `INFO <section>` (read-only), parsed.
+    pub async fn info_section(&self, section: &str) -> Result<HashMap<String, String>, Failure> {
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg(section);
+        let reply = send(self.conn.clone(), cmd)
+            .await
+            .map_err(|e| self.scrubbed(command_failure(&self.target, &e, "INFO", self.deadline)))?;
+        Ok(parse_info(&info_text(&self.target, reply)?))
+    }
+
+    /// Sends `pipe` as one write and waits for every reply. A server error is that
+    /// command's `Err`; a broken or silent connection is the round's `Failure`.
+    /// Every command is on the wire before any reply is awaited, so a later one
+    /// (a clean-up `DEL`) runs whatever an earlier one answers.
+    pub async fn round(&self, pipe: &redis::Pipeline, what: &'static str) -> Result<Vec<Reply>, Failure> {
+        let count = pipe.cmd_iter().count();
+        let mut conn = self.conn.clone();
+        let values = conn.send_packed_commands(pipe, 0, count).await.map_err(|e| {
+            self.scrubbed(if is_transport(&e) {
+                transport_failure(&self.target, &e, what, self.deadline)
+            } else {
+                Failure::new(format!("{what} failed: {}", server_words(&e)))
+            })
+        })?;
+        Ok(values
+            .into_iter()
+            .map(|v| match v {
+                Value::ServerError(e) => Err(self.target.scrub(server_words(&RedisError::from(e)))),
+                v => Ok(v),
+            })
+            .collect())
+    }
+
+    fn scrubbed(&self, f: Failure) -> Failure {
+        Failure { message: self.target.scrub(f.message), hint: f.hint.map(|h| self.target.scrub(h)) }
+    }
 }
 
 impl fmt::Debug for RedisSession {
@@ -255,7 +313,11 @@ enum Phase {
 /// Connect, AUTH, PING (a connection without AUTH "succeeds" and only the first command says NOAUTH), INFO, all under `deadline`.
 pub async fn connect(target: &RedisTarget, deadline: Duration) -> Result<RedisSession, Failure> {
     let mut phase = Phase::Resolve;
-    let outcome = tokio::time::timeout(deadline, connect_steps(target, deadline, &mut phase)).await;
+    // The checks waiting for this connection run under the same deadline and
+    // started a moment earlier: stop a little before it, so that their result is
+    // this timeout naming the step, not the engine's generic one.
+    let budget = deadline.saturating_sub((deadline / 20).min(Duration::from_millis(250)));
+    let outcome = tokio::time::timeout(budget, connect_steps(target, deadline, &mut phase)).await;
     match outcome {
         Ok(result) => {
             result.map_err(|f| Failure { message: target.scrub(f.message), hint: f.hint.map(|h| target.scrub(h)) })
@@ -323,7 +385,7 @@ async fn connect_steps(target: &RedisTarget, deadline: Duration, phase: &mut Pha
         latency_p50_ms: percentile(&latencies, 0.50),
         latency_p99_ms: percentile(&latencies, 0.99),
     };
-    Ok(RedisSession { conn, info, info_fields })
+    Ok(RedisSession { conn, info, info_fields, target: target.clone(), deadline })
 }
 
 /// Tries each resolved address in turn; the last error is reported.
@@ -394,7 +456,7 @@ async fn login(target: &RedisTarget, conn: &MultiplexedConnection, deadline: Dur
         let user_hint = if target.username.is_some() {
             "check the ACL user and password in REDIS_URL (ACL LIST on the server shows the users)"
         } else {
-            "check the password in REDIS_URL; if the server uses ACL users, put the user too: redis://USER:PASSWORD@host"
+            "check the password in REDIS_URL; if the server uses ACL users, put the user too: redis://<user>:<password>@host"
         };
         return Err(match code {
             "WRONGPASS" => Failure::new(words).with_hint(user_hint),
@@ -443,14 +505,15 @@ async fn ping_and_info(
         }
     }
     let info = info.map_err(|e| command_failure(target, &e, "INFO", deadline))?;
-    let text = match info {
-        Value::BulkString(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Value::VerbatimString { text, .. } | Value::SimpleString(text) => text,
-        other => {
-            return Err(Failure::new(format!("INFO from {} returned an unexpected reply: {other:?}", target.addr())));
-        }
-    };
-    Ok((latencies, text))
+    Ok((latencies, info_text(target, info)?))
+}
+
+fn info_text(target: &RedisTarget, reply: Value) -> Result<String, Failure> {
+    match reply {
+        Value::BulkString(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Value::VerbatimString { text, .. } | Value::SimpleString(text) => Ok(text),
+        other => Err(Failure::new(format!("INFO from {} returned an unexpected reply: {other:?}", target.addr()))),
+    }
 }
 
 /// Sends one command; a server error reply becomes `Err` either way the crate hands it over.
@@ -476,10 +539,13 @@ fn is_transport(e: &RedisError) -> bool {
     e.is_io_error() || e.is_timeout() || e.is_connection_dropped()
 }
 
+// Placeholders in hints are `<password>`, not `PASSWORD`: the redaction layer
+// masks anything shaped like a URL password, and `redis://:****@host` would read
+// as if REDIS_URL already had one.
 fn noauth_failure(target: &RedisTarget, e: &RedisError) -> Option<Failure> {
     (e.code() == Some("NOAUTH")).then(|| {
         Failure::new("NOAUTH: the server requires a password and REDIS_URL has none").with_hint(format!(
-            "set the password in REDIS_URL as {}://:PASSWORD@{}",
+            "set the password in REDIS_URL as {}://:<password>@{}",
             target.scheme(),
             target.addr()
         ))
@@ -493,8 +559,25 @@ fn command_failure(target: &RedisTarget, e: &RedisError, command: &'static str, 
     if is_transport(e) {
         return transport_failure(target, e, command, deadline);
     }
-    Failure::new(format!("{command} failed: {}", server_words(e)))
-        .with_hint("the server refused a read-only command; check its state (LOADING, ACL rules)")
+    // States in which Redis refuses even PING; their own texts run to several sentences.
+    match e.code() {
+        Some("MISCONF") => Failure::new(format!(
+            "{command} refused: MISCONF (Redis cannot persist to disk, so it refuses writes and PING)"
+        ))
+        .with_hint(
+            "read the Redis log for the save error (disk full, permissions on Redis's dir), fix it and run BGSAVE; \
+             a pure cache can run without snapshots: CONFIG SET save \"\"",
+        ),
+        Some("LOADING") => Failure::new(format!("{command} refused: LOADING (Redis is loading its dataset)"))
+            .with_hint("wait until Redis has loaded its data (INFO persistence: loading:0), then run again"),
+        Some("MASTERDOWN") => Failure::new(format!(
+            "{command} refused: MASTERDOWN (a replica that lost its primary, with replica-serve-stale-data no)"
+        ))
+        .with_hint("restore the replica's link to its primary, or point REDIS_URL at the primary"),
+        _ => Failure::new(format!("{command} failed: {}", server_words(e))).with_hint(
+            "the server refused a read-only command; check its state and the ACL rules of the REDIS_URL user",
+        ),
+    }
 }
 
 /// The connection broke or stalled while a command was in flight.

@@ -1,0 +1,157 @@
+//! `redis.roundtrip`: with `--allow-writes` only, the cache path the app uses
+//! works end to end: `SET mockmate-diag:probe:<uuid> <uuid> EX 30`, `GET`, `DEL`.
+//!
+//! The three commands go out in one write, so the `DEL` reaches the server
+//! whatever `SET` and `GET` answer and even if this check runs out of time while
+//! waiting; the 30 s expiry is the backstop if the connection dies first.
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use redis::Value;
+
+use super::redis_connect::{IMPACT, session};
+use super::{Check, KindDef, NoParams, Outcome};
+use crate::engine::Ctx;
+use crate::probe::redis::Reply;
+
+pub static KIND: KindDef = KindDef {
+    name: "redis.roundtrip",
+    title: "Redis write round trip",
+    description: "with --allow-writes: SET (EX 30), GET and DEL of a random mockmate-diag:probe:* key; leaves no key behind",
+    build: |t| {
+        let NoParams {} = super::params(t)?;
+        Ok(Box::new(Roundtrip))
+    },
+};
+
+pub const KEY_PREFIX: &str = "mockmate-diag:probe:";
+/// Seconds the probe key lives if the `DEL` never arrives.
+const TTL_SECS: u64 = 30;
+
+struct Roundtrip;
+
+impl Check for Roundtrip {
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
+        async move {
+            if !ctx.allow_writes {
+                return Outcome::skip("read-only run; pass --allow-writes");
+            }
+            let session = match session(ctx).await {
+                Ok(s) => s,
+                Err(outcome) => return outcome,
+            };
+            let key = format!("{KEY_PREFIX}{}", uuid::Uuid::new_v4());
+            let value = uuid::Uuid::new_v4().to_string();
+            let mut pipe = redis::pipe();
+            pipe.cmd("SET").arg(&key).arg(&value).arg("EX").arg(TTL_SECS);
+            pipe.cmd("GET").arg(&key);
+            pipe.cmd("DEL").arg(&key);
+            let started = std::time::Instant::now();
+            let replies = match session.round(&pipe, "SET/GET/DEL").await {
+                Ok(r) => r,
+                Err(f) => {
+                    return Outcome::problem(format!(
+                        "{} (the probe key expires by itself within {TTL_SECS}s)",
+                        f.message
+                    ))
+                    .hint(f.hint.unwrap_or_else(|| format!("check the server's state ({IMPACT} while writes fail)")));
+                }
+            };
+            let ms = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
+            judge(&replies, &value).detail("latency_ms", ms).detail("key_prefix", KEY_PREFIX)
+        }
+        .boxed()
+    }
+}
+
+fn judge(replies: &[Reply], value: &str) -> Outcome {
+    let [set, get, del] = replies else {
+        return Outcome::problem(format!("expected 3 replies to SET/GET/DEL, got {}", replies.len()));
+    };
+    if let Err(words) = set {
+        return Outcome::problem(format!("SET failed: {words}")).hint(write_hint(words));
+    }
+    let got = match get {
+        Ok(Value::BulkString(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Ok(Value::SimpleString(s)) => Some(s.clone()),
+        Ok(_) => None,
+        Err(words) => return Outcome::problem(format!("GET failed: {words}")).hint(write_hint(words)),
+    };
+    if got.as_deref() != Some(value) {
+        return Outcome::problem("GET did not return the value just SET: another client or a proxy changed or evicted it")
+            .hint(format!(
+                "check that REDIS_URL reaches one server (not a proxy that splits reads and writes) and redis.memory ({IMPACT} while this fails)"
+            ));
+    }
+    match del {
+        Ok(Value::Int(1)) => Outcome::pass(format!("SET (EX {TTL_SECS}), GET and DEL of a probe key in one round")),
+        Ok(other) => Outcome::problem(format!("DEL answered {other:?} instead of removing the 1 probe key")).hint(
+            format!("the probe key expires by itself within {TTL_SECS}s; check who else touches {KEY_PREFIX}* keys"),
+        ),
+        Err(words) => {
+            Outcome::problem(format!("DEL failed: {words} (the probe key expires by itself within {TTL_SECS}s)"))
+                .hint(write_hint(words))
+        }
+    }
+}
+
+/// The fix for a refused write, by the server's error code.
+fn write_hint(words: &str) -> String {
+    let fix = match words.split([' ', ':']).next().unwrap_or_default() {
+        "READONLY" => "REDIS_URL points at a read-only replica: point it at the primary",
+        "OOM" => "Redis is at maxmemory under noeviction: raise maxmemory or free memory (see redis.memory)",
+        "MISCONF" => {
+            "Redis cannot save to disk and refuses writes: fix the save error in its log (see redis.persistence)"
+        }
+        "NOPERM" => "the ACL user may not write: grant it +@write and ~* (or the app's key pattern) with ACL SETUSER",
+        _ => "the server refused a cache write: check its log and state",
+    };
+    format!("{fix} ({IMPACT} while writes fail)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::Verdict;
+    use crate::kinds::testing::run_kind;
+    use crate::report::Status;
+
+    fn ok(v: Value) -> Reply {
+        Ok(v)
+    }
+
+    #[test]
+    fn judges_each_reply() {
+        let v = "the-value";
+        let bulk = |s: &str| ok(Value::BulkString(s.as_bytes().to_vec()));
+        let cases: Vec<(Vec<Reply>, Verdict, &str)> = vec![
+            (vec![ok(Value::Okay), bulk(v), ok(Value::Int(1))], Verdict::Pass, "SET (EX 30), GET and DEL"),
+            (
+                vec![
+                    Err("READONLY You can't write against a read only replica.".into()),
+                    ok(Value::Nil),
+                    ok(Value::Int(0)),
+                ],
+                Verdict::Problem,
+                "SET failed: READONLY",
+            ),
+            (vec![ok(Value::Okay), Err("NOPERM no".into()), ok(Value::Int(1))], Verdict::Problem, "GET failed: NOPERM"),
+            (vec![ok(Value::Okay), bulk("other"), ok(Value::Int(1))], Verdict::Problem, "GET did not return"),
+            (vec![ok(Value::Okay), bulk(v), ok(Value::Int(0))], Verdict::Problem, "DEL answered int(0) instead"),
+            (vec![ok(Value::Okay)], Verdict::Problem, "expected 3 replies"),
+        ];
+        for (replies, verdict, start) in cases {
+            let o = judge(&replies, v);
+            assert_eq!(o.verdict, verdict, "{replies:?}: {}", o.message);
+            assert!(o.message.starts_with(start), "{replies:?}: {}", o.message);
+        }
+        let o = judge(&[Err("OOM command not allowed".into()), ok(Value::Nil), ok(Value::Int(0))], v);
+        assert!(o.hint.unwrap_or_default().contains("maxmemory"));
+    }
+
+    #[tokio::test]
+    async fn read_only_run_skips_without_connecting() {
+        let r = run_kind("redis.roundtrip", "", &[("REDIS_URL", "redis://127.0.0.1:1")], "production").await;
+        assert_eq!((r.status, r.message.as_str()), (Status::Skip, "read-only run; pass --allow-writes"));
+    }
+}

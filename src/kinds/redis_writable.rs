@@ -1,0 +1,113 @@
+//! `redis.writable`: REDIS_URL points at a server that accepts the app's cache
+//! writes — not a read-only replica, which answers every write with READONLY.
+//!
+//! Judged from the connect-time INFO (`role`, `slave_read_only`): no command is sent.
+
+use std::collections::HashMap;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use super::redis_connect::{IMPACT, session};
+use super::{Check, KindDef, NoParams, Outcome};
+use crate::engine::Ctx;
+
+pub static KIND: KindDef = KindDef {
+    name: "redis.writable",
+    title: "Redis accepts writes",
+    description: "the server is not a read-only replica (INFO role, slave_read_only), so cache writes will not fail with READONLY",
+    build: |t| {
+        let NoParams {} = super::params(t)?;
+        Ok(Box::new(Writable))
+    },
+};
+
+struct Writable;
+
+impl Check for Writable {
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
+        async move {
+            match session(ctx).await {
+                Ok(session) => judge(&session.info_fields),
+                Err(outcome) => outcome,
+            }
+        }
+        .boxed()
+    }
+}
+
+fn judge(info: &HashMap<String, String>) -> Outcome {
+    let field = |name: &str| info.get(name).map(String::as_str);
+    match field("role") {
+        Some("master") => Outcome::pass("primary (role:master): cache writes are accepted").detail("role", "master"),
+        Some("slave") => {
+            let primary = format!("{}:{}", field("master_host").unwrap_or("?"), field("master_port").unwrap_or("?"));
+            // Redis 7 still spells it `slave_read_only`; accept the newer name too.
+            let read_only = field("slave_read_only").or_else(|| field("replica_read_only"));
+            let details = |o: Outcome| {
+                o.detail("role", "slave")
+                    .detail("primary", primary.clone())
+                    .detail("master_link_status", field("master_link_status"))
+                    .detail("read_only", read_only.map(|v| v == "1"))
+            };
+            match read_only {
+                Some("0") => details(Outcome::warn(format!(
+                    "writable replica of {primary}: cache writes succeed here but are not replicated and vanish at the next full sync"
+                )))
+                .hint(format!("point REDIS_URL at the primary ({primary})")),
+                _ => details(Outcome::problem(format!(
+                    "read-only replica of {primary} (role:slave, slave_read_only:1): the app's cache writes will fail with READONLY"
+                )))
+                .hint(format!(
+                    "point REDIS_URL at the primary ({primary}), or at the managed service's primary endpoint ({IMPACT} until then)"
+                )),
+            }
+        }
+        Some(other) => {
+            Outcome::warn(format!("unexpected role:{other} in INFO; cannot tell whether writes are accepted"))
+                .detail("role", other)
+        }
+        None => Outcome::warn("INFO has no role field; cannot tell whether writes are accepted")
+            .hint("the server may restrict INFO (ACL or managed service); check that REDIS_URL points at the primary"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::Verdict;
+
+    fn info(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn table() {
+        let replica = [("role", "slave"), ("master_host", "10.0.0.5"), ("master_port", "6379")];
+        let cases: &[(&[(&str, &str)], Verdict, &str)] = &[
+            (&[("role", "master")], Verdict::Pass, "primary (role:master): cache writes are accepted"),
+            (
+                &[replica[0], replica[1], replica[2], ("slave_read_only", "1")],
+                Verdict::Problem,
+                "read-only replica of 10.0.0.5:6379 (role:slave, slave_read_only:1): the app's cache writes will fail with READONLY",
+            ),
+            (
+                &[replica[0], replica[1], replica[2], ("replica_read_only", "1")],
+                Verdict::Problem,
+                "read-only replica of 10.0.0.5:6379 (role:slave, slave_read_only:1): the app's cache writes will fail with READONLY",
+            ),
+            (
+                &[replica[0], replica[1], replica[2], ("slave_read_only", "0")],
+                Verdict::Warn,
+                "writable replica of 10.0.0.5:6379: cache writes succeed here but are not replicated and vanish at the next full sync",
+            ),
+            (&[], Verdict::Warn, "INFO has no role field; cannot tell whether writes are accepted"),
+        ];
+        for (fields, verdict, message) in cases {
+            let o = judge(&info(fields));
+            assert_eq!((o.verdict, o.message.as_str()), (*verdict, *message), "{fields:?}");
+        }
+        let o = judge(&info(&[replica[0], replica[1], replica[2], ("slave_read_only", "1")]));
+        assert!(o.hint.unwrap_or_default().starts_with("point REDIS_URL at the primary (10.0.0.5:6379)"));
+    }
+}
