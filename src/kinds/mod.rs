@@ -38,6 +38,10 @@ pub mod redis_roundtrip;
 pub mod redis_writable;
 // end redis kinds
 // incident kinds (issue 5) — one `pub mod` per kind, here
+pub mod consistency_cached_sessions;
+pub mod pg_orphan_sessions;
+pub mod pg_session_insert;
+pub mod pg_user;
 // end incident kinds
 
 /// What a check found, before the engine applies the check's severity.
@@ -149,6 +153,10 @@ pub static KINDS: &[&KindDef] = &[
     &redis_info::KIND,
     // end redis kinds
     // incident kinds (issue 5)
+    &pg_session_insert::KIND,
+    &pg_user::KIND,
+    &pg_orphan_sessions::KIND,
+    &consistency_cached_sessions::KIND,
     // end incident kinds
 ];
 

@@ -1,0 +1,169 @@
+//! `postgres.orphan_sessions`: sessions whose user is missing (possible only when
+//! the foreign key is absent or was added `NOT VALID`) or inactive. The incident's
+//! other trace: sessions created for users that do not exist, which the fixed API
+//! refuses with INVALID_USER_REFERENCE.
+//!
+//! Bounded: `LIMIT` stops at the first `limit` orphans, and a tighter `SET LOCAL
+//! statement_timeout` in the same simple query (one implicit transaction, so
+//! nothing outlives it) caps the scan; running out of time is "could not
+//! determine", a warning with the reason.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use tokio_postgres::SimpleQueryMessage;
+
+use super::pg_common::{MIGRATE_HINT, QUERY_CANCELED, UNDEFINED_TABLE, human, ident, session, sqlstate};
+use super::{Check, KindDef, Outcome};
+use crate::engine::Ctx;
+use crate::probe::postgres::describe;
+
+pub static KIND: KindDef = KindDef {
+    name: "postgres.orphan_sessions",
+    title: "Sessions belong to active users",
+    description: "no session references a missing or inactive user (bounded by LIMIT and a statement timeout)",
+    build: |t| {
+        let p: Params = super::params(t)?;
+        if p.limit == 0 {
+            return Err("`limit`: at least 1".into());
+        }
+        let timeout = super::pg_common::duration("timeout", &p.timeout)?;
+        Ok(Box::new(Orphans { p, timeout }))
+    },
+};
+
+const EXAMPLES: usize = 5;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Params {
+    users: String,
+    sessions: String,
+    /// Orphans looked for at most.
+    limit: u32,
+    /// The statement timeout of the search (capped by `--timeout`).
+    timeout: String,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { users: "users".into(), sessions: "sessions".into(), limit: 1000, timeout: "4s".into() }
+    }
+}
+
+struct Orphans {
+    p: Params,
+    timeout: Duration,
+}
+
+impl Check for Orphans {
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
+        async move {
+            let pg = match session(ctx).await {
+                Ok(s) => s,
+                Err(o) => return o,
+            };
+            let limit_time = self
+                .timeout
+                .min(ctx.timeout.saturating_sub(Duration::from_millis(500)))
+                .max(Duration::from_millis(100));
+            let (users, sessions) = (ident(&self.p.users), ident(&self.p.sessions));
+            let sql = format!(
+                "SET LOCAL statement_timeout = {}; \
+                 SELECT s.id::text, (u.id IS NULL) FROM {sessions} s LEFT JOIN {users} u ON u.id = s.user_id \
+                 WHERE u.id IS NULL OR u.is_active IS NOT TRUE LIMIT {}",
+                limit_time.as_millis(),
+                self.p.limit
+            );
+            let outcome = match pg.client.simple_query(&sql).await {
+                Ok(messages) => self.judge(&rows(&messages)),
+                Err(e) => match sqlstate(&e) {
+                    Some(QUERY_CANCELED) => Outcome::warn(format!(
+                        "could not determine within {} (57014)",
+                        human(limit_time)
+                    ))
+                    .hint(format!(
+                        "{} is large or the server is busy: raise this check's timeout (and --timeout), or run it off-peak",
+                        self.p.sessions
+                    )),
+                    Some(UNDEFINED_TABLE) => Outcome::problem(format!("table missing: {}", describe(&e))).hint(MIGRATE_HINT),
+                    _ => super::pg_common::query_failed("the orphan search", &e),
+                },
+            };
+            outcome.detail("limit", self.p.limit)
+        }
+        .boxed()
+    }
+}
+
+/// (session id, user missing) of each row.
+fn rows(messages: &[SimpleQueryMessage]) -> Vec<(String, bool)> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some((r.get(0)?.to_string(), r.get(1)? == "t")),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Orphans {
+    fn judge(&self, found: &[(String, bool)]) -> Outcome {
+        let missing = found.iter().filter(|(_, m)| *m).count();
+        let inactive = found.len() - missing;
+        let examples: Vec<&str> = found.iter().take(EXAMPLES).map(|(id, _)| id.as_str()).collect();
+        let count = if found.len() >= self.p.limit as usize {
+            format!("at least {}", found.len())
+        } else {
+            found.len().to_string()
+        };
+        let outcome = if found.is_empty() {
+            Outcome::pass(format!("every session belongs to an active user in {}", self.p.users))
+        } else {
+            let mut parts = Vec::new();
+            if missing > 0 {
+                parts.push(format!("{missing} with no user row"));
+            }
+            if inactive > 0 {
+                parts.push(format!("{inactive} of an inactive user"));
+            }
+            let hint = if missing > 0 {
+                format!(
+                    "sessions without a user exist only when the foreign key is missing: restore it \
+                     (ALTER TABLE {s} ADD FOREIGN KEY (user_id) REFERENCES {u}(id)) after removing or reassigning these rows",
+                    s = self.p.sessions,
+                    u = self.p.users
+                )
+            } else {
+                "sessions of deactivated users: expected after an account is closed; if not, reactivate the user"
+                    .to_string()
+            };
+            Outcome::problem(format!("{count} orphan sessions ({}), e.g. {}", parts.join(", "), examples.join(", ")))
+                .hint(hint)
+        };
+        outcome
+            .detail("count", found.len())
+            .detail("missing_user", missing)
+            .detail("inactive_user", inactive)
+            .detail("examples", examples)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::Verdict;
+
+    #[test]
+    fn verdicts_count_within_the_bound() {
+        let o = Orphans { p: Params { limit: 2, ..Params::default() }, timeout: Duration::from_secs(1) };
+        assert_eq!(o.judge(&[]).verdict, Verdict::Pass);
+        let two = [("a".to_string(), true), ("b".to_string(), false)];
+        let r = o.judge(&two);
+        assert_eq!(r.verdict, Verdict::Problem);
+        assert_eq!(r.message, "at least 2 orphan sessions (1 with no user row, 1 of an inactive user), e.g. a, b");
+        assert_eq!(r.details["examples"], serde_json::json!(["a", "b"]));
+    }
+}

@@ -1,0 +1,471 @@
+//! `postgres.session_insert`: a dry run of session creation, always rolled back.
+//!
+//! The incident: the API answered 201 while its insert into `sessions` had failed.
+//! Read-only probes cannot see every cause (a trigger, a NOT NULL column a
+//! migration added, a permission, a read-only endpoint), so with `--allow-writes`
+//! this check does what `POST /api/sessions/create` does — pick an active user,
+//! insert a session, read it back — and rolls back. The outcome names the error
+//! code the API would have answered (`details.api_error`), so ops can match it to
+//! what users saw.
+//!
+//! Nothing is left behind, by construction: the code never sends `COMMIT`. The
+//! transaction ends with `ROLLBACK`, or — when the deadline fires or ROLLBACK does
+//! not answer — with the connection, and PostgreSQL aborts an uncommitted
+//! transaction when its connection ends. Server-side timeouts set inside the
+//! transaction bound how long the server can hold it if this process vanishes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use tokio_postgres::Client;
+use tokio_postgres::error::DbError;
+use uuid::Uuid;
+
+use super::pg_common::{LOCK_NOT_AVAILABLE, MIGRATE_HINT, QUERY_CANCELED, human, ident};
+use super::{Check, KindDef, Outcome};
+use crate::engine::Ctx;
+use crate::probe::postgres::{PgSession, PgTarget, connect, describe};
+
+pub static KIND: KindDef = KindDef {
+    name: "postgres.session_insert",
+    title: "Session creation works (dry run, rolled back)",
+    description: "with --allow-writes: inserts a session the way the API does for an active user (or --user-id), reads it back and rolls back; names the API error code users would see",
+    build: |t| {
+        let p: Params = super::params(t)?;
+        if p.duration <= 0 {
+            return Err("`duration`: minutes, a positive integer".into());
+        }
+        Ok(Box::new(SessionInsert(p)))
+    },
+};
+
+/// The skip message without `--allow-writes` (a contract: scripts match it).
+pub const READ_ONLY_RUN: &str = "read-only run; pass --allow-writes to dry-run session creation";
+
+/// The API's answer codes (runbook, "Verify the Fix").
+pub const INVALID_USER_REFERENCE: &str = "INVALID_USER_REFERENCE";
+pub const INSUFFICIENT_CREDITS: &str = "INSUFFICIENT_CREDITS";
+
+/// Kept from the check's deadline for ROLLBACK, or for saying who blocks us and
+/// ending our backend (`BLOCKERS_WAIT` + `TERMINATE_WAIT`), before the engine's
+/// deadline would cut the report short.
+const REPORT_MARGIN: Duration = Duration::from_millis(500);
+/// The least time the dry run gets, whatever `--timeout` says.
+const MIN_BUDGET: Duration = Duration::from_millis(200);
+/// How long ROLLBACK may take before we close the connection instead.
+const ROLLBACK_WAIT: Duration = Duration::from_millis(300);
+const BLOCKERS_WAIT: Duration = Duration::from_millis(150);
+const TERMINATE_WAIT: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Params {
+    users: String,
+    sessions: String,
+    /// The row the API would insert (the runbook's test request).
+    job_title: String,
+    difficulty: String,
+    duration: i32,
+    session_type: String,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            users: "users".into(),
+            sessions: "sessions".into(),
+            job_title: "mockmate-diag dry run (rolled back)".into(),
+            difficulty: "intermediate".into(),
+            duration: 30,
+            session_type: "technical".into(),
+        }
+    }
+}
+
+struct SessionInsert(Params);
+
+/// The user the dry run creates a session for.
+#[derive(Debug, Clone, Copy)]
+struct User {
+    id: Uuid,
+    credits: i64,
+}
+
+/// What the dry run found before it rolled back.
+enum Found {
+    /// Inserted and read back.
+    Created { user: User, session: Uuid, status: Option<String> },
+    /// The API stops before inserting: the user does not exist or is inactive.
+    NoUser { user: Option<Uuid>, why: String },
+    /// Inserted, but the row is invisible to the same transaction (RLS, a rule).
+    NotReadBack { user: User, session: Uuid },
+    /// A statement failed: which step, and the error.
+    Failed { step: &'static str, user: Option<User>, error: tokio_postgres::Error },
+}
+
+impl Check for SessionInsert {
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
+        async move {
+            if !ctx.allow_writes {
+                return Outcome::skip(READ_ONLY_RUN);
+            }
+            let budget = ctx.timeout.saturating_sub(REPORT_MARGIN).max(MIN_BUDGET);
+            let end = Instant::now() + budget;
+            let target = match PgTarget::from_env(&|name: &str| ctx.env.get(name)) {
+                Ok(t) => t,
+                Err(f) => return Outcome::from_failure(f),
+            };
+            // A second connection, not the run's shared session: that one pipelines
+            // every check's queries, so a transaction opened on it would capture the
+            // other checks' statements (and its session is read-only by design).
+            let conn = match connect(&target, end.saturating_duration_since(Instant::now())).await {
+                Ok(c) => c,
+                Err(f) => {
+                    return Outcome::problem(format!("cannot open the dry run's own connection: {}", f.message))
+                        .hint(f.hint.unwrap_or_else(|| "see postgres.connect".into()));
+                }
+            };
+            self.dry_run(ctx, conn, &target, end, budget).await
+        }
+        .boxed()
+    }
+}
+
+impl SessionInsert {
+    async fn dry_run(&self, ctx: &Ctx, conn: PgSession, target: &PgTarget, end: Instant, budget: Duration) -> Outcome {
+        let client = &conn.client;
+        let role = target.user.clone();
+        // Server-side bounds, in case this process vanishes mid-transaction: the
+        // statement and an idle transaction end on their own a little after our
+        // deadline, and (PostgreSQL ≥ 14) a closed client socket is noticed even
+        // while a statement waits for a lock.
+        let server_ms = budget.as_millis() + 1000;
+        let begin = async {
+            // The probe made this session read-only; the API's sessions start with
+            // the server's default. RESET gives us exactly that default, so a
+            // database set read-only (ALTER DATABASE … SET default_transaction_read_only)
+            // fails here with 25006 as it does for the API (BEGIN READ WRITE would not).
+            let rows = client
+                .simple_query(
+                    "RESET default_transaction_read_only; \
+                     SELECT pg_backend_pid(), current_setting('server_version_num')::int",
+                )
+                .await?;
+            let (pid, version) = rows
+                .iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        let pid = r.get(0)?.parse::<i32>().ok()?;
+                        let version = r.get(1)?.parse::<i32>().ok()?;
+                        Some((pid, version))
+                    }
+                    _ => None,
+                })
+                .unwrap_or((0, 0));
+            let mut sql = format!(
+                "BEGIN; SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = {server_ms}; \
+                 SET LOCAL idle_in_transaction_session_timeout = {server_ms};"
+            );
+            if version >= 140000 {
+                sql.push_str(" SET LOCAL client_connection_check_interval = 250;");
+            }
+            client.batch_execute(&sql).await?;
+            Ok::<i32, tokio_postgres::Error>(pid)
+        };
+        let pid = match tokio::time::timeout_at(end.into(), begin).await {
+            Ok(Ok(pid)) => pid,
+            Ok(Err(e)) => return Outcome::problem(format!("cannot start the dry run's transaction: {}", describe(&e))),
+            Err(_) => return Outcome::problem(format!("timed out after {} starting the dry run", human(budget))),
+        };
+
+        let work = tokio::time::timeout_at(end.into(), self.steps(client, ctx.user_id)).await;
+        match work {
+            Ok(found) => {
+                let rolled_back =
+                    matches!(tokio::time::timeout(ROLLBACK_WAIT, client.batch_execute("ROLLBACK")).await, Ok(Ok(())));
+                // If ROLLBACK did not answer, dropping the connection below ends the
+                // transaction instead.
+                drop(conn);
+                self.judge(found, &role)
+                    .detail("rolled_back", if rolled_back { "ROLLBACK" } else { "connection closed (aborted)" })
+            }
+            Err(_elapsed) => {
+                // Something blocks the insert (or the server stopped answering). Say
+                // who, then end our backend so its transaction aborts now rather than
+                // when the lock frees; the dropped connection is the last resort.
+                let blockers = blockers(ctx, pid).await;
+                terminate(ctx, pid).await;
+                drop(conn);
+                let by =
+                    if blockers.is_empty() { String::new() } else { format!(": blocked by {}", blockers.join("; ")) };
+                Outcome::problem(format!(
+                    "timed out after {} waiting for the insert into {}: lock contention on {}{by}",
+                    human(budget),
+                    self.0.sessions,
+                    self.0.sessions
+                ))
+                .hint(
+                    "a transaction holds a lock that session inserts wait for (a migration, a long ALTER/VACUUM FULL, \
+                     an idle-in-transaction client): see postgres.locks, end the blocker (SELECT pg_terminate_backend(pid)) \
+                     — the API's inserts are stuck behind it too",
+                )
+                .detail("api_error", serde_json::Value::Null)
+                .detail("blocked_by", blockers)
+                .detail("rolled_back", "connection terminated (aborted)")
+            }
+        }
+    }
+
+    /// The API's steps inside the transaction; the first failure stops them.
+    async fn steps(&self, client: &Client, wanted: Option<Uuid>) -> Found {
+        let p = &self.0;
+        let (users, sessions) = (ident(&p.users), ident(&p.sessions));
+        let user = match wanted {
+            Some(id) => {
+                let sql = format!("SELECT is_active, credits::bigint FROM {users} WHERE id = $1");
+                match client.query_opt(&sql, &[&id]).await {
+                    Err(error) => return Found::Failed { step: "the user lookup", user: None, error },
+                    Ok(None) => return Found::NoUser { user: Some(id), why: format!("no row in {}", p.users) },
+                    Ok(Some(row)) => {
+                        let active: Option<bool> = row.try_get(0).ok().flatten();
+                        if active != Some(true) {
+                            return Found::NoUser { user: Some(id), why: "is_active is not true".into() };
+                        }
+                        User { id, credits: row.try_get::<_, Option<i64>>(1).ok().flatten().unwrap_or(0) }
+                    }
+                }
+            }
+            None => {
+                // Prefer a user the API would let through (credits > 0); each branch
+                // stops at its first match, so this stays cheap on a large table.
+                let sql = format!(
+                    "(SELECT id, credits::bigint FROM {users} WHERE is_active = true AND credits > 0 LIMIT 1) \
+                     UNION ALL (SELECT id, credits::bigint FROM {users} WHERE is_active = true LIMIT 1) LIMIT 1"
+                );
+                match client.query_opt(&sql, &[]).await {
+                    Err(error) => return Found::Failed { step: "the user lookup", user: None, error },
+                    Ok(None) => return Found::NoUser { user: None, why: format!("no active user in {}", p.users) },
+                    Ok(Some(row)) => match row.try_get::<_, Uuid>(0) {
+                        Ok(id) => User { id, credits: row.try_get::<_, Option<i64>>(1).ok().flatten().unwrap_or(0) },
+                        Err(e) => {
+                            return Found::NoUser { user: None, why: format!("{}.id is not a uuid ({e})", p.users) };
+                        }
+                    },
+                }
+            }
+        };
+        let insert = format!(
+            "INSERT INTO {sessions} (user_id, job_title, difficulty, duration, session_type) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id"
+        );
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&user.id, &p.job_title, &p.difficulty, &p.duration, &p.session_type];
+        let session: Uuid = match client.query_one(&insert, &params).await {
+            Ok(row) => match row.try_get(0) {
+                Ok(id) => id,
+                Err(e) => {
+                    return Found::NoUser {
+                        user: Some(user.id),
+                        why: format!("{}.id is not a uuid ({e})", p.sessions),
+                    };
+                }
+            },
+            Err(error) => return Found::Failed { step: "the insert", user: Some(user), error },
+        };
+        // What the desktop app does next: fetch the session it was told exists.
+        let read = format!("SELECT status::text FROM {sessions} WHERE id = $1");
+        match client.query_opt(&read, &[&session]).await {
+            Ok(Some(row)) => Found::Created { user, session, status: row.try_get(0).ok().flatten() },
+            Ok(None) => Found::NotReadBack { user, session },
+            Err(error) => Found::Failed { step: "reading the session back", user: Some(user), error },
+        }
+    }
+
+    fn judge(&self, found: Found, role: &str) -> Outcome {
+        let sessions = &self.0.sessions;
+        match found {
+            Found::Created { user, session, status } if user.credits <= 0 => Outcome::warn(format!(
+                "{INSUFFICIENT_CREDITS}: user {} has {} credits, so the API refuses before inserting \
+                 (the insert itself works; rolled back)",
+                user.id, user.credits
+            ))
+            .hint(format!("give the user credits: UPDATE users SET credits = 10 WHERE id = '{}'", user.id))
+            .detail("api_error", INSUFFICIENT_CREDITS)
+            .detail("user_id", user.id.to_string())
+            .detail("credits", user.credits)
+            .detail("session_id", session.to_string())
+            .detail("status", status),
+            Found::Created { user, session, status } => {
+                Outcome::pass(format!("inserted session {session} for user {} and read it back; rolled back", user.id))
+                    .detail("api_error", serde_json::Value::Null)
+                    .detail("user_id", user.id.to_string())
+                    .detail("credits", user.credits)
+                    .detail("session_id", session.to_string())
+                    .detail("status", status)
+            }
+            Found::NoUser { user, why } => {
+                let who = user.map(|u| format!("user {u}")).unwrap_or_else(|| "no user".into());
+                let message = match user {
+                    Some(u) => format!("{INVALID_USER_REFERENCE}: user {u} does not exist or is inactive ({why})"),
+                    None => format!("{INVALID_USER_REFERENCE}: {why}: every session creation fails"),
+                };
+                Outcome::problem(message)
+                    .hint(match user {
+                        Some(u) => format!(
+                            "check the id in the user's token; activate the account (UPDATE users SET is_active = true WHERE id = '{u}') \
+                             or have the user sign up again"
+                        ),
+                        None => format!("create or activate a user: {}", super::pg_active_users::CREATE_USER),
+                    })
+                    .detail("api_error", INVALID_USER_REFERENCE)
+                    .detail("user_id", user.map(|u| u.to_string()))
+                    .detail("who", who)
+            }
+            Found::NotReadBack { user, session } => Outcome::problem(format!(
+                "inserted session {session} for user {} but cannot read it back from {sessions}: \
+                 the desktop app gets \"Session not found\"",
+                user.id
+            ))
+            .hint(format!("a row-level security policy or a rule on {sessions} hides new rows from the API's role"))
+            .detail("api_error", serde_json::Value::Null)
+            .detail("user_id", user.id.to_string())
+            .detail("session_id", session.to_string()),
+            Found::Failed { step, user, error } => {
+                let failed = insert_error(&error, step, role, &self.0, user.map(|u| u.id));
+                failed.detail("user_id", user.map(|u| u.id.to_string()))
+            }
+        }
+    }
+}
+
+/// A failed statement as the API's answer: message, hint, `api_error`, `sqlstate`.
+fn insert_error(e: &tokio_postgres::Error, step: &str, role: &str, p: &Params, user: Option<Uuid>) -> Outcome {
+    let Some(db) = e.as_db_error() else {
+        return Outcome::problem(format!("{step} failed: {}", describe(e)))
+            .detail("api_error", serde_json::Value::Null)
+            .detail("sqlstate", serde_json::Value::Null);
+    };
+    let code = db.code().code();
+    let text = format!("{} ({code})", db.message());
+    let table = db.table().unwrap_or(&p.sessions);
+    let (api_error, outcome) = match code {
+        "23503" => (
+            Some(INVALID_USER_REFERENCE),
+            Outcome::problem(format!(
+                "{INVALID_USER_REFERENCE}: user {} does not exist or is inactive: {step} violates {}",
+                user.map(|u| u.to_string()).unwrap_or_else(|| "?".into()),
+                constraint(db, &text)
+            ))
+            .hint("the user row is gone or the foreign key points elsewhere: check the users table and sessions' foreign keys"),
+        ),
+        "25006" => (
+            None,
+            Outcome::problem(format!("the database is read-only (a standby, or default_transaction_read_only): {text}"))
+                .hint("point DATABASE_URL at the primary; if it is the primary: ALTER DATABASE … RESET default_transaction_read_only (or ALTER ROLE … RESET)"),
+        ),
+        "42501" => (
+            None,
+            Outcome::problem(format!("role \"{role}\" cannot do {step}: {text}")).hint(format!(
+                "GRANT SELECT ON {} TO \"{role}\"; GRANT SELECT, INSERT ON {} TO \"{role}\"",
+                p.users, p.sessions
+            )),
+        ),
+        "42P01" | "42703" => (
+            None,
+            Outcome::problem(format!("schema drift: {step} failed: {text}")).hint(MIGRATE_HINT),
+        ),
+        "23502" => {
+            let column = db.column().unwrap_or("?");
+            (
+                None,
+                Outcome::problem(format!(
+                    "column {table}.{column} is NOT NULL but the API does not fill it: {text}"
+                ))
+                .hint(format!(
+                    "a migration ran ahead of the API: give {table}.{column} a DEFAULT, allow NULL, or deploy the API version that fills it"
+                ))
+                .detail("column", column),
+            )
+        }
+        "42883" if db.message().contains("gen_random_uuid") => (
+            None,
+            Outcome::problem(format!("gen_random_uuid() is missing: {step} failed: {text}"))
+                .hint("CREATE EXTENSION pgcrypto (or upgrade to PostgreSQL 13 or later)"),
+        ),
+        LOCK_NOT_AVAILABLE | QUERY_CANCELED => (
+            None,
+            Outcome::problem(format!("lock contention on {}: {step} was cancelled: {text}", p.sessions))
+                .hint("see postgres.locks for the transaction holding the lock"),
+        ),
+        "23514" => (
+            None,
+            Outcome::problem(format!("{step}: {} rejects the API's values: {text}", constraint(db, &text)))
+                .hint("the constraint and the API disagree about allowed values: align the migration with the API"),
+        ),
+        _ => (None, Outcome::problem(format!("{step} failed: {text}"))),
+    };
+    outcome.detail("api_error", api_error).detail("sqlstate", code)
+}
+
+fn constraint(db: &DbError, fallback: &str) -> String {
+    match db.constraint() {
+        Some(c) => format!("constraint {c}"),
+        None => fallback.to_string(),
+    }
+}
+
+/// Who blocks backend `pid`, from the run's shared session (a read, no state change).
+async fn blockers(ctx: &Ctx, pid: i32) -> Vec<String> {
+    const SQL: &str = "SELECT a.pid, coalesce(a.state, '?'), coalesce(a.application_name, ''), \
+        coalesce(extract(epoch FROM now() - a.xact_start)::float8, 0) \
+        FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids($1)) ORDER BY a.pid LIMIT 5";
+    let query = async {
+        let session: Arc<PgSession> = ctx.postgres().await.ok()?;
+        session.client.query(SQL, &[&pid]).await.ok()
+    };
+    let rows = tokio::time::timeout(BLOCKERS_WAIT, query).await.ok().flatten().unwrap_or_default();
+    rows.iter()
+        .filter_map(|r| {
+            let (pid, state, app, secs): (i32, String, String, f64) =
+                (r.try_get(0).ok()?, r.try_get(1).ok()?, r.try_get(2).ok()?, r.try_get(3).ok()?);
+            let app = if app.is_empty() { String::new() } else { format!(", {app}") };
+            Some(format!("pid {pid} ({state} for {}{app})", human(Duration::from_secs_f64(secs.max(0.0).round()))))
+        })
+        .collect()
+}
+
+/// Ends our own dry-run backend (its transaction aborts at once).
+async fn terminate(ctx: &Ctx, pid: i32) {
+    if pid == 0 {
+        return;
+    }
+    let query = async {
+        if let Ok(session) = ctx.postgres().await {
+            let _ = session.client.query("SELECT pg_terminate_backend($1)", &[&pid]).await;
+        }
+    };
+    let _ = tokio::time::timeout(TERMINATE_WAIT, query).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::kinds::testing::run_kind;
+    use crate::report::Status;
+
+    #[tokio::test]
+    async fn read_only_run_skips_with_the_documented_message() {
+        let r = run_kind("postgres.session_insert", "", &[], "production").await;
+        assert_eq!((r.status, r.message.as_str()), (Status::Skip, super::READ_ONLY_RUN));
+    }
+
+    #[tokio::test]
+    async fn unknown_parameters_are_rejected() {
+        let text = "[[check]]\nid = \"t\"\nkind = \"postgres.session_insert\"\ndurattion = 3\n";
+        let err = crate::manifest::load(&[crate::manifest::Source { label: "t.toml".into(), text: text.into() }])
+            .expect_err("typo is an error");
+        assert!(err.to_string().contains("durattion"), "{err}");
+    }
+}

@@ -1,0 +1,231 @@
+//! `postgres.user`: one user's side of "User X cannot create a session" (support
+//! tickets, `--user-id UUID`): does the row exist, is it active and verified, how
+//! many credits, how many sessions, and how many of those Redis has cached.
+//!
+//! Read-only, on the run's shared session. The user's row is read as `to_jsonb`
+//! so a missing optional column (`is_verified`) is reported as unknown instead of
+//! failing the lookup. The sessions are counted with a bounded query under a
+//! tighter `SET LOCAL statement_timeout` (one implicit transaction, like
+//! `postgres.active_users`): without an index on `sessions.user_id` that is a
+//! full scan, and running out of time costs the count, not the verdict. Redis is
+//! optional here: when it cannot be reached the cached count says so.
+
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio_postgres::SimpleQueryMessage;
+use uuid::Uuid;
+
+use super::pg_common::{QUERY_CANCELED, human, ident, query_failed, session, sqlstate};
+use super::pg_session_insert::{INSUFFICIENT_CREDITS, INVALID_USER_REFERENCE};
+use super::{Check, KindDef, Outcome};
+use crate::engine::Ctx;
+use crate::probe::postgres::describe;
+
+pub static KIND: KindDef = KindDef {
+    name: "postgres.user",
+    title: "The user in the support ticket",
+    description: "with --user-id: the user exists, is active and verified, has credits; counts their sessions and how many Redis has cached",
+    build: |t| {
+        let p: Params = super::params(t)?;
+        if p.max_sessions == 0 {
+            return Err("`max_sessions`: at least 1".into());
+        }
+        Ok(Box::new(UserCheck(p)))
+    },
+};
+
+pub const NO_USER_ID: &str = "no --user-id given; pass --user-id UUID to diagnose one user";
+
+/// Kept from the deadline for Redis and the report.
+const MARGIN: Duration = Duration::from_millis(300);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Params {
+    users: String,
+    sessions: String,
+    /// The Redis key of a cached session is this prefix and the session id.
+    key_prefix: String,
+    /// Sessions counted (and looked up in Redis) at most.
+    max_sessions: u32,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { users: "users".into(), sessions: "sessions".into(), key_prefix: "session:".into(), max_sessions: 1000 }
+    }
+}
+
+struct UserCheck(Params);
+
+impl Check for UserCheck {
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
+        async move {
+            let Some(id) = ctx.user_id else {
+                return Outcome::skip(NO_USER_ID);
+            };
+            let end = Instant::now() + ctx.timeout.saturating_sub(MARGIN).max(Duration::from_millis(100));
+            self.diagnose(ctx, id, end).await.unwrap_or_else(|o| o).detail("user_id", id.to_string())
+        }
+        .boxed()
+    }
+}
+
+impl UserCheck {
+    async fn diagnose(&self, ctx: &Ctx, id: Uuid, end: Instant) -> Result<Outcome, Outcome> {
+        let p = &self.0;
+        let pg = session(ctx).await?;
+        let sql = format!("SELECT to_jsonb(u) FROM {} u WHERE u.id = $1", ident(&p.users));
+        let row = pg.client.query_opt(&sql, &[&id]).await.map_err(|e| query_failed("the user lookup", &e))?;
+        let Some(row) = row else {
+            return Ok(Outcome::problem(format!(
+                "user {id} does not exist: session creation answers {INVALID_USER_REFERENCE}"
+            ))
+            .hint("check the id in the user's token (the account may have been deleted, or belong to another environment)")
+            .detail("exists", false)
+            .detail("api_error", INVALID_USER_REFERENCE));
+        };
+        let user: Value =
+            row.try_get(0).map_err(|e| Outcome::problem(format!("unexpected reply to the user lookup: {e}")))?;
+        let active = user.get("is_active").and_then(Value::as_bool);
+        let verified = user.get("is_verified").and_then(Value::as_bool);
+        let credits = user.get("credits").and_then(Value::as_i64);
+
+        let (sessions, ids, count_note) = self.sessions(&pg, id, end).await;
+        let (cached, cache_note) = match &ids {
+            Some(ids) if !ids.is_empty() => self.cached(ctx, ids, end).await,
+            Some(_) => (Some(0), None),
+            None => (None, Some("cached sessions not counted".to_string())),
+        };
+
+        let mut facts = vec![
+            match active {
+                Some(true) => "active".to_string(),
+                Some(false) => "INACTIVE".to_string(),
+                None => "is_active unknown".to_string(),
+            },
+            match verified {
+                Some(true) => "verified".to_string(),
+                Some(false) => "not verified".to_string(),
+                None => "is_verified unknown".to_string(),
+            },
+            match credits {
+                Some(c) => format!("{c} credits"),
+                None => "credits unknown".to_string(),
+            },
+            match (sessions, &count_note) {
+                (Some(n), _) if n > u64::from(p.max_sessions) => format!("more than {} sessions", p.max_sessions),
+                (Some(n), _) => super::pg_common::plural(n as usize, "session", "sessions"),
+                (None, Some(why)) => format!("sessions not counted ({why})"),
+                (None, None) => "sessions not counted".to_string(),
+            },
+        ];
+        match (cached, &cache_note) {
+            (Some(n), _) => facts.push(format!("{n} cached in Redis")),
+            (None, Some(why)) => facts.push(why.clone()),
+            (None, None) => {}
+        }
+        let summary = format!("user {id}: {}", facts.join(", "));
+        let outcome = if active != Some(true) {
+            Outcome::problem(format!("{summary}: session creation answers {INVALID_USER_REFERENCE}"))
+                .hint(format!("if the account should work: UPDATE {} SET is_active = true WHERE id = '{id}'", p.users))
+                .detail("api_error", INVALID_USER_REFERENCE)
+        } else if credits.is_none_or(|c| c <= 0) {
+            Outcome::warn(format!("{summary}: session creation answers {INSUFFICIENT_CREDITS}"))
+                .hint(format!("if the user should have credits: UPDATE {} SET credits = 10 WHERE id = '{id}'", p.users))
+                .detail("api_error", INSUFFICIENT_CREDITS)
+        } else {
+            Outcome::pass(summary).detail("api_error", Value::Null)
+        };
+        Ok(outcome
+            .detail("exists", true)
+            .detail("is_active", active)
+            .detail("is_verified", verified)
+            .detail("credits", credits)
+            .detail("sessions", sessions)
+            .detail("sessions_bound", p.max_sessions)
+            .detail("cached_sessions", cached)
+            .detail("cache_note", cache_note))
+    }
+
+    /// The user's session count (up to the bound, plus one to know "more") and
+    /// their ids; `None` with the reason when it could not be determined in time.
+    async fn sessions(
+        &self,
+        pg: &crate::probe::postgres::PgSession,
+        id: Uuid,
+        end: Instant,
+    ) -> (Option<u64>, Option<Vec<String>>, Option<String>) {
+        let left = end.saturating_duration_since(Instant::now()).saturating_sub(MARGIN).max(Duration::from_millis(100));
+        // A UUID's text is hex and dashes: safe to inline (a simple query takes no
+        // parameters, and SET LOCAL needs one).
+        let sql = format!(
+            "SET LOCAL statement_timeout = {}; SELECT id::text FROM {} WHERE user_id = '{id}' LIMIT {}",
+            left.as_millis(),
+            ident(&self.0.sessions),
+            u64::from(self.0.max_sessions) + 1
+        );
+        match pg.client.simple_query(&sql).await {
+            Ok(messages) => {
+                let ids: Vec<String> = messages
+                    .iter()
+                    .filter_map(|m| match m {
+                        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                        _ => None,
+                    })
+                    .collect();
+                (Some(ids.len() as u64), Some(ids), None)
+            }
+            Err(e) if sqlstate(&e) == Some(QUERY_CANCELED) => (
+                None,
+                None,
+                Some(format!("no answer within {}: is there an index on {}.user_id?", human(left), self.0.sessions)),
+            ),
+            Err(e) => (None, None, Some(describe(&e))),
+        }
+    }
+
+    /// How many of `ids` have a key in Redis; `None` and why when Redis is not there.
+    async fn cached(&self, ctx: &Ctx, ids: &[String], end: Instant) -> (Option<u64>, Option<String>) {
+        let lookup = async {
+            let redis = ctx
+                .redis()
+                .await
+                .map_err(|f| format!("Redis unreachable ({}): cached sessions not counted", f.message))?;
+            let mut pipe = redis::pipe();
+            let bounded = &ids[..ids.len().min(self.0.max_sessions as usize)];
+            let mut exists = redis::cmd("EXISTS");
+            for id in bounded {
+                exists.arg(format!("{}{id}", self.0.key_prefix));
+            }
+            pipe.add_command(exists);
+            let replies = redis.round(&pipe, "EXISTS").await.map_err(|f| format!("Redis: {}", f.message))?;
+            match replies.into_iter().next() {
+                Some(Ok(redis::Value::Int(n))) => Ok(n.max(0) as u64),
+                Some(Err(e)) => Err(format!("Redis refused EXISTS: {e}")),
+                other => Err(format!("unexpected reply to EXISTS: {other:?}")),
+            }
+        };
+        match tokio::time::timeout_at(end.into(), lookup).await {
+            Ok(Ok(n)) => (Some(n), None),
+            Ok(Err(why)) => (None, Some(why)),
+            Err(_) => (None, Some("Redis did not answer in time: cached sessions not counted".to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::kinds::testing::run_kind;
+    use crate::report::Status;
+
+    #[tokio::test]
+    async fn without_user_id_it_is_skipped() {
+        let r = run_kind("postgres.user", "", &[], "production").await;
+        assert_eq!((r.status, r.message.as_str()), (Status::Skip, super::NO_USER_ID));
+    }
+}
