@@ -27,7 +27,7 @@ use crate::engine::Ctx;
 pub static KIND: KindDef = KindDef {
     name: "redis.info",
     title: "Redis INFO field",
-    description: "an INFO field (`field`, optional `section`) meets `expect`: = != > >= < <= against a number, = != against text",
+    description: "an INFO field (`field`, optional `section`) meets `expect`: = != > >= < <= against a number, = != against text (read-only)",
     build: |t| {
         let p: Params = super::params(t)?;
         if p.field.trim().is_empty() || p.field.contains(char::is_whitespace) {
@@ -100,6 +100,7 @@ impl Expect {
             (">=", Op::Ge),
             ("<=", Op::Le),
             ("!=", Op::Ne),
+            ("<>", Op::Ne),
             ("==", Op::Eq),
             (">", Op::Gt),
             ("<", Op::Lt),
@@ -108,7 +109,7 @@ impl Expect {
         let (op, rest) = OPS
             .iter()
             .find_map(|(sym, op)| s.strip_prefix(sym).map(|rest| (*op, rest.trim())))
-            .ok_or_else(|| format!("must start with one of = != > >= < <= (e.g. \">= 1\"), not {raw:?}"))?;
+            .ok_or_else(|| format!("must start with one of = != <> > >= < <= (e.g. \">= 1\"), not {raw:?}"))?;
         if rest.is_empty() {
             return Err(format!("has an operator but no value to compare with: {raw:?}"));
         }
@@ -201,6 +202,7 @@ mod tests {
             ("= master", "slave", false),
             ("!= slave", "master", true),
             ("!= 0", "3", true),
+            ("<> 0", "0", false),
             ("= noeviction", "allkeys-lru", false),
         ];
         for (expect, actual, holds) in cases {

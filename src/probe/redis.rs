@@ -313,11 +313,7 @@ enum Phase {
 /// Connect, AUTH, PING (a connection without AUTH "succeeds" and only the first command says NOAUTH), INFO, all under `deadline`.
 pub async fn connect(target: &RedisTarget, deadline: Duration) -> Result<RedisSession, Failure> {
     let mut phase = Phase::Resolve;
-    // The checks waiting for this connection run under the same deadline and
-    // started a moment earlier: stop a little before it, so that their result is
-    // this timeout naming the step, not the engine's generic one.
-    let budget = deadline.saturating_sub((deadline / 20).min(Duration::from_millis(250)));
-    let outcome = tokio::time::timeout(budget, connect_steps(target, deadline, &mut phase)).await;
+    let outcome = tokio::time::timeout(deadline, connect_steps(target, deadline, &mut phase)).await;
     match outcome {
         Ok(result) => {
             result.map_err(|f| Failure { message: target.scrub(f.message), hint: f.hint.map(|h| target.scrub(h)) })
