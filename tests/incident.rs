@@ -417,6 +417,7 @@ fn foreign_key_dropped_and_an_orphan_session_present_warns_with_its_id() {
     assert!(msg.contains(&orphan) && msg.contains(&dormant), "{msg}");
     let d = details(&report, "postgres.orphan_sessions");
     assert_eq!((d["count"].clone(), d["missing_user"].clone()), (2.into(), 1.into()));
+    assert_eq!(d["foreign_key"], false, "without the foreign key every session is joined");
     assert!(check(&report, "postgres.orphan_sessions")["hint"].as_str().unwrap_or_default().contains("FOREIGN KEY"));
 }
 
