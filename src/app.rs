@@ -103,6 +103,7 @@ fn run(args: RunArgs, process: Process<'_>, out: &mut Output) -> Result<ExitCode
         .or_else(|| process.var("NODE_ENV").map(|v| v.trim().to_string()))
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "development".to_string());
+    let columns = process.var("COLUMNS").and_then(|c| c.trim().parse::<u16>().ok());
     let in_ci = process.var("CI").is_some_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"));
     let cwd = process.cwd;
     let set = EnvSet::load(process.vars, cwd, &environment, &args.env_file)?;
@@ -162,7 +163,7 @@ fn run(args: RunArgs, process: Process<'_>, out: &mut Output) -> Result<ExitCode
     // Connections close with the runtime; never wait on a hung server's goodbye.
     runtime.shutdown_timeout(Duration::from_millis(100));
 
-    let width = terminal_width(out);
+    let width = Some(table_width(columns));
     for (format, file, label) in &mut report_files {
         let text = render(&report, *format, args.fail_on, None);
         let clean = out.redactor().redact(&text).into_owned();
@@ -247,10 +248,8 @@ impl Observer for NoProgress {
     fn finished(&self, _: &CheckResult) {}
 }
 
-fn terminal_width(out: &Output) -> Option<u16> {
-    if !out.stdout_is_terminal() {
-        return None;
-    }
-    // COLUMNS is what shells export; fall back to a readable default.
-    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).or(Some(120))
+/// Wrap the table to `COLUMNS` or the terminal, else to 120 columns (a pipe, a pasted ticket).
+fn table_width(columns: Option<u16>) -> u16 {
+    // comfy-table asks the terminal for its size when stdout is one.
+    columns.or_else(|| comfy_table::Table::new().width()).filter(|w| *w >= 60).unwrap_or(120)
 }

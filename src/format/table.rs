@@ -5,6 +5,7 @@ use anstyle::{AnsiColor, Style};
 use comfy_table::{ContentArrangement, Table, presets};
 
 use super::{short_duration, status_label};
+use crate::engine::NOT_SELECTED;
 use crate::report::{Report, Status};
 
 fn style(status: Status) -> Style {
@@ -16,7 +17,7 @@ fn style(status: Status) -> Style {
     }
 }
 
-/// `width`: the terminal's width, to wrap long messages; `None` never wraps.
+/// `width`: where to wrap long messages; `None` never wraps.
 pub fn format(report: &Report, width: Option<u16>) -> String {
     let mut table = Table::new();
     table.load_style(presets::UTF8_FULL_CONDENSED).force_no_tty();
@@ -25,7 +26,9 @@ pub fn format(report: &Report, width: Option<u16>) -> String {
     }
     table.set_header(vec!["Status", "Check", "Time", "Message"]);
     let dim = Style::new().dimmed();
-    for c in &report.checks {
+    // Rows for checks `--only` left out say nothing an operator needs: count them instead.
+    let deselected = report.checks.iter().filter(|c| c.status == Status::Skip && c.message == NOT_SELECTED).count();
+    for c in report.checks.iter().filter(|c| !(c.status == Status::Skip && c.message == NOT_SELECTED)) {
         let st = style(c.status);
         let mut message = c.message.clone();
         if let Some(hint) = &c.hint {
@@ -45,8 +48,9 @@ pub fn format(report: &Report, width: Option<u16>) -> String {
         crate::report::SummaryStatus::Fail => Status::Fail,
     };
     let st = style(overall);
+    let folded = if deselected > 0 { format!(" ({deselected} not selected)") } else { String::new() };
     format!(
-        "{} {} · environment {} · env files: {}\n{table}\n{st}{}{st:#} in {}\n",
+        "{} {} · environment {} · env files: {}\n{table}\n{st}{}{st:#}{folded} in {}\n",
         report.tool,
         report.version,
         report.environment,
