@@ -15,6 +15,7 @@ pub mod env_node_env;
 pub mod env_redis_url;
 pub mod env_required;
 pub mod env_secrets;
+pub mod expect;
 // postgres kinds (issue 3) — one `pub mod` per kind, here
 pub mod pg_active_users;
 mod pg_common;

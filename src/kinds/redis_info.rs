@@ -13,13 +13,11 @@
 //! command sent); with `section` a fresh `INFO <section>` is asked for. INFO is
 //! read-only either way. `expect` is validated when the manifest loads.
 
-use std::cmp::Ordering;
-use std::fmt;
-
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
+use super::expect::Expect;
 use super::redis_connect::session;
 use super::{Check, KindDef, Outcome};
 use crate::engine::Ctx;
@@ -55,93 +53,6 @@ struct Info {
     field: String,
     section: Option<String>,
     expect: Expect,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Eq,
-    Ne,
-    Gt,
-    Ge,
-    Lt,
-    Le,
-}
-
-impl Op {
-    fn holds(self, ord: Ordering) -> bool {
-        match self {
-            Op::Eq => ord == Ordering::Equal,
-            Op::Ne => ord != Ordering::Equal,
-            Op::Gt => ord == Ordering::Greater,
-            Op::Ge => ord != Ordering::Less,
-            Op::Lt => ord == Ordering::Less,
-            Op::Le => ord != Ordering::Greater,
-        }
-    }
-
-    fn ordering(self) -> bool {
-        !matches!(self, Op::Eq | Op::Ne)
-    }
-}
-
-/// `>= 1`, `= master`, `!= 0`: an operator and the value to compare with.
-#[derive(Debug, Clone, PartialEq)]
-struct Expect {
-    op: Op,
-    text: String,
-    number: Option<f64>,
-}
-
-impl Expect {
-    fn parse(raw: &str) -> Result<Expect, String> {
-        let s = raw.trim();
-        // Longest operators first, so `>=` is not read as `>` then `=1`.
-        const OPS: &[(&str, Op)] = &[
-            (">=", Op::Ge),
-            ("<=", Op::Le),
-            ("!=", Op::Ne),
-            ("<>", Op::Ne),
-            ("==", Op::Eq),
-            (">", Op::Gt),
-            ("<", Op::Lt),
-            ("=", Op::Eq),
-        ];
-        let (op, rest) = OPS
-            .iter()
-            .find_map(|(sym, op)| s.strip_prefix(sym).map(|rest| (*op, rest.trim())))
-            .ok_or_else(|| format!("must start with one of = != <> > >= < <= (e.g. \">= 1\"), not {raw:?}"))?;
-        if rest.is_empty() {
-            return Err(format!("has an operator but no value to compare with: {raw:?}"));
-        }
-        let number = rest.parse::<f64>().ok().filter(|n| n.is_finite());
-        if op.ordering() && number.is_none() {
-            return Err(format!("compares with {rest:?}, which is not a number; > >= < <= need one"));
-        }
-        Ok(Expect { op, text: rest.to_string(), number })
-    }
-
-    /// Numbers compare as numbers when both sides are; otherwise text must match exactly.
-    fn holds(&self, actual: &str) -> Result<bool, String> {
-        match (self.number, actual.trim().parse::<f64>().ok()) {
-            (Some(want), Some(got)) => Ok(self.op.holds(got.total_cmp(&want))),
-            _ if self.op.ordering() => Err(format!("is {actual:?}, not a number")),
-            _ => Ok(self.op.holds(actual.cmp(self.text.as_str()))),
-        }
-    }
-}
-
-impl fmt::Display for Expect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let op = match self.op {
-            Op::Eq => "=",
-            Op::Ne => "!=",
-            Op::Gt => ">",
-            Op::Ge => ">=",
-            Op::Lt => "<",
-            Op::Le => "<=",
-        };
-        write!(f, "{op} {}", self.text)
-    }
 }
 
 impl Check for Info {
@@ -187,30 +98,6 @@ mod tests {
     use super::*;
     use crate::kinds::Verdict;
     use crate::manifest::{Source, load};
-
-    #[test]
-    fn expectations_parse_and_compare() {
-        // (expect, actual, holds)
-        let cases: &[(&str, &str, bool)] = &[
-            (">= 1", "1", true),
-            (">=1", "0", false),
-            ("> 0.5", "0.75", true),
-            ("< 100", "100", false),
-            ("<= 100", "100", true),
-            ("= 0", "0.0", true),
-            ("== master", "master", true),
-            ("= master", "slave", false),
-            ("!= slave", "master", true),
-            ("!= 0", "3", true),
-            ("<> 0", "0", false),
-            ("= noeviction", "allkeys-lru", false),
-        ];
-        for (expect, actual, holds) in cases {
-            let e = Expect::parse(expect).unwrap_or_else(|err| panic!("{expect}: {err}"));
-            assert_eq!(e.holds(actual), Ok(*holds), "{expect} vs {actual}");
-        }
-        assert!(Expect::parse(">= 1").unwrap().holds("1.2M").is_err());
-    }
 
     #[test]
     fn bad_expectations_are_manifest_errors_at_the_field() {
