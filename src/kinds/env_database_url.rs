@@ -3,17 +3,14 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{Check, KindDef, NoParams, Outcome};
+use super::{Check, KindDef, Outcome};
 use crate::engine::Ctx;
 
 pub static KIND: KindDef = KindDef {
     name: "env.database_url",
     title: "Database URL is valid",
     description: "DATABASE_URL is a postgres:// URL with a host, DB_PORT is a port, and DATABASE_URL and DB_* agree",
-    build: |t| {
-        let NoParams {} = super::params(t)?;
-        Ok(Box::new(DatabaseUrl))
-    },
+    build: |t| super::without_params(t, DatabaseUrl),
 };
 
 pub const ENCODE_HINT: &str =

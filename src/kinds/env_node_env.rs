@@ -3,17 +3,14 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{Check, KindDef, NoParams, Outcome};
+use super::{Check, KindDef, Outcome};
 use crate::engine::Ctx;
 
 pub static KIND: KindDef = KindDef {
     name: "env.node_env",
     title: "NODE_ENV matches --env",
     description: "NODE_ENV equals the environment named by --env (Express runs as development when it is unset)",
-    build: |t| {
-        let NoParams {} = super::params(t)?;
-        Ok(Box::new(NodeEnv))
-    },
+    build: |t| super::without_params(t, NodeEnv),
 };
 
 struct NodeEnv;

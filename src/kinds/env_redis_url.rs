@@ -4,17 +4,14 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::env_database_url::parse_service_url;
-use super::{Check, KindDef, NoParams, Outcome};
+use super::{Check, KindDef, Outcome};
 use crate::engine::Ctx;
 
 pub static KIND: KindDef = KindDef {
     name: "env.redis_url",
     title: "Redis URL is valid",
     description: "REDIS_URL is a redis:// or rediss:// URL with a host and a numeric database",
-    build: |t| {
-        let NoParams {} = super::params(t)?;
-        Ok(Box::new(RedisUrl))
-    },
+    build: |t| super::without_params(t, RedisUrl),
 };
 
 struct RedisUrl;

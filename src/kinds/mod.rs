@@ -175,6 +175,12 @@ pub fn params<P: DeserializeOwned>(table: toml::Table) -> Result<P, String> {
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
 
+/// `build` for kinds that take no parameters: any given is an error.
+pub fn without_params(table: toml::Table, check: impl Check + 'static) -> Result<Box<dyn Check>, String> {
+    let NoParams {} = params(table)?;
+    Ok(Box::new(check))
+}
+
 /// Runs one check of a kind through the real manifest loader and engine.
 #[cfg(test)]
 pub(crate) mod testing {

@@ -4,7 +4,7 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{Check, KindDef, NoParams, Outcome};
+use super::{Check, KindDef, Outcome};
 use crate::engine::Ctx;
 use crate::probe::postgres::PgInfo;
 
@@ -12,10 +12,7 @@ pub static KIND: KindDef = KindDef {
     name: "postgres.connect",
     title: "PostgreSQL connection",
     description: "connects and authenticates (DATABASE_URL or DB_*, sslmode) within the deadline; reports version, latency and TLS",
-    build: |t| {
-        let NoParams {} = super::params(t)?;
-        Ok(Box::new(Connect))
-    },
+    build: |t| super::without_params(t, Connect),
 };
 
 struct Connect;

@@ -6,17 +6,14 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::pg_common::{get, query_one, session};
-use super::{Check, KindDef, NoParams, Outcome};
+use super::{Check, KindDef, Outcome};
 use crate::engine::Ctx;
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.extensions",
     title: "gen_random_uuid() is available",
     description: "gen_random_uuid() exists (PostgreSQL ≥ 13, or the pgcrypto extension)",
-    build: |t| {
-        let NoParams {} = super::params(t)?;
-        Ok(Box::new(Extensions))
-    },
+    build: |t| super::without_params(t, Extensions),
 };
 
 const SQL: &str = "SELECT to_regprocedure('gen_random_uuid()')::text, \

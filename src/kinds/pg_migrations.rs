@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use tokio_postgres::Row;
 
 use super::pg_common::{get, query_failed, query_one, session};
-use super::{Check, KindDef, NoParams, Outcome};
+use super::{Check, KindDef, Outcome};
 use crate::engine::Ctx;
 use crate::probe::postgres::PgSession;
 
@@ -16,10 +16,7 @@ pub static KIND: KindDef = KindDef {
     name: "postgres.migrations",
     title: "Database migrations",
     description: "the migration table (knex, node-pg-migrate, Sequelize, Prisma, TypeORM, Drizzle) shows no stuck or failed migration",
-    build: |t| {
-        let NoParams {} = super::params(t)?;
-        Ok(Box::new(Migrations))
-    },
+    build: |t| super::without_params(t, Migrations),
 };
 
 /// Which tools' tables exist (resolved like the app's unqualified names). TypeORM's

@@ -3,7 +3,7 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{Check, KindDef, NoParams, Outcome};
+use super::{Check, KindDef, Outcome};
 use crate::engine::Ctx;
 use crate::probe::postgres::PgInfo;
 
@@ -11,10 +11,7 @@ pub static KIND: KindDef = KindDef {
     name: "postgres.tls",
     title: "PostgreSQL connection is encrypted",
     description: "with --env production, the connection to a host that is not loopback or a Unix socket uses TLS",
-    build: |t| {
-        let NoParams {} = super::params(t)?;
-        Ok(Box::new(Tls))
-    },
+    build: |t| super::without_params(t, Tls),
 };
 
 struct Tls;

@@ -11,17 +11,14 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::pg_common::{get, query_one, session};
-use super::{Check, KindDef, NoParams, Outcome};
+use super::{Check, KindDef, Outcome};
 use crate::engine::Ctx;
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.writable",
     title: "PostgreSQL accepts writes",
     description: "the server is not a read-only standby (pg_is_in_recovery) and default_transaction_read_only is off for new sessions",
-    build: |t| {
-        let NoParams {} = super::params(t)?;
-        Ok(Box::new(Writable))
-    },
+    build: |t| super::without_params(t, Writable),
 };
 
 const SQL: &str = "SELECT pg_is_in_recovery(), \

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{Check, KindDef, NoParams, Outcome};
+use super::{Check, KindDef, Outcome};
 use crate::engine::Ctx;
 use crate::probe::redis::{RedisInfo, RedisSession};
 
@@ -17,10 +17,7 @@ pub static KIND: KindDef = KindDef {
     name: "redis.connect",
     title: "Redis connection",
     description: "connects, authenticates and PINGs (REDIS_URL, REDIS_CA_CERT) within the deadline; reports version, role, TLS, mode and PING latency",
-    build: |t| {
-        let NoParams {} = super::params(t)?;
-        Ok(Box::new(Connect))
-    },
+    build: |t| super::without_params(t, Connect),
 };
 
 /// The runbook's words for what a Redis problem costs MockMate.

@@ -11,17 +11,14 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::redis_connect::session;
-use super::{Check, KindDef, NoParams, Outcome};
+use super::{Check, KindDef, Outcome};
 use crate::engine::Ctx;
 
 pub static KIND: KindDef = KindDef {
     name: "redis.memory",
     title: "Redis memory and eviction",
     description: "maxmemory is not paired with an allkeys-* policy (sessions evicted) and a noeviction server is below 90 % of it (writes fail with OOM)",
-    build: |t| {
-        let NoParams {} = super::params(t)?;
-        Ok(Box::new(Memory))
-    },
+    build: |t| super::without_params(t, Memory),
 };
 
 /// At or above this share of `maxmemory` under `noeviction`, writes are about to fail.

@@ -10,17 +10,14 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::redis_connect::session;
-use super::{Check, KindDef, NoParams, Outcome};
+use super::{Check, KindDef, Outcome};
 use crate::engine::Ctx;
 
 pub static KIND: KindDef = KindDef {
     name: "redis.persistence",
     title: "Redis persistence healthy",
     description: "the last RDB save and AOF write succeeded (rdb_last_bgsave_status, aof_last_write_status), so writes are not refused with MISCONF; persistence off is fine",
-    build: |t| {
-        let NoParams {} = super::params(t)?;
-        Ok(Box::new(Persistence))
-    },
+    build: |t| super::without_params(t, Persistence),
 };
 
 struct Persistence;

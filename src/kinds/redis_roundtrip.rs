@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use redis::Value;
 
 use super::redis_connect::{IMPACT, session};
-use super::{Check, KindDef, NoParams, Outcome};
+use super::{Check, KindDef, Outcome};
 use crate::engine::Ctx;
 use crate::probe::redis::Reply;
 
@@ -18,10 +18,7 @@ pub static KIND: KindDef = KindDef {
     name: "redis.roundtrip",
     title: "Redis write round trip",
     description: "with --allow-writes: SET (EX 30), GET and DEL of a random mockmate-diag:probe:* key; leaves no key behind",
-    build: |t| {
-        let NoParams {} = super::params(t)?;
-        Ok(Box::new(Roundtrip))
-    },
+    build: |t| super::without_params(t, Roundtrip),
 };
 
 pub const KEY_PREFIX: &str = "mockmate-diag:probe:";

@@ -9,17 +9,14 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::redis_connect::{IMPACT, session};
-use super::{Check, KindDef, NoParams, Outcome};
+use super::{Check, KindDef, Outcome};
 use crate::engine::Ctx;
 
 pub static KIND: KindDef = KindDef {
     name: "redis.writable",
     title: "Redis accepts writes",
     description: "the server is not a read-only replica (INFO role, slave_read_only), so cache writes will not fail with READONLY",
-    build: |t| {
-        let NoParams {} = super::params(t)?;
-        Ok(Box::new(Writable))
-    },
+    build: |t| super::without_params(t, Writable),
 };
 
 struct Writable;
