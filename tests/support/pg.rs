@@ -6,8 +6,8 @@
 //! its socket and data in a temporary directory and is stopped when the value drops
 //! or, for the shared ones (statics are never dropped), when the test process exits.
 
+pub use super::{encode, free_port};
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -358,16 +358,7 @@ impl PgServer {
             data = self.datadir.display(),
             root = self._dir.path().display(),
         );
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(script).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        #[cfg(unix)]
-        {
-            // Its own process group: a Ctrl-C aimed at cargo test must not kill it first.
-            use std::os::unix::process::CommandExt;
-            cmd.process_group(0);
-        }
-        // Not waited for: it outlives us by design (and is reparented to init).
-        let _ = cmd.spawn();
+        super::spawn_watchdog(script);
     }
 }
 
@@ -453,20 +444,4 @@ fn append(path: &Path, text: &str) {
     let mut file =
         fs::OpenOptions::new().append(true).open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     file.write_all(text.as_bytes()).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
-
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -10,8 +10,8 @@
 //! A missing redis-server fails the run loudly: these tests are the point, skipping
 //! them would hide breakage.
 
+pub use super::{encode, free_port};
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -293,16 +293,7 @@ impl RedisServer {
             redis = self.child.id(),
             dir = dir.display(),
         );
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(script).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        #[cfg(unix)]
-        {
-            // Its own process group: a Ctrl-C aimed at cargo test must not kill it first.
-            use std::os::unix::process::CommandExt;
-            cmd.process_group(0);
-        }
-        // Not waited for: it outlives us by design (and is reparented to init).
-        let _ = cmd.spawn();
+        super::spawn_watchdog(script);
     }
 }
 
@@ -336,20 +327,4 @@ fn read_all(mut r: impl std::io::Read) -> String {
     let mut s = String::new();
     let _ = r.read_to_string(&mut s);
     s
-}
-
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
