@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::cmd::{check, diag, json_run, status};
+use support::cmd::{assert_status, check, diag, json_run, message};
 use support::pg::{PgServer, SUPERUSER, SUPERUSER_PASSWORD};
 use support::redis::RedisServer;
 
@@ -135,17 +135,8 @@ fn assert_left_nothing(before: Counters, after: Counters, attempts: i64) {
     assert_eq!(after.dead - before.dead, attempts, "every attempt is a dead tuple: {before:?} → {after:?}");
 }
 
-fn message<'a>(report: &'a Value, id: &str) -> &'a str {
-    check(report, id)["message"].as_str().unwrap_or_default()
-}
-
 fn details<'a>(report: &'a Value, id: &str) -> &'a Value {
     &check(report, id)["details"]
-}
-
-#[track_caller]
-fn assert_status(report: &Value, id: &str, want: &str) {
-    assert_eq!(status(report, id), want, "{id}: {:#}", check(report, id));
 }
 
 // ---- postgres.session_insert ------------------------------------------------

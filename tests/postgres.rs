@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::cmd::{check, diag, json_run, status};
+use support::cmd::{assert_status, check, diag, hint, json_run, message};
 use support::pg::{PgServer, SUPERUSER, SUPERUSER_PASSWORD, free_port};
 use support::redis::RedisServer;
 use support::tarpit::Tarpit;
@@ -37,19 +37,6 @@ fn run_pg(env: &[(&str, &str)], extra: &[&str]) -> (i32, Value) {
 
 fn run_url(url: &str) -> (i32, Value) {
     run_pg(&[("DATABASE_URL", url)], &[])
-}
-
-fn message<'a>(report: &'a Value, id: &str) -> &'a str {
-    check(report, id)["message"].as_str().unwrap_or_default()
-}
-
-fn hint<'a>(report: &'a Value, id: &str) -> &'a str {
-    check(report, id)["hint"].as_str().unwrap_or_default()
-}
-
-#[track_caller]
-fn assert_status(report: &Value, id: &str, want: &str) {
-    assert_eq!(status(report, id), want, "{id}: {:#}", check(report, id));
 }
 
 /// A fresh database with the MockMate schema and one active user; its superuser URL.

@@ -10,7 +10,7 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::cmd::{check, diag, json_run, status};
+use support::cmd::{assert_status, check, diag, hint, json_run, message};
 use support::pg::PgServer;
 use support::redis::{RedisServer, free_port};
 use support::tarpit::Tarpit;
@@ -27,19 +27,6 @@ fn run_redis(url: &str, env: &[(&str, &str)], args: &[&str]) -> (i32, Value) {
     cmd.env("REDIS_URL", url).envs(env.iter().copied());
     cmd.args(["--format", "json", "--only", REDIS_IDS]).args(args);
     json_run(&mut cmd)
-}
-
-fn message<'a>(report: &'a Value, id: &str) -> &'a str {
-    check(report, id)["message"].as_str().unwrap_or_default()
-}
-
-fn hint<'a>(report: &'a Value, id: &str) -> &'a str {
-    check(report, id)["hint"].as_str().unwrap_or_default()
-}
-
-#[track_caller]
-fn assert_status(report: &Value, id: &str, want: &str) {
-    assert_eq!(status(report, id), want, "{id}: {:#}", check(report, id));
 }
 
 /// The checks after `redis.connect` are skipped because it did not pass.

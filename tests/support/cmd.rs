@@ -31,3 +31,19 @@ pub fn check<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Val
 pub fn status<'a>(report: &'a serde_json::Value, id: &str) -> &'a str {
     check(report, id)["status"].as_str().unwrap_or("?")
 }
+
+/// The message of check `id`.
+pub fn message<'a>(report: &'a serde_json::Value, id: &str) -> &'a str {
+    check(report, id)["message"].as_str().unwrap_or_default()
+}
+
+/// The hint of check `id` (empty when none).
+pub fn hint<'a>(report: &'a serde_json::Value, id: &str) -> &'a str {
+    check(report, id)["hint"].as_str().unwrap_or_default()
+}
+
+/// Asserts the status of check `id`, showing the whole result when it differs.
+#[track_caller]
+pub fn assert_status(report: &serde_json::Value, id: &str, want: &str) {
+    assert_eq!(status(report, id), want, "{id}: {:#}", check(report, id));
+}
