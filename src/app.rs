@@ -147,7 +147,7 @@ fn run(args: RunArgs, process: Process<'_>, out: &mut Output) -> Result<ExitCode
         checks = wait_until_settled(&decls, &args, checks, clock + wait, out, attempt);
     }
 
-    let report = Report {
+    let mut report = Report {
         tool: TOOL,
         version: VERSION,
         schema_version: SCHEMA_VERSION,
@@ -162,6 +162,7 @@ fn run(args: RunArgs, process: Process<'_>, out: &mut Output) -> Result<ExitCode
     };
     // Connections close with the runtime; never wait on a hung server's goodbye.
     runtime.shutdown_timeout(Duration::from_millis(100));
+    out.redactor().redact_report(&mut report);
 
     let width = Some(table_width(columns));
     for (format, file, label) in &mut report_files {

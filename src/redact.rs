@@ -13,6 +13,8 @@ use std::sync::{LazyLock, RwLock};
 
 use regex::Regex;
 
+use crate::report::Report;
+
 pub const MASK: &str = "****";
 
 /// Userinfo with a password: `scheme://user:password@`. Greedy up to the last `@`
@@ -107,6 +109,48 @@ impl Redactor {
             );
         }
         out
+    }
+}
+
+impl Redactor {
+    /// Redacts every string of a report before it is formatted, so that a
+    /// table's column widths are measured on what will be printed. The output
+    /// stream redacts again; on a redacted report that changes nothing.
+    pub fn redact_report(&self, report: &mut Report) {
+        let fix = |s: &mut String| {
+            if let Cow::Owned(clean) = self.redact(s) {
+                *s = clean;
+            }
+        };
+        fix(&mut report.environment);
+        report.env_files.iter_mut().for_each(fix);
+        for c in &mut report.checks {
+            fix(&mut c.id);
+            fix(&mut c.title);
+            fix(&mut c.message);
+            if let Some(h) = &mut c.hint {
+                fix(h);
+            }
+            for v in c.details.values_mut() {
+                self.redact_json(v);
+            }
+        }
+        for v in &mut report.variables {
+            fix(&mut v.source);
+        }
+    }
+
+    fn redact_json(&self, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) => {
+                if let Cow::Owned(clean) = self.redact(s) {
+                    *s = clean;
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
+            serde_json::Value::Object(map) => map.values_mut().for_each(|v| self.redact_json(v)),
+            _ => {}
+        }
     }
 }
 
@@ -213,6 +257,21 @@ mod tests {
             r.redact("password authentication failed for user \"app\""),
             "password authentication failed for user \"app\""
         );
+    }
+
+    #[test]
+    fn redacts_a_report_before_formatting_so_tables_stay_aligned() {
+        let mut report = crate::format::fixture();
+        report.checks[0].message = format!("saw postgres://u:{SENTINEL}@h/db");
+        report.checks[0].details.insert("url".into(), serde_json::json!([format!("x {SENTINEL}")]));
+        let r = Redactor::from_env([("DB_PASSWORD", SENTINEL)]);
+        r.redact_report(&mut report);
+        let json = serde_json::to_string(&report).unwrap_or_default();
+        assert!(!json.contains(SENTINEL), "{json}");
+        let table = anstream::adapter::strip_str(&crate::format::table::format(&report, Some(100))).to_string();
+        let widths: std::collections::HashSet<usize> =
+            table.lines().filter(|l| l.starts_with(['┌', '│', '╞', '└'])).map(|l| l.chars().count()).collect();
+        assert_eq!(widths.len(), 1, "{table}");
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub fn parse_service_url(var: &str, raw: &str, schemes: &[&str]) -> Result<url::
         with_hint(Outcome::problem(format!("{var} is not a valid URL: {e}"))).hint(if suspicious {
             ENCODE_HINT.to_string()
         } else {
-            format!("{var} should look like {}://user:password@host:port/name", schemes[0])
+            format!("{var} should look like {}://<user>:<password>@<host>:<port>/<name>", schemes[0])
         })
     })?;
     if !schemes.contains(&url.scheme()) {
@@ -37,7 +37,7 @@ pub fn parse_service_url(var: &str, raw: &str, schemes: &[&str]) -> Result<url::
             url.scheme(),
             schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(" or ")
         ))
-        .hint(format!("{var} should look like {}://user:password@host:port/name", schemes[0])));
+        .hint(format!("{var} should look like {}://<user>:<password>@<host>:<port>/<name>", schemes[0])));
     }
     if url.fragment().is_some() && url.scheme() != "rediss" {
         return Err(with_hint(Outcome::problem(format!("{var} contains '#': the rest of the URL is ignored")))
@@ -77,7 +77,7 @@ impl Check for DatabaseUrl {
             let host = url.host_str().filter(|h| !h.is_empty()).map(str::to_string).or_else(|| socket_host(&url));
             let Some(host) = host else {
                 return Outcome::problem("DATABASE_URL has no host")
-                    .hint("DATABASE_URL should look like postgres://user:password@host:5432/name");
+                    .hint("DATABASE_URL should look like postgres://<user>:<password>@<host>:5432/<name>");
             };
             let name = url.path().trim_start_matches('/').to_string();
             if name.contains(['@', '/']) {

@@ -27,7 +27,7 @@ impl Check for RedisUrl {
                 Err(outcome) => return outcome,
             };
             let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
-                return Outcome::problem("REDIS_URL has no host").hint("REDIS_URL should look like redis://:password@host:6379/0");
+                return Outcome::problem("REDIS_URL has no host").hint("REDIS_URL should look like redis://:<password>@<host>:6379/0");
             };
             let db = url.path().trim_start_matches('/');
             if !db.is_empty() && db.parse::<u32>().is_err() {

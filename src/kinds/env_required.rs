@@ -60,7 +60,7 @@ impl Check for EnvRequired {
             } else {
                 Outcome::problem(format!("missing or empty: {}", missing.join(", ")))
                     .hint(format!(
-                        "set them in the environment or in .env.{} (DATABASE_URL=postgres://user:password@host:5432/db)",
+                        "set them in the environment or in .env.{} (DATABASE_URL=postgres://<user>:<password>@<host>:5432/<db>)",
                         ctx.environment
                     ))
                     .detail("missing", missing)

@@ -133,7 +133,7 @@ impl PgTarget {
     /// Parses a libpq-style URL; `get` supplies the `PG*` fallbacks.
     pub fn from_url(url: &str, get: EnvLookup) -> Result<PgTarget, Failure> {
         let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        const ENCODE_HINT: &str = "the form is postgresql://USER:PASSWORD@HOST:PORT/DATABASE; \
+        const ENCODE_HINT: &str = "the form is postgresql://<user>:<password>@<host>:<port>/<database>; \
              percent-encode special characters in the password (# as %23, / as %2F, @ as %40)";
         // Only the scheme is echoed: the rest may hold the password.
         let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
@@ -188,7 +188,7 @@ impl PgTarget {
             u if !u.is_empty() => u,
             _ => q_user.or_else(|| var("PGUSER")).ok_or_else(|| {
                 Failure::new("DATABASE_URL has no user name")
-                    .with_hint("add it: postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
+                    .with_hint("add it: postgresql://<user>:<password>@<host>:<port>/<database>")
             })?,
         };
         let password = match parsed.password() {
@@ -209,7 +209,7 @@ impl PgTarget {
         let require = |name: &str| {
             var(name).map(|v| v.trim().to_string()).ok_or_else(|| {
                 Failure::new(format!("neither DATABASE_URL nor {name} is set")).with_hint(
-                    "set DATABASE_URL=postgresql://USER:PASSWORD@HOST:PORT/DATABASE, \
+                    "set DATABASE_URL=postgresql://<user>:<password>@<host>:<port>/<database>, \
                      or DB_HOST, DB_PORT, DB_USER, DB_PASSWORD and DB_NAME",
                 )
             })

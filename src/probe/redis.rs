@@ -92,7 +92,7 @@ impl RedisTarget {
                 url::ParseError::EmptyHost => "REDIS_URL has no host".to_owned(),
                 e => format!("REDIS_URL is not a valid URL: {e}"),
             };
-            Failure::new(message).with_hint("use the form redis://[user:password@]host[:port][/db]")
+            Failure::new(message).with_hint("use the form redis://[<user>:<password>@]<host>[:<port>][/<db>]")
         })?;
 
         let encrypted = match url.scheme() {
@@ -110,7 +110,7 @@ impl RedisTarget {
             Some(url::Host::Domain(d)) if !d.is_empty() => d.to_owned(),
             _ => {
                 return Err(Failure::new("REDIS_URL has no host")
-                    .with_hint("use the form redis://[user:password@]host[:port][/db]"));
+                    .with_hint("use the form redis://[<user>:<password>@]<host>[:<port>][/<db>]"));
             }
         };
         let port = url.port().unwrap_or(6379);
