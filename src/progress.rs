@@ -1,7 +1,7 @@
 //! The progress line on a terminal: how many checks are done and which is the
 //! slowest still running. Only on a terminal, never in CI or for machine formats.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -9,9 +9,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::engine::Observer;
 use crate::report::CheckResult;
 
+type Running = Arc<Mutex<Vec<(String, Instant)>>>;
+
 pub struct Progress {
     bar: ProgressBar,
-    running: Mutex<Vec<(String, Instant)>>,
+    running: Running,
 }
 
 impl Progress {
@@ -21,33 +23,44 @@ impl Progress {
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
         bar.set_style(style);
         bar.enable_steady_tick(Duration::from_millis(100));
-        Progress { bar, running: Mutex::new(Vec::new()) }
+        let running: Running = Arc::default();
+        // Keep the slowest check's time ticking while nothing starts or finishes (a hung server).
+        let (ticker_bar, ticker_running) = (bar.clone(), running.clone());
+        std::thread::spawn(move || {
+            while !ticker_bar.is_finished() {
+                std::thread::sleep(Duration::from_millis(200));
+                refresh(&ticker_bar, &ticker_running);
+            }
+        });
+        Progress { bar, running }
     }
+}
 
-    fn refresh(&self, running: &[(String, Instant)]) {
-        // The check that started first and is still running is the slowest so far.
-        match running.iter().min_by_key(|(_, t)| *t) {
-            Some((id, t)) => self.bar.set_message(format!("· waiting on {id} ({:.1}s)", t.elapsed().as_secs_f64())),
-            None => self.bar.set_message(String::new()),
-        }
-    }
-
-    pub fn finish(&self) {
-        self.bar.finish_and_clear();
+/// Names the check that started first and is still running: the slowest so far.
+fn refresh(bar: &ProgressBar, running: &Running) {
+    let running = running.lock().unwrap_or_else(PoisonError::into_inner);
+    match running.iter().min_by_key(|(_, t)| *t) {
+        Some((id, t)) => bar.set_message(format!("· waiting on {id} ({:.1}s)", t.elapsed().as_secs_f64())),
+        None => bar.set_message(String::new()),
     }
 }
 
 impl Observer for Progress {
     fn started(&self, id: &str) {
-        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        running.push((id.to_string(), Instant::now()));
-        self.refresh(&running);
+        self.running.lock().unwrap_or_else(PoisonError::into_inner).push((id.to_string(), Instant::now()));
+        refresh(&self.bar, &self.running);
     }
 
     fn finished(&self, result: &CheckResult) {
-        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        running.retain(|(id, _)| id != &result.id);
+        self.running.lock().unwrap_or_else(PoisonError::into_inner).retain(|(id, _)| id != &result.id);
         self.bar.inc(1);
-        self.refresh(&running);
+        refresh(&self.bar, &self.running);
+    }
+}
+
+impl Drop for Progress {
+    /// The line disappears before the report is printed.
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
     }
 }
