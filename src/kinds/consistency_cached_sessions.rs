@@ -14,6 +14,7 @@ use std::time::Instant;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::pg_common::{ident, query_failed, session};
@@ -163,7 +164,11 @@ impl CachedSessions {
              WHERE NOT EXISTS (SELECT 1 FROM {} s WHERE s.id = c.id) ORDER BY c.id",
             ident(&self.p.table)
         );
-        let rows = pg.client.query(&sql, &[&ids]).await.map_err(|e| query_failed("the sessions lookup", &e))?;
+        let rows = pg
+            .client
+            .query_typed(&sql, &[(&ids, Type::UUID_ARRAY)])
+            .await
+            .map_err(|e| query_failed("the sessions lookup", &e))?;
         rows.iter()
             .map(|r| r.try_get::<_, Uuid>(0).map_err(|e| Outcome::problem(format!("unexpected reply: {e}"))))
             .collect()

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio_postgres::Row;
-use tokio_postgres::types::FromSql;
+use tokio_postgres::types::{FromSql, ToSql, Type};
 
 use super::Outcome;
 use crate::engine::Ctx;
@@ -58,14 +58,18 @@ pub fn get<'a, T: FromSql<'a>>(row: &'a Row, idx: usize, what: &str) -> Result<T
     row.try_get(idx).map_err(|e| Outcome::problem(format!("unexpected reply to {what}: {e}")))
 }
 
+/// A query parameter with its type spelled out, as [`query_one`] and
+/// `Client::query_typed` take them.
+pub type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
 /// One row of a query expected to return exactly one.
-pub async fn query_one(
-    session: &PgSession,
-    what: &str,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Result<Row, Outcome> {
-    let rows = session.client.query(sql, params).await.map_err(|e| query_failed(what, &e))?;
+///
+/// `query_typed` sends Parse, Bind and Execute at once (one round trip), where
+/// `query` with SQL text would first prepare the statement and wait for its
+/// description (two); so parameters carry their types. The replies of the shared
+/// session's checks are all builtin types, which need no catalog lookup.
+pub async fn query_one(session: &PgSession, what: &str, sql: &str, params: &[Param<'_>]) -> Result<Row, Outcome> {
+    let rows = session.client.query_typed(sql, params).await.map_err(|e| query_failed(what, &e))?;
     rows.into_iter().next().ok_or_else(|| Outcome::problem(format!("unexpected reply to {what}: no row")))
 }
 

@@ -9,6 +9,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::Value;
+use tokio_postgres::types::Type;
 
 use super::pg_common::{get, human, query_one, session};
 use super::{Check, KindDef, Outcome};
@@ -79,7 +80,8 @@ impl Check for Locks {
                 let session = session(ctx).await?;
                 let what = "the lock query";
                 let secs = self.idle.as_secs_f64();
-                let row = query_one(&session, what, SQL, &[&secs, &self.tables]).await?;
+                let row =
+                    query_one(&session, what, SQL, &[(&secs, Type::FLOAT8), (&self.tables, Type::TEXT_ARRAY)]).await?;
                 let idle: Value = get(&row, 0, what)?;
                 let holders: Value = get(&row, 1, what)?;
                 let waiting: Value = get(&row, 2, what)?;

@@ -129,7 +129,7 @@ async fn knex_state(s: &PgSession, has_lock_table: bool) -> Result<Finding, Outc
         let what = "knex_migrations_lock";
         let rows = s
             .client
-            .query("SELECT coalesce(bool_or(is_locked::int <> 0), false) FROM knex_migrations_lock", &[])
+            .query_typed("SELECT coalesce(bool_or(is_locked::int <> 0), false) FROM knex_migrations_lock", &[])
             .await
             .map_err(|e| query_failed(what, &e))?;
         let locked = match rows.first() {

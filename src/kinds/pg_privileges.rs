@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
+use tokio_postgres::types::Type;
 
 use super::pg_common::{SchemaParam, get, regclass_sql, session};
 use super::{Check, KindDef, Outcome};
@@ -82,7 +83,7 @@ impl Check for Privileges {
                     self.0.require.iter().flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), p.clone()))).unzip();
                 let rows = session
                     .client
-                    .query(&sql(self.0.schema.get()), &[&names, &privs])
+                    .query_typed(&sql(self.0.schema.get()), &[(&names, Type::TEXT_ARRAY), (&privs, Type::TEXT_ARRAY)])
                     .await
                     .map_err(|e| super::pg_common::query_failed("the privilege query", &e))?;
                 let mut role = session.info.user.clone();

@@ -10,6 +10,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::Value;
+use tokio_postgres::types::Type;
 
 use super::pg_common::{MIGRATE_HINT, SchemaParam, get, plural, query_one, regclass_sql, session};
 use super::{Check, KindDef, Outcome};
@@ -172,7 +173,9 @@ impl Check for Schema {
                 let mut names: BTreeSet<String> = self.tables.keys().cloned().collect();
                 names.extend(self.fks.iter().flat_map(|fk| [fk.table.clone(), fk.ref_table.clone()]));
                 let names: Vec<String> = names.into_iter().collect();
-                let row = query_one(&session, "the catalog query", &sql(self.schema.get()), &[&names]).await?;
+                let row =
+                    query_one(&session, "the catalog query", &sql(self.schema.get()), &[(&names, Type::TEXT_ARRAY)])
+                        .await?;
                 let json: Value = get(&row, 0, "the catalog query")?;
                 let found: Vec<Found> = serde_json::from_value(json)
                     .map_err(|e| Outcome::problem(format!("unexpected reply to the catalog query: {e}")))?;

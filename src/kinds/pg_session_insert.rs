@@ -22,9 +22,10 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use tokio_postgres::Client;
 use tokio_postgres::error::DbError;
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::pg_common::{LOCK_NOT_AVAILABLE, MIGRATE_HINT, QUERY_CANCELED, human, ident};
+use super::pg_common::{LOCK_NOT_AVAILABLE, MIGRATE_HINT, Param, QUERY_CANCELED, human, ident};
 use super::{Check, KindDef, Outcome};
 use crate::engine::Ctx;
 use crate::probe::postgres::{PgSession, PgTarget, connect, describe};
@@ -226,7 +227,7 @@ impl SessionInsert {
         let user = match wanted {
             Some(id) => {
                 let sql = format!("SELECT is_active, credits::bigint FROM {users} WHERE id = $1");
-                match client.query_opt(&sql, &[&id]).await {
+                match client.query_typed_opt(&sql, &[(&id, Type::UUID)]).await {
                     Err(error) => return Found::Failed { step: "the user lookup", user: None, error },
                     Ok(None) => return Found::NoUser { user: Some(id), why: format!("no row in {}", p.users) },
                     Ok(Some(row)) => {
@@ -245,7 +246,7 @@ impl SessionInsert {
                     "(SELECT id, credits::bigint FROM {users} WHERE is_active = true AND credits > 0 LIMIT 1) \
                      UNION ALL (SELECT id, credits::bigint FROM {users} WHERE is_active = true LIMIT 1) LIMIT 1"
                 );
-                match client.query_opt(&sql, &[]).await {
+                match client.query_typed_opt(&sql, &[]).await {
                     Err(error) => return Found::Failed { step: "the user lookup", user: None, error },
                     Ok(None) => return Found::NoUser { user: None, why: format!("no active user in {}", p.users) },
                     Ok(Some(row)) => match row.try_get::<_, Uuid>(0) {
@@ -261,9 +262,16 @@ impl SessionInsert {
             "INSERT INTO {sessions} (user_id, job_title, difficulty, duration, session_type) \
              VALUES ($1, $2, $3, $4, $5) RETURNING id"
         );
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-            [&user.id, &p.job_title, &p.difficulty, &p.duration, &p.session_type];
-        let session: Uuid = match client.query_one(&insert, &params).await {
+        // UNKNOWN lets the server type the text values from their columns (an enum,
+        // varchar …), as it does for the API's driver, which sends them untyped.
+        let params: [Param<'_>; 5] = [
+            (&user.id, Type::UUID),
+            (&p.job_title, Type::UNKNOWN),
+            (&p.difficulty, Type::UNKNOWN),
+            (&p.duration, Type::INT4),
+            (&p.session_type, Type::UNKNOWN),
+        ];
+        let session: Uuid = match client.query_typed_one(&insert, &params).await {
             Ok(row) => match row.try_get(0) {
                 Ok(id) => id,
                 Err(e) => {
@@ -277,7 +285,7 @@ impl SessionInsert {
         };
         // What the desktop app does next: fetch the session it was told exists.
         let read = format!("SELECT status::text FROM {sessions} WHERE id = $1");
-        match client.query_opt(&read, &[&session]).await {
+        match client.query_typed_opt(&read, &[(&session, Type::UUID)]).await {
             Ok(Some(row)) => Found::Created { user, session, status: row.try_get(0).ok().flatten() },
             Ok(None) => Found::NotReadBack { user, session },
             Err(error) => Found::Failed { step: "reading the session back", user: Some(user), error },
@@ -424,7 +432,7 @@ async fn blockers(ctx: &Ctx, pid: i32) -> Vec<String> {
         FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids($1)) ORDER BY a.pid LIMIT 5";
     let query = async {
         let session: Arc<PgSession> = ctx.postgres().await.ok()?;
-        session.client.query(SQL, &[&pid]).await.ok()
+        session.client.query_typed(SQL, &[(&pid, Type::INT4)]).await.ok()
     };
     let rows = tokio::time::timeout(BLOCKERS_WAIT, query).await.ok().flatten().unwrap_or_default();
     rows.iter()
@@ -444,7 +452,7 @@ async fn terminate(ctx: &Ctx, pid: i32) {
     }
     let query = async {
         if let Ok(session) = ctx.postgres().await {
-            let _ = session.client.query("SELECT pg_terminate_backend($1)", &[&pid]).await;
+            let _ = session.client.query_typed("SELECT pg_terminate_backend($1)", &[(&pid, Type::INT4)]).await;
         }
     };
     let _ = tokio::time::timeout(TERMINATE_WAIT, query).await;

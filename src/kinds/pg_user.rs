@@ -19,6 +19,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::pg_common::{QUERY_CANCELED, human, ident, query_failed, session, sqlstate};
@@ -82,7 +83,11 @@ impl UserCheck {
         let p = &self.0;
         let pg = session(ctx).await?;
         let sql = format!("SELECT to_jsonb(u) FROM {} u WHERE u.id = $1", ident(&p.users));
-        let row = pg.client.query_opt(&sql, &[&id]).await.map_err(|e| query_failed("the user lookup", &e))?;
+        let row = pg
+            .client
+            .query_typed_opt(&sql, &[(&id, Type::UUID)])
+            .await
+            .map_err(|e| query_failed("the user lookup", &e))?;
         let Some(row) = row else {
             return Ok(Outcome::problem(format!(
                 "user {id} does not exist: session creation answers {INVALID_USER_REFERENCE}"
