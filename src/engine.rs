@@ -58,6 +58,34 @@ impl Ctx {
         self.probes.redis(&move |name: &str| env.get(name), self.timeout).await
     }
 
+    /// Starts opening the read-only scan session (see [`Probes`]), bounded by `--timeout`.
+    pub fn warm_postgres_scan(&self) {
+        let env = self.env.clone();
+        self.probes.warm_postgres_scan(&move |name: &str| env.get(name), self.timeout);
+    }
+
+    /// The read-only scan session beside the shared one, shared by the scanning checks.
+    pub async fn postgres_scan(&self) -> Result<Arc<crate::probe::postgres::PgSession>, crate::probe::Failure> {
+        let env = self.env.clone();
+        self.probes.postgres_scan(&move |name: &str| env.get(name), self.timeout).await
+    }
+
+    /// Starts opening a connection for one check's writes, bounded by `deadline`.
+    pub fn warm_postgres_write(&self, deadline: Duration) {
+        let env = self.env.clone();
+        self.probes.warm_postgres_write(&move |name: &str| env.get(name), deadline);
+    }
+
+    /// A connection of the caller's own (the warmed one if still there, else a new
+    /// one bounded by `deadline`).
+    pub async fn postgres_write(
+        &self,
+        deadline: Duration,
+    ) -> Result<crate::probe::postgres::PgSession, crate::probe::Failure> {
+        let env = self.env.clone();
+        self.probes.postgres_write(&move |name: &str| env.get(name), deadline).await
+    }
+
     pub fn is_production(&self) -> bool {
         self.environment.eq_ignore_ascii_case("production")
     }
@@ -147,6 +175,11 @@ pub async fn run_observed(
     ctx: Arc<Ctx>,
     observer: Arc<dyn Observer>,
 ) -> Vec<CheckResult> {
+    // Before anything awaits: checks that will run start their slow set-up (their
+    // own connections), so it overlaps the shared connects instead of following them.
+    for d in decls.iter().filter(|d| selection.runs(&d.id)) {
+        d.check.warm(&ctx);
+    }
     let by_id: HashMap<&str, &CheckDecl> = decls.iter().map(|d| (d.id.as_str(), d)).collect();
     let mut futures: HashMap<String, SharedResult> = HashMap::new();
     // Build in dependency order (the manifest loader rejected cycles).
@@ -262,13 +295,21 @@ mod tests {
         Problem,
         Panic,
         Sleep(Duration),
+        /// Counts `warm` calls; passes.
+        Warms(Arc<std::sync::atomic::AtomicUsize>),
     }
 
     impl Check for Behaviour {
+        fn warm(&self, _ctx: &Ctx) {
+            if let Behaviour::Warms(n) = self {
+                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+
         fn run<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
             async move {
                 match self {
-                    Behaviour::Pass => Outcome::pass("ok"),
+                    Behaviour::Pass | Behaviour::Warms(_) => Outcome::pass("ok"),
                     Behaviour::Problem => Outcome::problem("broken").hint("fix it"),
                     Behaviour::Panic => panic!("boom with postgres://u:hunter2@h/db"),
                     Behaviour::Sleep(d) => {
@@ -347,5 +388,25 @@ mod tests {
         let r = run(&decls, &sel, ctx).await;
         assert_eq!(r[1].message, "needs a, which is skip");
         assert!(Selection::new(&decls, &["zz".into()], &[]).is_err());
+    }
+
+    #[tokio::test]
+    async fn only_checks_that_will_run_are_warmed_once_even_if_a_need_then_fails() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let counters: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+        let decls = vec![
+            decl("a.broken", Severity::Fail, &[], Behaviour::Problem),
+            decl("b.needs_broken", Severity::Fail, &["a.broken"], Behaviour::Warms(counters[0].clone())),
+            decl("c.skipped", Severity::Fail, &[], Behaviour::Warms(counters[1].clone())),
+            decl("d.runs", Severity::Fail, &[], Behaviour::Warms(counters[2].clone())),
+        ];
+        let sel = Selection::new(&decls, &[], &["c.skipped".into()]).expect("valid");
+        let ctx = Arc::new(Ctx::new(EnvView::new(Arc::new(EnvSet::default())), "test", Duration::from_secs(1)));
+        let r = run(&decls, &sel, ctx).await;
+        let warmed: Vec<usize> = counters.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+        // b is warmed (whether a passes is not known yet), then skipped.
+        assert_eq!(warmed, [1, 0, 1]);
+        assert_eq!(r[1].status, Status::Skip);
+        assert_eq!(r[3].status, Status::Pass);
     }
 }

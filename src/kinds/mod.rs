@@ -103,6 +103,14 @@ impl Outcome {
 /// A configured check. Reads the world only through `ctx`.
 pub trait Check: Send + Sync {
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome>;
+
+    /// Called by the engine for every check that will run (selected, not skipped),
+    /// at the start of the run and before anything awaits: start what `run` will
+    /// need that costs round trips and needs nothing from other checks (a
+    /// connection of its own), so it is ready when `run` starts. Must not block or
+    /// change anything on the server; whatever it starts is abandoned if the check
+    /// is then skipped. Default: nothing.
+    fn warm(&self, _ctx: &Ctx) {}
 }
 
 /// A kind in the registry.

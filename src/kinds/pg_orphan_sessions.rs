@@ -8,12 +8,15 @@
 //! nothing outlives it) caps the scan; running out of time is "could not
 //! determine", a warning with the reason.
 //!
-//! The scan runs on a read-only connection of its own ([`scan_session`]), not on
-//! the run's shared session: PostgreSQL runs one connection's queries one after
-//! another, so a scan of a large `sessions` table there holds up every other
-//! check's query for as long (measured on 10 M sessions without an index on
-//! `user_id`: `postgres.schema` went from 10 ms to 2.98 s).
+//! The scan runs on a read-only connection beside the run's shared session
+//! ([`scan_session`], shared with `postgres.user`'s count): PostgreSQL runs one
+//! connection's queries one after another, so a scan of a large `sessions` table
+//! on the shared session holds up every other check's query for as long
+//! (measured on 10 M sessions without an index on `user_id`: `postgres.schema`
+//! went from 10 ms to 2.98 s). The engine starts that connection with the run
+//! ([`Check::warm`]), so its handshake overlaps the shared session's.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -26,7 +29,7 @@ use super::pg_common::{
 };
 use super::{Check, KindDef, Outcome};
 use crate::engine::Ctx;
-use crate::probe::postgres::{PgSession, PgTarget, connect, describe};
+use crate::probe::postgres::{PgSession, describe};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.orphan_sessions",
@@ -67,6 +70,10 @@ struct Orphans {
 }
 
 impl Check for Orphans {
+    fn warm(&self, ctx: &Ctx) {
+        ctx.warm_postgres_scan();
+    }
+
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
         async move {
             let limit_time = self
@@ -128,15 +135,14 @@ impl Check for Orphans {
     }
 }
 
-/// A read-only connection for one long scan, so that it does not hold up the
+/// The read-only connection for long scans, so that they do not hold up the
 /// shared session's pipeline (see the module comment). Same target and session
-/// settings as the shared one; it closes when dropped.
-pub(super) async fn scan_session(ctx: &Ctx) -> Result<PgSession, Outcome> {
-    let target = PgTarget::from_env(&|name: &str| ctx.env.get(name)).map_err(Outcome::from_failure)?;
-    // The shared session proves the server is reachable first (and shares its
-    // failure's wording); this one then connects within the same deadline.
+/// settings as the shared one; connecting since the run started when the engine
+/// warmed a check that scans, else from now, within `--timeout` either way.
+pub(super) async fn scan_session(ctx: &Ctx) -> Result<Arc<PgSession>, Outcome> {
+    // The shared session's failure, when it has one, has the better wording.
     session(ctx).await?;
-    connect(&target, ctx.timeout).await.map_err(|f| {
+    ctx.postgres_scan().await.map_err(|f| {
         Outcome::problem(format!("cannot open a connection for the scan: {}", f.message))
             .hint(f.hint.unwrap_or_else(|| "see postgres.connect".into()))
     })

@@ -28,7 +28,7 @@ use uuid::Uuid;
 use super::pg_common::{LOCK_NOT_AVAILABLE, MIGRATE_HINT, Param, QUERY_CANCELED, human, ident};
 use super::{Check, KindDef, Outcome};
 use crate::engine::Ctx;
-use crate::probe::postgres::{PgSession, PgTarget, connect, describe};
+use crate::probe::postgres::{PgSession, PgTarget, describe};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.session_insert",
@@ -108,21 +108,29 @@ enum Found {
 }
 
 impl Check for SessionInsert {
+    fn warm(&self, ctx: &Ctx) {
+        // Only the dry run's connection, never a write: that waits for `run`.
+        if ctx.allow_writes {
+            ctx.warm_postgres_write(budget(ctx));
+        }
+    }
+
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
         async move {
             if !ctx.allow_writes {
                 return Outcome::skip(READ_ONLY_RUN);
             }
-            let budget = ctx.timeout.saturating_sub(REPORT_MARGIN).max(MIN_BUDGET);
+            let budget = budget(ctx);
             let end = Instant::now() + budget;
             let target = match PgTarget::from_env(&|name: &str| ctx.env.get(name)) {
                 Ok(t) => t,
                 Err(f) => return Outcome::from_failure(f),
             };
-            // A second connection, not the run's shared session: that one pipelines
+            // A connection of its own, not the run's shared session: that one pipelines
             // every check's queries, so a transaction opened on it would capture the
-            // other checks' statements (and its session is read-only by design).
-            let conn = match connect(&target, end.saturating_duration_since(Instant::now())).await {
+            // other checks' statements (and its session is read-only by design). The
+            // engine started it with the run (`warm`), within the same budget.
+            let conn = match ctx.postgres_write(end.saturating_duration_since(Instant::now())).await {
                 Ok(c) => c,
                 Err(f) => {
                     return Outcome::problem(format!("cannot open the dry run's own connection: {}", f.message))
@@ -133,6 +141,11 @@ impl Check for SessionInsert {
         }
         .boxed()
     }
+}
+
+/// The dry run's time: `--timeout` less what the report needs afterwards.
+fn budget(ctx: &Ctx) -> Duration {
+    ctx.timeout.saturating_sub(REPORT_MARGIN).max(MIN_BUDGET)
 }
 
 impl SessionInsert {

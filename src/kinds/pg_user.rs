@@ -66,6 +66,13 @@ impl Default for Params {
 struct UserCheck(Params);
 
 impl Check for UserCheck {
+    fn warm(&self, ctx: &Ctx) {
+        // Only a run with --user-id counts sessions.
+        if ctx.user_id.is_some() {
+            ctx.warm_postgres_scan();
+        }
+    }
+
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
         async move {
             let Some(id) = ctx.user_id else {

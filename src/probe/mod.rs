@@ -6,7 +6,7 @@
 pub mod postgres;
 pub mod redis;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -39,14 +39,28 @@ pub type EnvLookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Send + Sync);
 /// A connection being opened (or opened) once, awaited by every check that needs it.
 pub type SharedConnect<T> = Shared<BoxFuture<'static, Result<Arc<T>, Failure>>>;
 
-/// The run's shared connections, opened by the first check that asks.
+/// A connection being opened for one check alone.
+type OwnConnect<T> = tokio::task::JoinHandle<Result<T, Failure>>;
+
+/// The run's shared connections, opened by the first check that asks, and the
+/// PostgreSQL connections some checks need beside the shared session, which the
+/// engine starts early ([`crate::kinds::Check::warm`]) so that their handshakes
+/// overlap the shared one's instead of following it.
 ///
-/// The connect runs on its own task, so a check that gives up waiting (its
-/// deadline) does not cancel it for the others.
+/// Every connect runs on its own task, so a check that gives up waiting (its
+/// deadline) does not cancel it for the others; one nobody awaits (its check was
+/// skipped) ends with its own deadline or with the runtime.
 #[derive(Default)]
 pub struct Probes {
     postgres: OnceLock<SharedConnect<postgres::PgSession>>,
     redis: OnceLock<SharedConnect<redis::RedisSession>>,
+    /// A read-only session for long scans (`postgres.user`, `postgres.orphan_sessions`):
+    /// their scans may queue behind each other, never in front of the quick checks'
+    /// queries on the shared session.
+    postgres_scan: OnceLock<SharedConnect<postgres::PgSession>>,
+    /// The dry run's connection (`postgres.session_insert`): handed out once, by
+    /// value, so its transaction can never carry another check's statements.
+    postgres_write: Mutex<Option<OwnConnect<postgres::PgSession>>>,
 }
 
 impl Probes {
@@ -66,6 +80,53 @@ impl Probes {
             spawn_shared(async move { redis::connect(&target?, deadline).await })
         });
         fut.clone().await
+    }
+}
+
+impl Probes {
+    fn scan(&self, get: EnvLookup<'_>, deadline: Duration) -> SharedConnect<postgres::PgSession> {
+        let fut = self.postgres_scan.get_or_init(|| {
+            let target = postgres::PgTarget::from_env(get);
+            spawn_shared(async move { postgres::connect(&target?, deadline).await })
+        });
+        fut.clone()
+    }
+
+    /// Starts the scan session's connect, if nothing has yet.
+    pub fn warm_postgres_scan(&self, get: EnvLookup<'_>, deadline: Duration) {
+        drop(self.scan(get, deadline));
+    }
+
+    /// The scan session (same target and settings as the shared one), connecting
+    /// now with `deadline` if [`Probes::warm_postgres_scan`] did not start it.
+    pub async fn postgres_scan(
+        &self,
+        get: EnvLookup<'_>,
+        deadline: Duration,
+    ) -> Result<Arc<postgres::PgSession>, Failure> {
+        self.scan(get, deadline).await
+    }
+
+    /// Starts the dry run's connect, unless one is already waiting to be taken.
+    pub fn warm_postgres_write(&self, get: EnvLookup<'_>, deadline: Duration) {
+        let mut slot = self.postgres_write.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            let target = postgres::PgTarget::from_env(get);
+            *slot = Some(tokio::spawn(async move { postgres::connect(&target?, deadline).await }));
+        }
+    }
+
+    /// A connection for one caller alone: the one [`Probes::warm_postgres_write`]
+    /// started, if it is still there, else a new one connecting now with `deadline`.
+    pub async fn postgres_write(&self, get: EnvLookup<'_>, deadline: Duration) -> Result<postgres::PgSession, Failure> {
+        let warm = self.postgres_write.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match warm {
+            Some(task) => match task.await {
+                Ok(result) => result,
+                Err(e) => Err(Failure::new(format!("internal error while connecting: {e}"))),
+            },
+            None => postgres::connect(&postgres::PgTarget::from_env(get)?, deadline).await,
+        }
     }
 }
 
