@@ -162,31 +162,27 @@ impl SessionInsert {
             // the server's default. RESET gives us exactly that default, so a
             // database set read-only (ALTER DATABASE … SET default_transaction_read_only)
             // fails here with 25006 as it does for the API (BEGIN READ WRITE would not).
-            let rows = client
-                .simple_query(
-                    "RESET default_transaction_read_only; \
-                     SELECT pg_backend_pid(), current_setting('server_version_num')::int",
-                )
-                .await?;
-            let (pid, version) = rows
+            // Two messages sent together (one round trip), run in order: the RESET
+            // commits before BEGIN starts the transaction that must see it.
+            // client_connection_check_interval exists from PostgreSQL 14, hence the
+            // CASE rather than a SET LOCAL.
+            let reset = client.simple_query("RESET default_transaction_read_only; SELECT pg_backend_pid()");
+            let begin_sql = format!(
+                "BEGIN; SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = {server_ms}; \
+                 SET LOCAL idle_in_transaction_session_timeout = {server_ms}; \
+                 SELECT CASE WHEN current_setting('server_version_num')::int >= 140000 \
+                   THEN set_config('client_connection_check_interval', '250', true) END"
+            );
+            let begin = client.batch_execute(&begin_sql);
+            let (rows, begun) = futures::join!(reset, begin);
+            let pid = rows?
                 .iter()
                 .find_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => {
-                        let pid = r.get(0)?.parse::<i32>().ok()?;
-                        let version = r.get(1)?.parse::<i32>().ok()?;
-                        Some((pid, version))
-                    }
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0)?.parse::<i32>().ok(),
                     _ => None,
                 })
-                .unwrap_or((0, 0));
-            let mut sql = format!(
-                "BEGIN; SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = {server_ms}; \
-                 SET LOCAL idle_in_transaction_session_timeout = {server_ms};"
-            );
-            if version >= 140000 {
-                sql.push_str(" SET LOCAL client_connection_check_interval = 250;");
-            }
-            client.batch_execute(&sql).await?;
+                .unwrap_or(0);
+            begun?;
             Ok::<i32, tokio_postgres::Error>(pid)
         };
         let pid = match tokio::time::timeout_at(end.into(), begin).await {
