@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mockmate_diag::probe::Failure;
-use mockmate_diag::probe::postgres::{PgSession, PgTarget, SslMode, connect, describe};
+use mockmate_diag::probe::postgres::{PgSession, PgTarget, SslMode, connect, describe, setup_sql};
 use support::pg::{PgOptions, PgServer, SUPERUSER, SUPERUSER_PASSWORD, encode, free_port};
 use support::tarpit::Tarpit;
 use support::tls::TestCa;
@@ -66,6 +66,34 @@ async fn healthy_server_reports_version_latency_and_no_tls() {
         .expect("query");
     let settings: (String, String, String, String) = (row.get(0), row.get(1), row.get(2), row.get(3));
     assert_eq!(settings, ("mockmate-diag".into(), "4750ms".into(), "500ms".into(), "on".into()));
+    assert_eq!(session.setup().await, Ok(()));
+    // The version comes from the startup's ParameterStatus, not a query: the same text.
+    let version: String =
+        session.client.query_one("SELECT current_setting('server_version')", &[]).await.unwrap().get(0);
+    assert_eq!(info.server_version, version);
+}
+
+#[tokio::test]
+async fn a_failed_session_setup_fails_closed() {
+    // connect() does not wait for the setup's reply, so the queries sent after it
+    // must not run if it fails. The setup's SQL with a statement that fails before
+    // its COMMIT: the session is left in an aborted transaction and refuses all.
+    let pg = PgServer::shared();
+    let db = pg.create_mockmate_db("setup_fails");
+    let (client, connection) =
+        tokio_postgres::connect(&pg.superuser_url(&db), tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let sql = setup_sql(Duration::from_secs(5));
+    assert!(sql.starts_with("BEGIN;") && sql.ends_with("; COMMIT"), "{sql}");
+    let failing = sql.replace("; COMMIT", "; SELECT 1/0; COMMIT");
+    // Sent together, as connect() and a user's postgres.query would be.
+    let setup = client.batch_execute(&failing);
+    let insert = client.batch_execute("INSERT INTO users (email) VALUES ('eve@example.com')");
+    let (setup, insert) = futures::join!(setup, insert);
+    assert!(describe(&setup.unwrap_err()).ends_with("(22012)"));
+    let text = describe(&insert.unwrap_err());
+    assert!(text.ends_with("(25P02)"), "{text}");
+    assert_eq!(pg.sql(&db, "SELECT count(*) FROM users"), "1");
 }
 
 #[tokio::test]
@@ -214,6 +242,7 @@ async fn session_is_read_only() {
     let pg = PgServer::shared();
     let db = pg.create_mockmate_db("read_only");
     let session = connect_ok(&url_target(&pg.superuser_url(&db))).await;
+    // Sent at once, before the setup's reply is in: the SETs precede them on the wire.
     for sql in [
         "CREATE TABLE scratch (x int)",
         "INSERT INTO users (email) VALUES ('eve@example.com')",

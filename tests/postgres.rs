@@ -567,3 +567,26 @@ fn a_full_run_writes_nothing() {
     pg.sql(&db, "UPDATE knex_migrations_lock SET is_locked = 0");
     assert_ne!(settled_write_counters(pg, &db), before);
 }
+
+#[test]
+fn user_check_names_the_missing_sessions_user_id_index() {
+    let (pg, db, url) = healthy("user_index");
+    let user = pg.sql(&db, "SELECT id FROM users LIMIT 1");
+    let run = || {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = diag(dir.path());
+        cmd.env("DATABASE_URL", &url).args(["--format", "json", "--only", "postgres.user", "--user-id", &user]);
+        json_run(&mut cmd).1
+    };
+    // The migrations create no index on sessions.user_id: the count reads the table.
+    let report = run();
+    assert_status(&report, "postgres.user", "pass");
+    let d = &check(&report, "postgres.user")["details"];
+    assert_eq!(d["user_id_indexed"], false, "{report:#}");
+    assert_eq!(d["index_hint"], "CREATE INDEX CONCURRENTLY ON sessions (user_id)");
+
+    pg.sql(&db, "CREATE INDEX ON sessions (user_id)");
+    let report = run();
+    let d = &check(&report, "postgres.user")["details"];
+    assert_eq!((d["user_id_indexed"].clone(), d["index_hint"].clone()), (true.into(), Value::Null), "{report:#}");
+}

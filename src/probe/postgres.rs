@@ -1,9 +1,10 @@
 //! PostgreSQL probe: the one shared connection per run.
 //!
 //! `PgTarget::from_env` reads where to connect the way the MockMate API and libpq
-//! would; `connect` opens, authenticates and prepares one read-only session under a
-//! single deadline, and turns every way that can fail into a `Failure` naming the
-//! layer (TCP, TLS, startup/auth, setup) and the SQLSTATE.
+//! would; `connect` opens and authenticates under a single deadline, queues the
+//! read-only session setup ahead of every later query, and turns every way that can
+//! fail into a `Failure` naming the layer (TCP, TLS, startup/auth, setup) and the
+//! SQLSTATE.
 //!
 //! We connect the socket ourselves and hand it to tokio-postgres's `connect_raw`, so
 //! we know which phase a timeout hit, and we do TLS policy ourselves (tokio-postgres
@@ -21,14 +22,16 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, TryStreamExt};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_postgres::Client;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres::{Client, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{EnvLookup, Failure};
@@ -325,9 +328,23 @@ fn decode(s: &str, what: &str) -> Result<String, Failure> {
 
 /// The shared session. Callers hold it in an `Arc` and issue queries on `client`
 /// concurrently; tokio-postgres pipelines them over the one connection.
+///
+/// Every query sent on `client` runs after the session setup (see [`connect`]):
+/// inside read-only transactions and the server-side timeouts, or, if the setup
+/// failed, not at all (SQLSTATE 25P02). [`PgSession::setup`] says which.
 pub struct PgSession {
     pub client: Client,
     pub info: PgInfo,
+    setup: Shared<BoxFuture<'static, Result<(), Failure>>>,
+}
+
+impl PgSession {
+    /// The session setup's result. Its reply comes before the reply to any query
+    /// sent on this session, so awaiting this after a query costs nothing; before
+    /// one, it costs the round trip [`connect`] saved.
+    pub async fn setup(&self) -> Result<(), Failure> {
+        self.setup.clone().await
+    }
 }
 
 impl fmt::Debug for PgSession {
@@ -339,7 +356,8 @@ impl fmt::Debug for PgSession {
 /// What the connection found out, for the report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PgInfo {
-    /// `current_setting('server_version')`, e.g. `15.20 (Debian 15.20-0+deb12u1)`.
+    /// The server's `server_version` as it reported it at startup (ParameterStatus),
+    /// e.g. `15.20 (Debian 15.20-0+deb12u1)`.
     pub server_version: String,
     /// The negotiated TLS version (`TLSv1.3`), `None` when unencrypted.
     pub tls: Option<String>,
@@ -358,7 +376,6 @@ pub struct PgInfo {
 const PHASE_TCP: u8 = 0;
 const PHASE_STARTUP: u8 = 1;
 const PHASE_TLS: u8 = 2;
-const PHASE_SETUP: u8 = 3;
 
 // What the TLS layer saw: no handshake, a handshake of unknown version, or the version.
 const TLS_NONE: u8 = 0;
@@ -366,8 +383,9 @@ const TLS_ON: u8 = 1;
 const TLS_12: u8 = 12;
 const TLS_13: u8 = 13;
 
-/// Connects, authenticates and prepares the session (read-only transactions,
-/// `statement_timeout`, `lock_timeout`), all under `deadline`.
+/// Connects and authenticates under `deadline`, and sends the session setup
+/// (read-only transactions, `statement_timeout`, `lock_timeout`) without waiting
+/// for its reply: see [`send_setup`].
 pub async fn connect(target: &PgTarget, deadline: Duration) -> Result<PgSession, Failure> {
     let phase = Arc::new(AtomicU8::new(PHASE_TCP));
     let tls_state = Arc::new(AtomicU8::new(TLS_NONE));
@@ -402,7 +420,7 @@ async fn establish(
     }
     let mut make = MakeRustlsConnect::new(tls);
 
-    let client = if target.is_unix_socket() {
+    let (client, server_version) = if target.is_unix_socket() {
         let stream =
             tokio::net::UnixStream::connect(target.socket_path()).await.map_err(|e| socket_failure(target, &e))?;
         startup(target, &config, stream, &mut make, &phase, &tls_state).await?
@@ -411,28 +429,7 @@ async fn establish(
         startup(target, &config, stream, &mut make, &phase, &tls_state).await?
     };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-
-    phase.store(PHASE_SETUP, Ordering::SeqCst);
-    // Leave the caller's deadline room to report a slow query as a timeout of its own.
-    let statement_timeout = deadline.saturating_sub(Duration::from_millis(250)).max(Duration::from_millis(100));
-    let setup = format!(
-        "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; \
-         SET statement_timeout = {}; SET lock_timeout = '500ms'; \
-         SELECT current_setting('server_version')",
-        statement_timeout.as_millis()
-    );
-    let replies = client.simple_query(&setup).await.map_err(|e| {
-        Failure::new(format!("session setup failed: {}", describe(&e)))
-            .with_hint("the server accepted the login but refused a plain SET; is this PostgreSQL?")
-    })?;
-    let server_version = replies
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
-            _ => None,
-        })
-        .unwrap_or_else(|| "unknown".to_string());
-
+    let setup = send_setup(&client, deadline).await?;
     let tls = match tls_state.load(Ordering::SeqCst) {
         TLS_NONE => None,
         TLS_12 => Some("TLSv1.2".to_string()),
@@ -441,6 +438,7 @@ async fn establish(
     };
     Ok(PgSession {
         client,
+        setup,
         info: PgInfo {
             server_version,
             tls,
@@ -457,7 +455,8 @@ async fn establish(
 }
 
 /// TLS negotiation, startup and authentication over a connected socket; spawns the
-/// connection task.
+/// connection task. Returns the client and the `server_version` the server reported
+/// at startup (every PostgreSQL since 7.4 does; "unknown" if it did not).
 async fn startup<S>(
     target: &PgTarget,
     config: &tokio_postgres::Config,
@@ -465,17 +464,87 @@ async fn startup<S>(
     make: &mut MakeRustlsConnect,
     phase: &Arc<AtomicU8>,
     tls_state: &Arc<AtomicU8>,
-) -> Result<Client, Failure>
+) -> Result<(Client, String), Failure>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     phase.store(PHASE_STARTUP, Ordering::SeqCst);
     let tls = tracked::<S>(make, &target.host, phase, tls_state);
     let (client, connection) = config.connect_raw(stream, tls).await.map_err(|e| connect_failure(target, &e))?;
+    let server_version = connection.parameter("server_version").unwrap_or("unknown").to_string();
     // Ends (with the error, if any, already seen by the client's callers) when the
     // server hangs up or the last user drops the client.
     tokio::spawn(connection);
-    Ok(client)
+    Ok((client, server_version))
+}
+
+/// The session setup, one simple-query message. The `BEGIN … COMMIT` makes it fail
+/// closed: if any statement fails, PostgreSQL skips the rest of the message, COMMIT
+/// included, and leaves the session in an aborted transaction block, where every
+/// later statement fails with 25P02 until a ROLLBACK — so nothing we send after it,
+/// a user's SQL included, runs without the read-only default and the timeouts.
+/// (Without the block, a failed `SET lock_timeout` would roll the earlier `SET …
+/// READ ONLY` back with it and leave a writable session behind.) On success the
+/// SETs are committed and last for the session; RESET returns them to the server's
+/// defaults, which is what `postgres.writable` and the dry run rely on.
+pub fn setup_sql(statement_timeout: Duration) -> String {
+    format!(
+        "BEGIN; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; \
+         SET statement_timeout = {}; SET lock_timeout = '500ms'; COMMIT",
+        statement_timeout.as_millis()
+    )
+}
+
+/// Queues the session setup on `client` and returns its result as a shared future,
+/// without waiting for the server's reply.
+///
+/// Waiting cost a round trip before any check could query. It is not needed for the
+/// guarantees: tokio-postgres writes requests in the order they are sent (the
+/// setup's is in the connection's queue when this returns) and PostgreSQL runs one
+/// session's messages in order, so every later query runs after the setup — within
+/// its limits, or not at all (see [`setup_sql`]).
+///
+/// Startup `options` (`-c default_transaction_read_only=on …`) would also be free,
+/// but PgBouncer and some managed poolers refuse them (a fallback costs a whole
+/// reconnect), and they become the session's RESET value: `postgres.writable` reads
+/// `pg_settings.reset_val` to tell the database's default from ours, and the dry
+/// run RESETs to get the API's default.
+///
+/// The reply is read by a task of its own: the connection delivers replies in order
+/// and would stall every later one if nobody took it. It is bounded by `deadline`.
+async fn send_setup(
+    client: &Client,
+    deadline: Duration,
+) -> Result<Shared<BoxFuture<'static, Result<(), Failure>>>, Failure> {
+    // Leave the caller's deadline room to report a slow query as a timeout of its own.
+    let statement_timeout = deadline.saturating_sub(Duration::from_millis(250)).max(Duration::from_millis(100));
+    // Enqueues the message and returns; no network wait.
+    let replies = client.simple_query_raw(&setup_sql(statement_timeout)).await.map_err(|e| setup_failure(&e))?;
+    let task = tokio::spawn(async move {
+        match tokio::time::timeout(deadline, replies.try_collect::<Vec<_>>()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(setup_failure(&e)),
+            Err(_) => Err(Failure::new(format!(
+                "timed out after {} waiting for the server's reply to the session setup",
+                humantime::format_duration(deadline)
+            ))
+            .with_hint("the server logged us in but does not answer queries: is it overloaded?")),
+        }
+    });
+    let result = async move {
+        match task.await {
+            Ok(result) => result,
+            Err(e) => Err(Failure::new(format!("internal error during the session setup: {e}"))),
+        }
+    };
+    Ok(result.boxed().shared())
+}
+
+fn setup_failure(e: &tokio_postgres::Error) -> Failure {
+    Failure::new(format!("session setup failed: {}", describe(e))).with_hint(
+        "the server accepted the login but refused a plain SET (is this PostgreSQL, or a pooler's \
+         admin console?); every query on the session is refused (25P02) rather than run outside read-only",
+    )
 }
 
 async fn tcp_connect(target: &PgTarget) -> Result<tokio::net::TcpStream, Failure> {
@@ -526,10 +595,6 @@ fn timeout_failure(target: &PgTarget, deadline: Duration, phase: u8) -> Failure 
         )),
         PHASE_TLS => Failure::new(format!("timed out after {after} during the TLS handshake with {at}"))
             .with_hint("the server accepted TLS but stalled; check its load and TLS configuration"),
-        PHASE_SETUP => {
-            Failure::new(format!("timed out after {after} waiting for the server's reply to the session setup"))
-                .with_hint("the server logged us in but does not answer queries: is it overloaded?")
-        }
         _ => Failure::new(format!("timed out after {after} waiting for the server's reply to startup")).with_hint(
             format!(
                 "something at {at} accepts connections but does not answer like PostgreSQL \
