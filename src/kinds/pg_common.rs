@@ -46,6 +46,12 @@ pub fn query_failed(what: &str, e: &tokio_postgres::Error) -> Outcome {
     match sqlstate(e) {
         Some(QUERY_CANCELED) | Some(LOCK_NOT_AVAILABLE) => Outcome::warn(format!("could not determine {what}: {text}"))
             .hint("the database is slow or a lock is held: see postgres.locks, or raise --timeout"),
+        // The session setup (read-only, timeouts) runs in a transaction that fails
+        // closed: if the server refused it, every later query says 25P02.
+        Some("25P02") => Outcome::problem(format!("{what}: {text}")).hint(
+            "the server refused mockmate-diag's session setup (SET … READ ONLY, statement_timeout), so it runs \
+             nothing: check the server log; a pooler that forbids SET can cause this",
+        ),
         Some("42501") => Outcome::problem(format!("{what}: {text}"))
             .hint("the role cannot read this catalog or table: grant it, or run as the application's role"),
         _ => Outcome::problem(format!("{what}: {text}")),
