@@ -21,34 +21,10 @@ pub const SUPERUSER: &str = "postgres";
 pub const SUPERUSER_PASSWORD: &str = "harness-superuser-pw";
 
 /// The MockMate tables, as the API's migrations create them.
-pub const MOCKMATE_SCHEMA: &str = "
-CREATE TABLE users (
-    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    email text NOT NULL UNIQUE,
-    first_name text,
-    last_name text,
-    credits int NOT NULL DEFAULT 0,
-    is_active bool NOT NULL DEFAULT true,
-    is_verified bool NOT NULL DEFAULT false,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE sessions (
-    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    user_id uuid REFERENCES users(id),
-    job_title text,
-    difficulty text,
-    duration int,
-    session_type text,
-    status text DEFAULT 'created',
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-";
+pub const MOCKMATE_SCHEMA: &str = include_str!("../fixtures/mockmate_schema.sql");
 
 /// One active, verified user with credits: the seed a working environment has.
-pub const MOCKMATE_ACTIVE_USER: &str = "
-INSERT INTO users (email, first_name, last_name, credits, is_active, is_verified)
-VALUES ('ada@example.com', 'Ada', 'Lovelace', 10, true, true);
-";
+pub const MOCKMATE_ACTIVE_USER: &str = include_str!("../fixtures/mockmate_active_user.sql");
 
 /// pg_hba.conf of a TLS cluster: TCP only over TLS; non-TLS TCP is rejected.
 pub const HBA_TLS_ONLY: &str = "\
