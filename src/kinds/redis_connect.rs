@@ -72,6 +72,22 @@ fn round2(ms: f64) -> f64 {
     (ms * 100.0).round() / 100.0
 }
 
+/// A check judged from the connect-time INFO alone (`redis.writable`,
+/// `redis.memory`, `redis.persistence`): it sends no command of its own.
+pub struct FromInfo(pub fn(&std::collections::HashMap<String, String>) -> Outcome);
+
+impl Check for FromInfo {
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
+        async move {
+            match session(ctx).await {
+                Ok(session) => (self.0)(&session.info_fields),
+                Err(outcome) => outcome,
+            }
+        }
+        .boxed()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,36 +7,18 @@
 
 use std::collections::HashMap;
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
-
-use super::redis_connect::session;
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use super::redis_connect::FromInfo;
+use super::{KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "redis.memory",
     title: "Redis memory and eviction",
     description: "maxmemory is not paired with an allkeys-* policy (sessions evicted) and a noeviction server is below 90 % of it (writes fail with OOM)",
-    build: |t| super::without_params(t, Memory),
+    build: |t| super::without_params(t, FromInfo(judge)),
 };
 
 /// At or above this share of `maxmemory` under `noeviction`, writes are about to fail.
 const FULL_PERCENT: u64 = 90;
-
-struct Memory;
-
-impl Check for Memory {
-    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
-        async move {
-            match session(ctx).await {
-                Ok(session) => judge(&session.info_fields),
-                Err(outcome) => outcome,
-            }
-        }
-        .boxed()
-    }
-}
 
 fn judge(info: &HashMap<String, String>) -> Outcome {
     let number = |name: &str| info.get(name).and_then(|v| v.parse::<u64>().ok());

@@ -6,33 +6,15 @@
 
 use std::collections::HashMap;
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
-
-use super::redis_connect::session;
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use super::redis_connect::FromInfo;
+use super::{KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "redis.persistence",
     title: "Redis persistence healthy",
     description: "the last RDB save and AOF write succeeded (rdb_last_bgsave_status, aof_last_write_status), so writes are not refused with MISCONF; persistence off is fine",
-    build: |t| super::without_params(t, Persistence),
+    build: |t| super::without_params(t, FromInfo(judge)),
 };
-
-struct Persistence;
-
-impl Check for Persistence {
-    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
-        async move {
-            match session(ctx).await {
-                Ok(session) => judge(&session.info_fields),
-                Err(outcome) => outcome,
-            }
-        }
-        .boxed()
-    }
-}
 
 fn judge(info: &HashMap<String, String>) -> Outcome {
     let field = |name: &str| info.get(name).map(String::as_str);

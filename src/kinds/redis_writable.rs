@@ -5,33 +5,15 @@
 
 use std::collections::HashMap;
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
-
-use super::redis_connect::{IMPACT, session};
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use super::redis_connect::{FromInfo, IMPACT};
+use super::{KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "redis.writable",
     title: "Redis accepts writes",
     description: "the server is not a read-only replica (INFO role, slave_read_only), so cache writes will not fail with READONLY",
-    build: |t| super::without_params(t, Writable),
+    build: |t| super::without_params(t, FromInfo(judge)),
 };
-
-struct Writable;
-
-impl Check for Writable {
-    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
-        async move {
-            match session(ctx).await {
-                Ok(session) => judge(&session.info_fields),
-                Err(outcome) => outcome,
-            }
-        }
-        .boxed()
-    }
-}
 
 fn judge(info: &HashMap<String, String>) -> Outcome {
     let field = |name: &str| info.get(name).map(String::as_str);
