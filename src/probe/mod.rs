@@ -42,6 +42,14 @@ pub type SharedConnect<T> = Shared<BoxFuture<'static, Result<Arc<T>, Failure>>>;
 /// A connection being opened for one check alone.
 type OwnConnect<T> = tokio::task::JoinHandle<Result<T, Failure>>;
 
+/// An environment lookup over fixed pairs, for the probes' unit tests.
+#[cfg(test)]
+pub(crate) fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + Send + Sync + use<> {
+    let map: std::collections::HashMap<String, String> =
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    move |name: &str| map.get(name).cloned()
+}
+
 /// The run's shared connections, opened by the first check that asks, and the
 /// PostgreSQL connections some checks need beside the shared session, which the
 /// engine starts early ([`crate::kinds::Check::warm`]) so that their handshakes

@@ -933,12 +933,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn target(vars: &[(&str, &str)]) -> Result<PgTarget, Failure> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let get = move |name: &str| map.get(name).cloned();
-        PgTarget::from_env(&get)
+        PgTarget::from_env(&crate::probe::lookup(vars))
     }
 
     fn url(u: &str) -> Result<PgTarget, Failure> {

@@ -774,9 +774,7 @@ mod tests {
     use super::*;
 
     fn target(vars: &[(&str, &str)]) -> Result<RedisTarget, Failure> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let get = move |k: &str| map.get(k).cloned();
-        RedisTarget::from_env(&get)
+        RedisTarget::from_env(&crate::probe::lookup(vars))
     }
 
     fn url(u: &str) -> Result<RedisTarget, Failure> {
