@@ -1,5 +1,6 @@
-//! One invocation, from parsed arguments to an exit code. `main` only wires
-//! this to the real process (arguments, environment, stdout/stderr).
+//! One invocation, from arguments to an exit code. `main` only wires this to
+//! the real process (arguments, environment, stdout/stderr); tests drive it
+//! in-process with an in-memory [`Output`].
 
 use std::fs::File;
 use std::io::Write;
@@ -7,10 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use clap::CommandFactory;
+use clap::{CommandFactory, Parser};
 
+use crate::check::Ctx;
 use crate::cli::{Cli, Command, ListArgs, ReportTarget, RunArgs};
-use crate::engine::{self, Ctx, Observer, Selection};
+use crate::engine::{self, Observer, Quiet, Selection};
 use crate::envctx::{EnvSet, EnvView};
 use crate::error::UsageError;
 use crate::format::{self, Format};
@@ -29,6 +31,48 @@ pub struct Process<'a> {
 impl Process<'_> {
     fn var(&self, name: &str) -> Option<&str> {
         self.vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses `args` (the program name first) and runs them. Help and version go to
+/// stdout; an argument error is one redacted line on stderr and exit code 2.
+pub fn main<I, T>(args: I, process: Process<'_>, out: &mut Output) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(&e, out),
+    };
+    let color = match &cli.command {
+        Some(Command::Run(a)) => a.color,
+        Some(_) => crate::output::ColorWhen::Auto,
+        None => cli.run.color,
+    };
+    out.set_color(color);
+    match execute(cli, process, out) {
+        Ok(code) => code,
+        Err(e) => {
+            out.stderr(&format!("mockmate-diag: {e}\n"));
+            ExitCode::Usage
+        }
+    }
+}
+
+fn clap_error(e: &clap::Error, out: &mut Output) -> ExitCode {
+    match e.kind() {
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+            out.stdout(&e.render().ansi().to_string());
+            ExitCode::Ok
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            let first = first.trim_start_matches("error: ");
+            out.stderr(&format!("mockmate-diag: {first} (see --help)\n"));
+            ExitCode::Usage
+        }
     }
 }
 
@@ -122,10 +166,7 @@ fn run(args: RunArgs, process: Process<'_>, out: &mut Output) -> Result<ExitCode
         .enable_all()
         .build()
         .map_err(|e| UsageError::new(format!("cannot start the async runtime: {e}")))?;
-    let show_progress = args.format == Format::Table
-        && !in_ci
-        && std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && out.stdout_is_terminal();
+    let show_progress = args.format == Format::Table && !in_ci && out.stderr_is_terminal() && out.stdout_is_terminal();
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let clock = Instant::now();
 
@@ -134,9 +175,10 @@ fn run(args: RunArgs, process: Process<'_>, out: &mut Output) -> Result<ExitCode
         ctx.allow_writes = args.allow_writes;
         ctx.user_id = args.user_id;
         let observer: Arc<dyn Observer> = if show_progress {
-            Arc::new(Progress::new(decls.iter().filter(|d| selection.runs(&d.id)).count()))
+            let total = decls.iter().filter(|d| selection.runs(&d.id)).count();
+            Arc::new(Progress::new(total, out.stderr_term(table_width(columns))))
         } else {
-            Arc::new(NoProgress)
+            Arc::new(Quiet)
         };
         let results = runtime.block_on(engine::run_observed(&decls, selection, Arc::new(ctx), observer.clone()));
         drop(observer);
@@ -240,13 +282,6 @@ fn worth_retrying(id: &str, decls: &[CheckDecl], checks: &[CheckResult], fail_on
                 checks.iter().any(|c| &c.id == need && c.status != Status::Pass)
                     && worth_retrying(need, decls, checks, fail_on)
             }))
-}
-
-struct NoProgress;
-
-impl Observer for NoProgress {
-    fn started(&self, _: &str) {}
-    fn finished(&self, _: &CheckResult) {}
 }
 
 /// Wrap the table to `COLUMNS` or the terminal, else to 120 columns (a pipe, a pasted ticket).

@@ -12,84 +12,10 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared, join_all};
 
-use crate::envctx::EnvView;
+use crate::check::{Ctx, Declared, Outcome};
 use crate::error::UsageError;
-use crate::kinds::{Outcome, Verdict};
 use crate::manifest::CheckDecl;
-use crate::probe::Probes;
 use crate::report::{CheckResult, Status};
-
-/// Everything a check may see of the world.
-pub struct Ctx {
-    pub env: EnvView,
-    /// The environment being diagnosed (`--env`).
-    pub environment: String,
-    /// The per-check deadline (`--timeout`).
-    pub timeout: Duration,
-    /// `--allow-writes`: write probes may run (and always roll back / clean up).
-    pub allow_writes: bool,
-    /// `--user-id`: the user a support ticket is about.
-    pub user_id: Option<uuid::Uuid>,
-    /// The shared connections, opened on first use, one per service.
-    pub probes: Probes,
-}
-
-impl Ctx {
-    pub fn new(env: EnvView, environment: impl Into<String>, timeout: Duration) -> Ctx {
-        Ctx {
-            env,
-            environment: environment.into(),
-            timeout,
-            allow_writes: false,
-            user_id: None,
-            probes: Probes::default(),
-        }
-    }
-
-    /// The run's one PostgreSQL session (connected by the first check that asks).
-    pub async fn postgres(&self) -> Result<Arc<crate::probe::postgres::PgSession>, crate::probe::Failure> {
-        let env = self.env.clone();
-        self.probes.postgres(&move |name: &str| env.get(name), self.timeout).await
-    }
-
-    /// The run's one Redis connection (connected by the first check that asks).
-    pub async fn redis(&self) -> Result<Arc<crate::probe::redis::RedisSession>, crate::probe::Failure> {
-        let env = self.env.clone();
-        self.probes.redis(&move |name: &str| env.get(name), self.timeout).await
-    }
-
-    /// Starts opening the read-only scan session (see [`Probes`]), bounded by `--timeout`.
-    pub fn warm_postgres_scan(&self) {
-        let env = self.env.clone();
-        self.probes.warm_postgres_scan(&move |name: &str| env.get(name), self.timeout);
-    }
-
-    /// The read-only scan session beside the shared one, shared by the scanning checks.
-    pub async fn postgres_scan(&self) -> Result<Arc<crate::probe::postgres::PgSession>, crate::probe::Failure> {
-        let env = self.env.clone();
-        self.probes.postgres_scan(&move |name: &str| env.get(name), self.timeout).await
-    }
-
-    /// Starts opening a connection for one check's writes, bounded by `deadline`.
-    pub fn warm_postgres_write(&self, deadline: Duration) {
-        let env = self.env.clone();
-        self.probes.warm_postgres_write(&move |name: &str| env.get(name), deadline);
-    }
-
-    /// A connection of the caller's own (the warmed one if still there, else a new
-    /// one bounded by `deadline`).
-    pub async fn postgres_write(
-        &self,
-        deadline: Duration,
-    ) -> Result<crate::probe::postgres::PgSession, crate::probe::Failure> {
-        let env = self.env.clone();
-        self.probes.postgres_write(&move |name: &str| env.get(name), deadline).await
-    }
-
-    pub fn is_production(&self) -> bool {
-        self.environment.eq_ignore_ascii_case("production")
-    }
-}
 
 /// The message of a check left out by `--only` (the table folds these away).
 pub const NOT_SELECTED: &str = "not selected by --only";
@@ -156,7 +82,8 @@ pub trait Observer: Send + Sync {
     fn finished(&self, result: &CheckResult);
 }
 
-struct Quiet;
+/// Sees nothing (no terminal, a machine format, or tests).
+pub struct Quiet;
 
 impl Observer for Quiet {
     fn started(&self, _: &str) {}
@@ -255,36 +182,21 @@ async fn run_one(decl: CheckDecl, ctx: Arc<Ctx>) -> CheckResult {
 }
 
 fn finish(decl: &CheckDecl, outcome: Outcome, elapsed: Duration) -> CheckResult {
-    let status = match outcome.verdict {
-        Verdict::Pass => Status::Pass,
-        Verdict::Problem => decl.severity.status(),
-        Verdict::Warn => Status::Warn,
-        Verdict::Fail => Status::Fail,
-        Verdict::Skip => Status::Skip,
-    };
-    let hint = match status {
-        Status::Warn | Status::Fail => outcome.hint.or_else(|| decl.hint.clone()),
-        Status::Pass | Status::Skip => None,
-    };
-    CheckResult {
-        id: decl.id.clone(),
-        kind: decl.kind.name.to_string(),
-        category: decl.kind.category().to_string(),
-        title: decl.title.clone(),
+    let declared = Declared {
+        id: &decl.id,
+        kind: decl.kind,
         severity: decl.severity,
-        status,
-        message: outcome.message,
-        hint,
-        duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-        details: outcome.details,
-    }
+        title: &decl.title,
+        hint: decl.hint.as_deref(),
+    };
+    outcome.into_result(&declared, elapsed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envctx::EnvSet;
-    use crate::kinds::{Check, KindDef};
+    use crate::check::{Check, KindDef};
+    use crate::envctx::{EnvSet, EnvView};
     use crate::report::Severity;
 
     static TEST_KIND: KindDef =

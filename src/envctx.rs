@@ -160,10 +160,6 @@ impl EnvView {
         self.get(name).filter(|v| !v.trim().is_empty())
     }
 
-    pub fn set(&self) -> &EnvSet {
-        &self.set
-    }
-
     /// The variables looked at so far, with presence, length and source.
     pub fn uses(&self) -> Vec<VarUse> {
         let used = self.used.lock().unwrap_or_else(PoisonError::into_inner);

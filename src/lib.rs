@@ -2,6 +2,7 @@
 //! configuration) can actually work.
 
 pub mod app;
+pub mod check;
 pub mod cli;
 pub mod engine;
 pub mod envctx;

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::check::{Check, KindDef};
 use crate::error::UsageError;
-use crate::kinds::{self, Check, KindDef};
+use crate::kinds;
 use crate::report::Severity;
 
 /// The default MockMate suite, compiled into the binary.

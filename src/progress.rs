@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::engine::Observer;
+use crate::output::StderrTerm;
 use crate::report::CheckResult;
 
 type Running = Arc<Mutex<Vec<(String, Instant)>>>;
@@ -17,8 +18,10 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(total: usize) -> Progress {
-        let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+    /// A progress line on `term` (the output's stderr, redacted like the rest).
+    pub fn new(total: usize, term: StderrTerm) -> Progress {
+        let target = ProgressDrawTarget::term_like_with_hz(Box::new(term), 10);
+        let bar = ProgressBar::with_draw_target(Some(total as u64), target);
         let style = ProgressStyle::with_template("{spinner} {pos}/{len} checks {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
         bar.set_style(style);

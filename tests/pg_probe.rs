@@ -53,7 +53,7 @@ async fn healthy_server_reports_version_latency_and_no_tls() {
     assert!(info.latency_ms > 0.0 && info.latency_ms < 5000.0, "{info:?}");
     assert_eq!((info.host.as_str(), info.port, info.dbname.as_str()), ("127.0.0.1", pg.port, db.as_str()));
     assert!(info.local);
-    assert_eq!(info.source, "DATABASE_URL");
+    assert_eq!(info.source.as_str(), "DATABASE_URL");
 
     let row = session
         .client
@@ -217,7 +217,7 @@ async fn db_vars_work_without_database_url() {
         ("PGSSLMODE", "disable"),
     ]);
     let session = connect_ok(&t).await;
-    assert_eq!(session.info.source, "DB_*");
+    assert_eq!(session.info.source.as_str(), "DB_*");
     assert_eq!(session.info.sslmode, SslMode::Disable);
     assert_eq!(session.info.dbname, db);
 }

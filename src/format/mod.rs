@@ -25,13 +25,6 @@ pub enum Format {
     Junit,
 }
 
-impl Format {
-    /// Machine formats never get progress output or colour.
-    pub fn is_machine(self) -> bool {
-        !matches!(self, Format::Table)
-    }
-}
-
 /// `12ms`, `1.25s`: short, stable, human.
 pub fn short_duration(ms: u64) -> String {
     if ms < 1000 {

@@ -18,15 +18,14 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::pg_common::{ident, query_failed, session};
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "consistency.cached_sessions",
     title: "Cached sessions exist in the database",
     description: "samples session keys in Redis with SCAN (bounded) and fails when a cached session id has no row in sessions",
     build: |t| {
-        let p: Params = super::params(t)?;
+        let p: Params = crate::check::params(t)?;
         let prefix = p
             .pattern
             .strip_suffix('*')
@@ -230,7 +229,7 @@ impl CachedSessions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::Verdict;
+    use crate::check::Verdict;
 
     fn check() -> CachedSessions {
         CachedSessions { prefix: "session:".into(), p: Params::default() }

@@ -3,14 +3,13 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "env.database_url",
     title: "Database URL is valid",
     description: "DATABASE_URL is a postgres:// URL with a host, DB_PORT is a port, and DATABASE_URL and DB_* agree",
-    build: |t| super::without_params(t, DatabaseUrl),
+    build: |t| crate::check::without_params(t, DatabaseUrl),
 };
 
 pub const ENCODE_HINT: &str =
@@ -113,7 +112,7 @@ impl Check for DatabaseUrl {
 
 #[cfg(test)]
 mod tests {
-    use crate::kinds::testing::run_kind;
+    use crate::check::testing::run_kind;
     use crate::report::Status;
 
     #[tokio::test]
@@ -150,15 +149,14 @@ mod tests {
             (&[], Status::Skip, "neither DATABASE_URL nor DB_HOST/DB_NAME is set (see env.required)"),
         ];
         for (env, status, message) in cases {
-            let r = run_kind("env.database_url", "", env, "production").await;
+            let r = run_kind(&super::KIND, "", env, "production").await;
             assert_eq!((r.status, r.message.as_str()), (*status, *message), "{env:?}");
         }
     }
 
     #[tokio::test]
     async fn unescaped_at_in_password_gets_the_encoding_hint() {
-        let r =
-            run_kind("env.database_url", "", &[("DATABASE_URL", "postgres://app:p@ss/word@db/mm")], "production").await;
+        let r = run_kind(&super::KIND, "", &[("DATABASE_URL", "postgres://app:p@ss/word@db/mm")], "production").await;
         assert_eq!(r.status, Status::Fail);
         assert!(r.hint.as_deref().unwrap_or("").contains("percent-encode"), "{r:?}");
         assert!(!r.message.contains("ss/word"), "{}", r.message);

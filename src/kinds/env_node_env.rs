@@ -3,14 +3,13 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "env.node_env",
     title: "NODE_ENV matches --env",
     description: "NODE_ENV equals the environment named by --env (Express runs as development when it is unset)",
-    build: |t| super::without_params(t, NodeEnv),
+    build: |t| crate::check::without_params(t, NodeEnv),
 };
 
 struct NodeEnv;
@@ -34,7 +33,7 @@ impl Check for NodeEnv {
 
 #[cfg(test)]
 mod tests {
-    use crate::kinds::testing::run_kind;
+    use crate::check::testing::run_kind;
     use crate::report::Status;
 
     #[tokio::test]
@@ -46,7 +45,7 @@ mod tests {
             (&[], "development", Status::Pass),
         ];
         for (env, name, status) in cases {
-            let r = run_kind("env.node_env", "", env, name).await;
+            let r = run_kind(&super::KIND, "", env, name).await;
             assert_eq!(r.status, *status, "{env:?} {name}: {}", r.message);
         }
     }

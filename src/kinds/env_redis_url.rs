@@ -4,14 +4,13 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::env_database_url::parse_service_url;
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "env.redis_url",
     title: "Redis URL is valid",
     description: "REDIS_URL is a redis:// or rediss:// URL with a host and a numeric database",
-    build: |t| super::without_params(t, RedisUrl),
+    build: |t| crate::check::without_params(t, RedisUrl),
 };
 
 struct RedisUrl;
@@ -50,7 +49,7 @@ impl Check for RedisUrl {
 
 #[cfg(test)]
 mod tests {
-    use crate::kinds::testing::run_kind;
+    use crate::check::testing::run_kind;
     use crate::report::Status;
 
     #[tokio::test]
@@ -65,10 +64,10 @@ mod tests {
             ("redis://", Status::Warn),
         ];
         for (url, status) in cases {
-            let r = run_kind("env.redis_url", "severity = \"warn\"", &[("REDIS_URL", url)], "production").await;
+            let r = run_kind(&super::KIND, "severity = \"warn\"", &[("REDIS_URL", url)], "production").await;
             assert_eq!(r.status, *status, "{url}: {}", r.message);
         }
-        let r = run_kind("env.redis_url", "", &[], "production").await;
+        let r = run_kind(&super::KIND, "", &[], "production").await;
         assert_eq!(r.status, Status::Skip);
     }
 }

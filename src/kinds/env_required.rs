@@ -4,14 +4,13 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "env.required",
     title: "Required environment variables",
     description: "required variables are set and not empty; the database is configured by DATABASE_URL or DB_HOST/DB_USER/DB_PASSWORD/DB_NAME",
-    build: |t| Ok(Box::new(EnvRequired(super::params(t)?))),
+    build: |t| Ok(Box::new(EnvRequired(crate::check::params(t)?))),
 };
 
 #[derive(Debug, Deserialize)]
@@ -72,7 +71,7 @@ impl Check for EnvRequired {
 
 #[cfg(test)]
 mod tests {
-    use crate::kinds::testing::run_kind;
+    use crate::check::testing::run_kind;
     use crate::report::Status;
 
     const FULL: &[(&str, &str)] = &[
@@ -124,7 +123,7 @@ mod tests {
             ),
         ];
         for (env, status, message) in cases {
-            let r = run_kind("env.required", "", env, "production").await;
+            let r = run_kind(&super::KIND, "", env, "production").await;
             assert_eq!((r.status, r.message.as_str()), (*status, *message), "{env:?}");
         }
     }

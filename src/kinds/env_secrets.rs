@@ -4,14 +4,13 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "env.secrets",
     title: "Secrets are strong",
     description: "JWT_SECRET is at least 32 bytes and not a known placeholder (a warning outside production)",
-    build: |t| Ok(Box::new(Secrets(super::params(t)?))),
+    build: |t| Ok(Box::new(Secrets(crate::check::params(t)?))),
 };
 
 #[derive(Debug, Deserialize)]
@@ -115,7 +114,7 @@ impl Check for Secrets {
 #[cfg(test)]
 mod tests {
     use super::weakness;
-    use crate::kinds::testing::run_kind;
+    use crate::check::testing::run_kind;
     use crate::report::Status;
 
     #[test]
@@ -130,9 +129,9 @@ mod tests {
     #[tokio::test]
     async fn warn_outside_production_and_never_prints_value() {
         let env: &[(&str, &str)] = &[("JWT_SECRET", "sentinel-short")];
-        let prod = run_kind("env.secrets", "", env, "production").await;
+        let prod = run_kind(&super::KIND, "", env, "production").await;
         assert_eq!(prod.status, Status::Fail);
-        let dev = run_kind("env.secrets", "", env, "staging").await;
+        let dev = run_kind(&super::KIND, "", env, "staging").await;
         assert_eq!(dev.status, Status::Warn);
         assert!(!prod.message.contains("sentinel") && !prod.hint.unwrap_or_default().contains("sentinel"));
     }

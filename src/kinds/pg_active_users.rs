@@ -14,19 +14,17 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use tokio_postgres::SimpleQueryMessage;
 
-use super::pg_common::{
-    LOCK_NOT_AVAILABLE, MIGRATE_HINT, QUERY_CANCELED, UNDEFINED_TABLE, human, ident, session, sqlstate,
-};
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use super::pg_common::{CREATE_USER, MIGRATE_HINT, human, ident, session, sqlstate};
+use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::postgres::describe;
+use tokio_postgres::error::SqlState;
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.active_users",
     title: "Active users exist",
     description: "at least one row of users matches the active predicate (EXISTS under a statement timeout)",
     build: |t| {
-        let p: Params = super::params(t)?;
+        let p: Params = crate::check::params(t)?;
         if p.predicate.trim().is_empty() || p.predicate.contains(';') {
             return Err("`predicate`: a SQL boolean expression without ';', like \"is_active = true\"".into());
         }
@@ -34,10 +32,6 @@ pub static KIND: KindDef = KindDef {
         Ok(Box::new(ActiveUsers { table: p.table, predicate: p.predicate, timeout }))
     },
 };
-
-/// The runbook's fix, verbatim.
-pub const CREATE_USER: &str = "INSERT INTO users (id, email, first_name, last_name, credits, is_active, is_verified) \
-     VALUES (gen_random_uuid(), 'test@mock-mate.com', 'Test', 'User', 10, true, true);";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -96,11 +90,11 @@ impl Check for ActiveUsers {
                     _ => Outcome::problem("unexpected reply to the active-user query"),
                 },
                 Err(e) => match sqlstate(&e) {
-                    Some(QUERY_CANCELED) => Outcome::warn(format!("could not determine within {} (57014)", human(limit)))
+                    Some(&SqlState::QUERY_CANCELED) => Outcome::warn(format!("could not determine within {} (57014)", human(limit)))
                         .hint(format!("{} is slow to search for {pred}: an index on the predicate's columns helps; or raise timeout/--timeout", self.table)),
-                    Some(LOCK_NOT_AVAILABLE) => Outcome::warn(format!("could not determine: {} is locked ({})", self.table, describe(&e)))
+                    Some(&SqlState::LOCK_NOT_AVAILABLE) => Outcome::warn(format!("could not determine: {} is locked ({})", self.table, describe(&e)))
                         .hint("a session holds a lock on the table: see postgres.locks"),
-                    Some(UNDEFINED_TABLE) => Outcome::problem(format!("{} table missing ({})", self.table, describe(&e))).hint(MIGRATE_HINT),
+                    Some(&SqlState::UNDEFINED_TABLE) => Outcome::problem(format!("{} table missing ({})", self.table, describe(&e))).hint(MIGRATE_HINT),
                     _ => Outcome::problem(format!("the active-user query failed: {}", describe(&e))),
                 },
             };

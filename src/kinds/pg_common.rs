@@ -14,19 +14,61 @@ use serde::Deserialize;
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, ToSql, Type};
 
-use super::Outcome;
-use crate::engine::Ctx;
+use crate::check::{Ctx, Outcome};
+pub use crate::probe::postgres::sqlstate;
 use crate::probe::postgres::{PgSession, describe};
+use tokio_postgres::error::SqlState;
+
+/// The runbook's fix, verbatim.
+pub const CREATE_USER: &str = "INSERT INTO users (id, email, first_name, last_name, credits, is_active, is_verified) \
+     VALUES (gen_random_uuid(), 'test@mock-mate.com', 'Test', 'User', 10, true, true);";
 
 /// The runbook's fix for "Issue 3: Missing Database Tables".
 pub const MIGRATE_HINT: &str = "run the database migrations (npm run migrate)";
 
-/// SQLSTATE `query_canceled`: `statement_timeout` fired.
-pub const QUERY_CANCELED: &str = "57014";
-/// SQLSTATE `lock_not_available`: `lock_timeout` fired.
-pub const LOCK_NOT_AVAILABLE: &str = "55P03";
-/// SQLSTATE `undefined_table`.
-pub const UNDEFINED_TABLE: &str = "42P01";
+/// The read-only connection for long scans, so that they do not hold up the
+/// shared session's pipeline (see `postgres.orphan_sessions`). Same target and session
+/// settings as the shared one; connecting since the run started when the engine
+/// warmed a check that scans, else from now, within `--timeout` either way.
+pub async fn scan_session(ctx: &Ctx) -> Result<Arc<PgSession>, Outcome> {
+    // The shared session's failure, when it has one, has the better wording.
+    session(ctx).await?;
+    ctx.postgres_scan().await.map_err(|f| {
+        Outcome::problem(format!("cannot open a connection for the scan: {}", f.message))
+            .hint(f.hint.unwrap_or_else(|| "see postgres.connect".into()))
+    })
+}
+
+/// The error codes the API answers session creation with (the runbook's
+/// "Verify the Fix"); `details.api_error` carries them, scripts match them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiError {
+    /// HTTP 400: the user does not exist or is inactive (or the insert hit 23503).
+    InvalidUserReference,
+    /// HTTP 403: the user has no credits left.
+    InsufficientCredits,
+}
+
+impl ApiError {
+    pub fn code(self) -> &'static str {
+        match self {
+            ApiError::InvalidUserReference => "INVALID_USER_REFERENCE",
+            ApiError::InsufficientCredits => "INSUFFICIENT_CREDITS",
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl From<ApiError> for serde_json::Value {
+    fn from(e: ApiError) -> Self {
+        serde_json::Value::from(e.code())
+    }
+}
 
 /// The run's session, or the connect failure as this check's outcome (normally
 /// unreachable: every `postgres.*` check needs `postgres.connect`).
@@ -34,25 +76,22 @@ pub async fn session(ctx: &Ctx) -> Result<Arc<PgSession>, Outcome> {
     ctx.postgres().await.map_err(Outcome::from_failure)
 }
 
-/// The SQLSTATE of a server error.
-pub fn sqlstate(e: &tokio_postgres::Error) -> Option<&str> {
-    e.as_db_error().map(|db| db.code().code())
-}
-
 /// A query that failed, as this check's problem: `{what}: {message} (SQLSTATE)`.
 /// A statement or lock timeout is "could not determine", a warning, never a pass.
 pub fn query_failed(what: &str, e: &tokio_postgres::Error) -> Outcome {
     let text = describe(e);
     match sqlstate(e) {
-        Some(QUERY_CANCELED) | Some(LOCK_NOT_AVAILABLE) => Outcome::warn(format!("could not determine {what}: {text}"))
-            .hint("the database is slow or a lock is held: see postgres.locks, or raise --timeout"),
+        Some(&SqlState::QUERY_CANCELED | &SqlState::LOCK_NOT_AVAILABLE) => {
+            Outcome::warn(format!("could not determine {what}: {text}"))
+                .hint("the database is slow or a lock is held: see postgres.locks, or raise --timeout")
+        }
         // The session setup (read-only, timeouts) runs in a transaction that fails
         // closed: if the server refused it, every later query says 25P02.
-        Some("25P02") => Outcome::problem(format!("{what}: {text}")).hint(
+        Some(&SqlState::IN_FAILED_SQL_TRANSACTION) => Outcome::problem(format!("{what}: {text}")).hint(
             "the server refused mockmate-diag's session setup (SET … READ ONLY, statement_timeout), so it runs \
              nothing: check the server log; a pooler that forbids SET can cause this",
         ),
-        Some("42501") => Outcome::problem(format!("{what}: {text}"))
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE) => Outcome::problem(format!("{what}: {text}"))
             .hint("the role cannot read this catalog or table: grant it, or run as the application's role"),
         _ => Outcome::problem(format!("{what}: {text}")),
     }

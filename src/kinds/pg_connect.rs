@@ -4,15 +4,14 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::postgres::PgInfo;
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.connect",
     title: "PostgreSQL connection",
     description: "connects and authenticates (DATABASE_URL or DB_*, sslmode) within the deadline; reports version, latency and TLS",
-    build: |t| super::without_params(t, Connect),
+    build: |t| crate::check::without_params(t, Connect),
 };
 
 struct Connect;
@@ -41,7 +40,7 @@ fn connected(info: &PgInfo) -> Outcome {
         .detail("tls", info.tls.is_some())
         .detail("tls_version", info.tls.clone())
         .detail("sslmode", info.sslmode.as_str())
-        .detail("source", info.source)
+        .detail("source", info.source.as_str())
         .detail("host", info.host.clone())
         .detail("port", info.port)
         .detail("database", info.dbname.clone())
@@ -60,7 +59,7 @@ mod tests {
             tls: Some("TLSv1.3".into()),
             latency_ms: 11.6,
             sslmode: SslMode::Prefer,
-            source: "DATABASE_URL",
+            source: crate::probe::postgres::PgSource::DatabaseUrl,
             host: "db.internal".into(),
             port: 5432,
             user: "app".into(),
@@ -71,7 +70,7 @@ mod tests {
         assert_eq!(o.message, "PostgreSQL 15.4 in 12ms, TLSv1.3 (sslmode=prefer) via DATABASE_URL");
         assert_eq!(o.details["tls"], true);
         assert_eq!(o.details["database"], "mockmate");
-        let o = connected(&PgInfo { tls: None, source: "DB_*", ..info });
+        let o = connected(&PgInfo { tls: None, source: crate::probe::postgres::PgSource::DbVars, ..info });
         assert_eq!(o.message, "PostgreSQL 15.4 in 12ms, unencrypted (sslmode=prefer) via DB_*");
         assert_eq!(o.details["tls_version"], serde_json::Value::Null);
     }

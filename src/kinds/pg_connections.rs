@@ -5,15 +5,14 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::pg_common::{get, query_one, session};
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.connections",
     title: "Connection headroom",
     description: "client connections in use stay under warn_percent (fail at fail_percent) of max_connections minus reserved slots",
     build: |t| {
-        let p: Params = super::params(t)?;
+        let p: Params = crate::check::params(t)?;
         if !(0.0 < p.warn_percent && p.warn_percent <= p.fail_percent && p.fail_percent <= 100.0) {
             return Err("`warn_percent`: need 0 < warn_percent ≤ fail_percent ≤ 100".into());
         }
@@ -96,7 +95,7 @@ impl Connections {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::Verdict;
+    use crate::check::Verdict;
 
     #[test]
     fn thresholds() {

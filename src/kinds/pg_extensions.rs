@@ -6,14 +6,13 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::pg_common::{get, query_one, session};
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.extensions",
     title: "gen_random_uuid() is available",
     description: "gen_random_uuid() exists (PostgreSQL ≥ 13, or the pgcrypto extension)",
-    build: |t| super::without_params(t, Extensions),
+    build: |t| crate::check::without_params(t, Extensions),
 };
 
 const SQL: &str = "SELECT to_regprocedure('gen_random_uuid()')::text, \

@@ -12,15 +12,14 @@ use serde_json::Value;
 use tokio_postgres::types::Type;
 
 use super::pg_common::{get, human, query_one, session};
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.locks",
     title: "Locks and idle transactions",
     description: "no session idle in transaction longer than idle_in_transaction, none blocking writers on the tables",
     build: |t| {
-        let p: Params = super::params(t)?;
+        let p: Params = crate::check::params(t)?;
         let idle = super::pg_common::duration("idle_in_transaction", &p.idle_in_transaction)?;
         Ok(Box::new(Locks { idle, tables: p.tables }))
     },

@@ -8,15 +8,14 @@ use futures::future::BoxFuture;
 use tokio_postgres::Row;
 
 use super::pg_common::{get, query_failed, query_one, session};
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::postgres::PgSession;
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.migrations",
     title: "Database migrations",
     description: "the migration table (knex, node-pg-migrate, Sequelize, Prisma, TypeORM, Drizzle) shows no stuck or failed migration",
-    build: |t| super::without_params(t, Migrations),
+    build: |t| crate::check::without_params(t, Migrations),
 };
 
 /// Which tools' tables exist (resolved like the app's unqualified names). TypeORM's
@@ -194,7 +193,7 @@ async fn prisma_state(s: &PgSession) -> Result<Finding, Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::Verdict;
+    use crate::check::Verdict;
 
     #[test]
     fn no_tables_is_a_skip_and_problems_win() {

@@ -16,7 +16,6 @@
 //! went from 10 ms to 2.98 s). The engine starts that connection with the run
 //! ([`Check::warm`]), so its handshake overlaps the shared session's.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -24,19 +23,17 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use tokio_postgres::SimpleQueryMessage;
 
-use super::pg_common::{
-    MIGRATE_HINT, QUERY_CANCELED, UNDEFINED_TABLE, human, ident, literal, regclass_sql, session, sqlstate,
-};
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
-use crate::probe::postgres::{PgSession, describe};
+use super::pg_common::{MIGRATE_HINT, human, ident, literal, regclass_sql, scan_session, sqlstate};
+use crate::check::{Check, Ctx, KindDef, Outcome};
+use crate::probe::postgres::describe;
+use tokio_postgres::error::SqlState;
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.orphan_sessions",
     title: "Sessions belong to active users",
     description: "no session references a missing or inactive user (bounded by LIMIT and a statement timeout)",
     build: |t| {
-        let p: Params = super::params(t)?;
+        let p: Params = crate::check::params(t)?;
         if p.limit == 0 {
             return Err("`limit`: at least 1".into());
         }
@@ -120,7 +117,7 @@ impl Check for Orphans {
             let outcome = match search {
                 Ok(messages) => self.judge(&rows(&messages)),
                 Err(e) => match sqlstate(&e) {
-                    Some(QUERY_CANCELED) => Outcome::warn(format!(
+                    Some(&SqlState::QUERY_CANCELED) => Outcome::warn(format!(
                         "could not determine within {} (57014)",
                         human(limit_time)
                     ))
@@ -128,7 +125,7 @@ impl Check for Orphans {
                         "{} is large or the server is busy: raise this check's timeout (and --timeout), or run it off-peak",
                         self.p.sessions
                     )),
-                    Some(UNDEFINED_TABLE) => Outcome::problem(format!("table missing: {}", describe(&e))).hint(MIGRATE_HINT),
+                    Some(&SqlState::UNDEFINED_TABLE) => Outcome::problem(format!("table missing: {}", describe(&e))).hint(MIGRATE_HINT),
                     _ => super::pg_common::query_failed("the orphan search", &e),
                 },
             };
@@ -136,19 +133,6 @@ impl Check for Orphans {
         }
         .boxed()
     }
-}
-
-/// The read-only connection for long scans, so that they do not hold up the
-/// shared session's pipeline (see the module comment). Same target and session
-/// settings as the shared one; connecting since the run started when the engine
-/// warmed a check that scans, else from now, within `--timeout` either way.
-pub(super) async fn scan_session(ctx: &Ctx) -> Result<Arc<PgSession>, Outcome> {
-    // The shared session's failure, when it has one, has the better wording.
-    session(ctx).await?;
-    ctx.postgres_scan().await.map_err(|f| {
-        Outcome::problem(format!("cannot open a connection for the scan: {}", f.message))
-            .hint(f.hint.unwrap_or_else(|| "see postgres.connect".into()))
-    })
 }
 
 /// (session id, user missing) of each row.
@@ -207,7 +191,7 @@ impl Orphans {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::Verdict;
+    use crate::check::Verdict;
 
     #[test]
     fn verdicts_count_within_the_bound() {

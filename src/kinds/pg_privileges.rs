@@ -9,15 +9,14 @@ use serde::Deserialize;
 use tokio_postgres::types::Type;
 
 use super::pg_common::{SchemaParam, get, regclass_sql, session};
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.privileges",
     title: "Role privileges",
     description: "the connected role has the required privileges per table (default: SELECT on users; SELECT, INSERT on sessions)",
     build: |t| {
-        let mut p: Params = super::params(t)?;
+        let mut p: Params = crate::check::params(t)?;
         for (table, privs) in p.require.iter_mut() {
             for privilege in privs.iter_mut() {
                 *privilege = privilege.trim().to_ascii_uppercase();
@@ -142,7 +141,7 @@ fn judge(role: &str, lacking: &BTreeMap<String, Vec<String>>, missing: &[String]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::Verdict;
+    use crate::check::Verdict;
 
     #[test]
     fn lacking_privileges_are_named_with_the_grant() {

@@ -9,15 +9,14 @@ use tokio_postgres::SimpleQueryMessage;
 
 use super::expect::Expect;
 use super::pg_common::{query_failed, session};
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.query",
     title: "Custom SQL check",
     description: "your SQL returns one value that meets `expect` (\"> 0\", \">= 1\", \"= 0\", \"!= 0\", \"true\", \"false\")",
     build: |t| {
-        let p: Params = super::params(t)?;
+        let p: Params = crate::check::params(t)?;
         let sql = p.sql.trim().trim_end_matches(';').trim().to_string();
         if sql.is_empty() {
             return Err("`sql`: give one SQL statement returning one value".into());

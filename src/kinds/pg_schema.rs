@@ -13,15 +13,14 @@ use serde_json::Value;
 use tokio_postgres::types::Type;
 
 use super::pg_common::{MIGRATE_HINT, SchemaParam, get, plural, query_one, regclass_sql, session};
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.schema",
     title: "Database schema",
     description: "the manifest's tables, columns and foreign keys exist (pg_catalog); unindexed foreign keys are reported",
     build: |t| {
-        let params: Params = super::params(t)?;
+        let params: Params = crate::check::params(t)?;
         let fks = params.foreign_keys.iter().map(|s| ForeignKey::parse(s)).collect::<Result<Vec<_>, _>>()?;
         if params.tables.is_empty() && fks.is_empty() {
             return Err("`tables`: name at least one table (or a foreign key)".into());

@@ -21,13 +21,12 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use tokio_postgres::Client;
-use tokio_postgres::error::DbError;
+use tokio_postgres::error::{DbError, SqlState};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::pg_common::{LOCK_NOT_AVAILABLE, MIGRATE_HINT, Param, QUERY_CANCELED, human, ident};
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use super::pg_common::{ApiError, CREATE_USER, MIGRATE_HINT, Param, human, ident};
+use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::postgres::{PgSession, PgTarget, describe};
 
 pub static KIND: KindDef = KindDef {
@@ -35,7 +34,7 @@ pub static KIND: KindDef = KindDef {
     title: "Session creation works (dry run, rolled back)",
     description: "with --allow-writes: inserts a session the way the API does for an active user (or --user-id), reads it back and rolls back; names the API error code users would see",
     build: |t| {
-        let p: Params = super::params(t)?;
+        let p: Params = crate::check::params(t)?;
         if p.duration <= 0 {
             return Err("`duration`: minutes, a positive integer".into());
         }
@@ -46,9 +45,8 @@ pub static KIND: KindDef = KindDef {
 /// The skip message without `--allow-writes` (a contract: scripts match it).
 pub const READ_ONLY_RUN: &str = "read-only run; pass --allow-writes to dry-run session creation";
 
-/// The API's answer codes (runbook, "Verify the Fix").
-pub const INVALID_USER_REFERENCE: &str = "INVALID_USER_REFERENCE";
-pub const INSUFFICIENT_CREDITS: &str = "INSUFFICIENT_CREDITS";
+const INVALID_USER_REFERENCE: ApiError = ApiError::InvalidUserReference;
+const INSUFFICIENT_CREDITS: ApiError = ApiError::InsufficientCredits;
 
 /// Kept from the check's deadline for ROLLBACK, or for saying who blocks us and
 /// ending our backend (`BLOCKERS_WAIT` + `TERMINATE_WAIT`), before the engine's
@@ -335,7 +333,7 @@ impl SessionInsert {
                             "check the id in the user's token; activate the account (UPDATE users SET is_active = true WHERE id = '{u}') \
                              or have the user sign up again"
                         ),
-                        None => format!("create or activate a user: {}", super::pg_active_users::CREATE_USER),
+                        None => format!("create or activate a user: {CREATE_USER}"),
                     })
                     .detail("api_error", INVALID_USER_REFERENCE)
                     .detail("user_id", user.map(|u| u.to_string()))
@@ -365,66 +363,58 @@ fn insert_error(e: &tokio_postgres::Error, step: &str, role: &str, p: &Params, u
             .detail("api_error", serde_json::Value::Null)
             .detail("sqlstate", serde_json::Value::Null);
     };
-    let code = db.code().code();
-    let text = format!("{} ({code})", db.message());
+    let code = db.code();
+    let text = format!("{} ({})", db.message(), code.code());
+    let outcome = if *code == SqlState::FOREIGN_KEY_VIOLATION {
+        Outcome::problem(format!(
+            "{INVALID_USER_REFERENCE}: user {} does not exist or is inactive: {step} violates {}",
+            user.map(|u| u.to_string()).unwrap_or_else(|| "?".into()),
+            constraint(db, &text)
+        ))
+        .hint("the user row is gone or the foreign key points elsewhere: check the users table and sessions' foreign keys")
+        .detail("api_error", INVALID_USER_REFERENCE)
+    } else {
+        statement_error(db, &text, step, role, p).detail("api_error", serde_json::Value::Null)
+    };
+    outcome.detail("sqlstate", code.code())
+}
+
+/// A failed statement the API has no error code of its own for, by SQLSTATE.
+fn statement_error(db: &DbError, text: &str, step: &str, role: &str, p: &Params) -> Outcome {
     let table = db.table().unwrap_or(&p.sessions);
-    let (api_error, outcome) = match code {
-        "23503" => (
-            Some(INVALID_USER_REFERENCE),
-            Outcome::problem(format!(
-                "{INVALID_USER_REFERENCE}: user {} does not exist or is inactive: {step} violates {}",
-                user.map(|u| u.to_string()).unwrap_or_else(|| "?".into()),
-                constraint(db, &text)
-            ))
-            .hint("the user row is gone or the foreign key points elsewhere: check the users table and sessions' foreign keys"),
-        ),
-        "25006" => (
-            None,
+    match db.code() {
+        &SqlState::READ_ONLY_SQL_TRANSACTION => {
             Outcome::problem(format!("the database is read-only (a standby, or default_transaction_read_only): {text}"))
-                .hint("point DATABASE_URL at the primary; if it is the primary: ALTER DATABASE … RESET default_transaction_read_only (or ALTER ROLE … RESET)"),
-        ),
-        "42501" => (
-            None,
-            Outcome::problem(format!("role \"{role}\" cannot do {step}: {text}")).hint(format!(
-                "GRANT SELECT ON {} TO \"{role}\"; GRANT SELECT, INSERT ON {} TO \"{role}\"",
-                p.users, p.sessions
-            )),
-        ),
-        "42P01" | "42703" => (
-            None,
-            Outcome::problem(format!("schema drift: {step} failed: {text}")).hint(MIGRATE_HINT),
-        ),
-        "23502" => {
+                .hint("point DATABASE_URL at the primary; if it is the primary: ALTER DATABASE … RESET default_transaction_read_only (or ALTER ROLE … RESET)")
+        }
+        &SqlState::INSUFFICIENT_PRIVILEGE => Outcome::problem(format!("role \"{role}\" cannot do {step}: {text}"))
+            .hint(format!("GRANT SELECT ON {} TO \"{role}\"; GRANT SELECT, INSERT ON {} TO \"{role}\"", p.users, p.sessions)),
+        &SqlState::UNDEFINED_TABLE | &SqlState::UNDEFINED_COLUMN => {
+            Outcome::problem(format!("schema drift: {step} failed: {text}")).hint(MIGRATE_HINT)
+        }
+        &SqlState::NOT_NULL_VIOLATION => {
             let column = db.column().unwrap_or("?");
-            (
-                None,
-                Outcome::problem(format!(
-                    "column {table}.{column} is NOT NULL but the API does not fill it: {text}"
-                ))
+            Outcome::problem(format!("column {table}.{column} is NOT NULL but the API does not fill it: {text}"))
                 .hint(format!(
                     "a migration ran ahead of the API: give {table}.{column} a DEFAULT, allow NULL, or deploy the API version that fills it"
                 ))
-                .detail("column", column),
-            )
+                .detail("column", column)
         }
-        "42883" if db.message().contains("gen_random_uuid") => (
-            None,
+        // The server's text names the missing function; there is no other field that does.
+        &SqlState::UNDEFINED_FUNCTION if db.message().contains("gen_random_uuid") => {
             Outcome::problem(format!("gen_random_uuid() is missing: {step} failed: {text}"))
-                .hint("CREATE EXTENSION pgcrypto (or upgrade to PostgreSQL 13 or later)"),
-        ),
-        LOCK_NOT_AVAILABLE | QUERY_CANCELED => (
-            None,
+                .hint("CREATE EXTENSION pgcrypto (or upgrade to PostgreSQL 13 or later)")
+        }
+        &SqlState::LOCK_NOT_AVAILABLE | &SqlState::QUERY_CANCELED => {
             Outcome::problem(format!("lock contention on {}: {step} was cancelled: {text}", p.sessions))
-                .hint("see postgres.locks for the transaction holding the lock"),
-        ),
-        "23514" => (
-            None,
-            Outcome::problem(format!("{step}: {} rejects the API's values: {text}", constraint(db, &text)))
-                .hint("the constraint and the API disagree about allowed values: align the migration with the API"),
-        ),
-        _ => (None, Outcome::problem(format!("{step} failed: {text}"))),
-    };
-    outcome.detail("api_error", api_error).detail("sqlstate", code)
+                .hint("see postgres.locks for the transaction holding the lock")
+        }
+        &SqlState::CHECK_VIOLATION => {
+            Outcome::problem(format!("{step}: {} rejects the API's values: {text}", constraint(db, text)))
+                .hint("the constraint and the API disagree about allowed values: align the migration with the API")
+        }
+        _ => Outcome::problem(format!("{step} failed: {text}")),
+    }
 }
 
 fn constraint(db: &DbError, fallback: &str) -> String {
@@ -469,12 +459,12 @@ async fn terminate(ctx: &Ctx, pid: i32) {
 
 #[cfg(test)]
 mod tests {
-    use crate::kinds::testing::run_kind;
+    use crate::check::testing::run_kind;
     use crate::report::Status;
 
     #[tokio::test]
     async fn read_only_run_skips_with_the_documented_message() {
-        let r = run_kind("postgres.session_insert", "", &[], "production").await;
+        let r = run_kind(&super::KIND, "", &[], "production").await;
         assert_eq!((r.status, r.message.as_str()), (Status::Skip, super::READ_ONLY_RUN));
     }
 

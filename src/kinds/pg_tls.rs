@@ -3,15 +3,14 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::postgres::PgInfo;
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.tls",
     title: "PostgreSQL connection is encrypted",
     description: "with --env production, the connection to a host that is not loopback or a Unix socket uses TLS",
-    build: |t| super::without_params(t, Tls),
+    build: |t| crate::check::without_params(t, Tls),
 };
 
 struct Tls;
@@ -53,7 +52,7 @@ fn judge(info: &PgInfo, production: bool) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::Verdict;
+    use crate::check::Verdict;
     use crate::probe::postgres::SslMode;
 
     fn info(host: &str, local: bool, tls: Option<&str>) -> PgInfo {
@@ -62,7 +61,7 @@ mod tests {
             tls: tls.map(str::to_string),
             latency_ms: 1.0,
             sslmode: SslMode::Prefer,
-            source: "DATABASE_URL",
+            source: crate::probe::postgres::PgSource::DatabaseUrl,
             host: host.into(),
             port: 5432,
             user: "app".into(),

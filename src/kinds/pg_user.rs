@@ -25,18 +25,17 @@ use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::pg_common::{QUERY_CANCELED, human, ident, query_failed, session, sqlstate};
-use super::pg_session_insert::{INSUFFICIENT_CREDITS, INVALID_USER_REFERENCE};
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
-use crate::probe::postgres::describe;
+use super::pg_common::{ApiError, human, ident, plural, query_failed, scan_session, session, sqlstate};
+use crate::check::{Check, Ctx, KindDef, Outcome};
+use crate::probe::postgres::{PgSession, describe};
+use tokio_postgres::error::SqlState;
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.user",
     title: "The user in the support ticket",
     description: "with --user-id: the user exists, is active and verified, has credits; counts their sessions and how many Redis has cached",
     build: |t| {
-        let p: Params = super::params(t)?;
+        let p: Params = crate::check::params(t)?;
         if p.max_sessions == 0 {
             return Err("`max_sessions`: at least 1".into());
         }
@@ -91,109 +90,64 @@ impl Check for UserCheck {
     }
 }
 
+/// The user's row, as far as the API looks at it.
+struct UserRow {
+    active: Option<bool>,
+    verified: Option<bool>,
+    credits: Option<i64>,
+    /// A valid index leads with `sessions.user_id`.
+    indexed: bool,
+}
+
+/// How counting the user's sessions went.
+enum Count {
+    /// Their ids, up to the bound plus one (to know "more").
+    Counted(Vec<String>),
+    /// The count's own statement timeout fired (no index, a huge table).
+    TimedOut(Duration),
+    /// It could not run: why.
+    Failed(String),
+}
+
 impl UserCheck {
     async fn diagnose(&self, ctx: &Ctx, id: Uuid, end: Instant) -> Result<Outcome, Outcome> {
         let p = &self.0;
-        let pg = session(ctx).await?;
-        // Whether a valid index leads with user_id (what the count's WHERE can use);
-        // false when the table does not resolve (the count then says why).
-        let sql = format!(
-            "SELECT to_jsonb(u), EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a \
-               ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
-               WHERE i.indrelid = to_regclass($2) AND i.indisvalid AND a.attname = 'user_id') \
-             FROM {} u WHERE u.id = $1",
-            ident(&p.users)
-        );
-        let sessions_table = ident(&p.sessions);
-        let row = pg
-            .client
-            .query_typed_opt(&sql, &[(&id, Type::UUID), (&sessions_table, Type::TEXT)])
-            .await
-            .map_err(|e| query_failed("the user lookup", &e))?;
-        let Some(row) = row else {
+        let Some(user) = self.lookup(ctx, id).await? else {
             return Ok(Outcome::problem(format!(
-                "user {id} does not exist: session creation answers {INVALID_USER_REFERENCE}"
+                "user {id} does not exist: session creation answers {}",
+                ApiError::InvalidUserReference
             ))
             .hint("check the id in the user's token (the account may have been deleted, or belong to another environment)")
             .detail("exists", false)
-            .detail("api_error", INVALID_USER_REFERENCE));
+            .detail("api_error", ApiError::InvalidUserReference));
         };
-        let user: Value =
-            row.try_get(0).map_err(|e| Outcome::problem(format!("unexpected reply to the user lookup: {e}")))?;
-        let indexed: bool =
-            row.try_get(1).map_err(|e| Outcome::problem(format!("unexpected reply to the user lookup: {e}")))?;
-        let index_fix = (!indexed).then(|| create_index(&p.sessions));
-        let active = user.get("is_active").and_then(Value::as_bool);
-        let verified = user.get("is_verified").and_then(Value::as_bool);
-        let credits = user.get("credits").and_then(Value::as_i64);
-
+        let index_fix = (!user.indexed).then(|| create_index(&p.sessions));
         let counting = Instant::now();
-        let (sessions, ids, mut count_note) = match super::pg_orphan_sessions::scan_session(ctx).await {
-            Ok(scan) => self.sessions(&scan, id, end).await,
-            Err(o) => (None, None, Some(o.message)),
+        let count = match scan_session(ctx).await {
+            Ok(scan) => self.count(&scan, id, end).await,
+            Err(o) => Count::Failed(o.message),
         };
         let count_ms = counting.elapsed();
         // Without the index the count reads the whole table (about 1 s on 10 M rows).
-        let slow = count_ms >= SLOW_COUNT || count_note.as_deref().is_some_and(|n| n.starts_with("no answer within"));
+        let slow = count_ms >= SLOW_COUNT || matches!(count, Count::TimedOut(_));
         let slow_fix = index_fix.clone().filter(|_| slow);
-        if let (Some(fix), Some(note)) = (&slow_fix, &mut count_note) {
-            note.push_str(&format!("; {fix}"));
-        }
-        let (cached, cache_note) = match &ids {
-            Some(ids) if !ids.is_empty() => self.cached(ctx, ids, end).await,
-            Some(_) => (Some(0), None),
-            None => (None, Some("cached sessions not counted".to_string())),
+        let (cached, cache_note) = match &count {
+            Count::Counted(ids) if !ids.is_empty() => self.cached(ctx, ids, end).await,
+            Count::Counted(_) => (Some(0), None),
+            _ => (None, Some("cached sessions not counted".to_string())),
         };
-
-        let mut facts = vec![
-            match active {
-                Some(true) => "active".to_string(),
-                Some(false) => "INACTIVE".to_string(),
-                None => "is_active unknown".to_string(),
-            },
-            match verified {
-                Some(true) => "verified".to_string(),
-                Some(false) => "not verified".to_string(),
-                None => "is_verified unknown".to_string(),
-            },
-            match credits {
-                Some(c) => format!("{c} credits"),
-                None => "credits unknown".to_string(),
-            },
-            match (sessions, &count_note) {
-                (Some(n), _) if n > u64::from(p.max_sessions) => format!("more than {} sessions", p.max_sessions),
-                (Some(n), _) => {
-                    let counted = super::pg_common::plural(n as usize, "session", "sessions");
-                    match &slow_fix {
-                        Some(fix) => format!(
-                            "{counted} (counted in {} ms: no index on {}.user_id; {fix})",
-                            count_ms.as_millis(),
-                            p.sessions
-                        ),
-                        None => counted,
-                    }
-                }
-                (None, Some(why)) => format!("sessions not counted ({why})"),
-                (None, None) => "sessions not counted".to_string(),
-            },
-        ];
+        let sessions = match &count {
+            Count::Counted(ids) => Some(ids.len() as u64),
+            _ => None,
+        };
+        let mut facts = user_facts(&user);
+        facts.push(self.count_fact(&count, count_ms, slow_fix.as_deref()));
         match (cached, &cache_note) {
             (Some(n), _) => facts.push(format!("{n} cached in Redis")),
             (None, Some(why)) => facts.push(why.clone()),
             (None, None) => {}
         }
-        let summary = format!("user {id}: {}", facts.join(", "));
-        let outcome = if active != Some(true) {
-            Outcome::problem(format!("{summary}: session creation answers {INVALID_USER_REFERENCE}"))
-                .hint(format!("if the account should work: UPDATE {} SET is_active = true WHERE id = '{id}'", p.users))
-                .detail("api_error", INVALID_USER_REFERENCE)
-        } else if credits.is_none_or(|c| c <= 0) {
-            Outcome::warn(format!("{summary}: session creation answers {INSUFFICIENT_CREDITS}"))
-                .hint(format!("if the user should have credits: UPDATE {} SET credits = 10 WHERE id = '{id}'", p.users))
-                .detail("api_error", INSUFFICIENT_CREDITS)
-        } else {
-            Outcome::pass(summary).detail("api_error", Value::Null)
-        };
+        let outcome = self.verdict(id, &user, format!("user {id}: {}", facts.join(", ")));
         // A pass carries no hint: the fix for a slow count goes in the details too.
         let outcome = match (&slow_fix, outcome.hint.is_some()) {
             (Some(fix), false) => outcome.hint(fix.clone()),
@@ -201,26 +155,97 @@ impl UserCheck {
         };
         Ok(outcome
             .detail("exists", true)
-            .detail("is_active", active)
-            .detail("is_verified", verified)
-            .detail("credits", credits)
+            .detail("is_active", user.active)
+            .detail("is_verified", user.verified)
+            .detail("credits", user.credits)
             .detail("sessions", sessions)
             .detail("sessions_bound", p.max_sessions)
             .detail("sessions_ms", u64::try_from(count_ms.as_millis()).unwrap_or(u64::MAX))
-            .detail("user_id_indexed", indexed)
+            .detail("user_id_indexed", user.indexed)
             .detail("index_hint", index_fix)
             .detail("cached_sessions", cached)
             .detail("cache_note", cache_note))
     }
 
-    /// The user's session count (up to the bound, plus one to know "more") and
-    /// their ids; `None` with the reason when it could not be determined in time.
-    async fn sessions(
-        &self,
-        pg: &crate::probe::postgres::PgSession,
-        id: Uuid,
-        end: Instant,
-    ) -> (Option<u64>, Option<Vec<String>>, Option<String>) {
+    /// The user's row (`None`: no such user), read as `to_jsonb` so that a missing
+    /// optional column reads as unknown instead of failing the lookup; and whether
+    /// a valid index leads with `sessions.user_id` (same round trip; false when the
+    /// table does not resolve, the count then says why).
+    async fn lookup(&self, ctx: &Ctx, id: Uuid) -> Result<Option<UserRow>, Outcome> {
+        let pg = session(ctx).await?;
+        let sql = format!(
+            "SELECT to_jsonb(u), EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a \
+               ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+               WHERE i.indrelid = to_regclass($2) AND i.indisvalid AND a.attname = 'user_id') \
+             FROM {} u WHERE u.id = $1",
+            ident(&self.0.users)
+        );
+        let sessions_table = ident(&self.0.sessions);
+        let row = pg
+            .client
+            .query_typed_opt(&sql, &[(&id, Type::UUID), (&sessions_table, Type::TEXT)])
+            .await
+            .map_err(|e| query_failed("the user lookup", &e))?;
+        let Some(row) = row else { return Ok(None) };
+        let unexpected =
+            |e: tokio_postgres::Error| Outcome::problem(format!("unexpected reply to the user lookup: {e}"));
+        let user: Value = row.try_get(0).map_err(unexpected)?;
+        let indexed: bool = row.try_get(1).map_err(unexpected)?;
+        Ok(Some(UserRow {
+            active: user.get("is_active").and_then(Value::as_bool),
+            verified: user.get("is_verified").and_then(Value::as_bool),
+            credits: user.get("credits").and_then(Value::as_i64),
+            indexed,
+        }))
+    }
+
+    /// `3 sessions`, `more than 1000 sessions`, `sessions not counted (…)`, with the
+    /// index fix when counting was slow.
+    fn count_fact(&self, count: &Count, took: Duration, slow_fix: Option<&str>) -> String {
+        let bound = self.0.max_sessions;
+        let with_fix = |text: String| match slow_fix {
+            Some(fix) => format!("{text}; {fix}"),
+            None => text,
+        };
+        match count {
+            Count::Counted(ids) if ids.len() as u64 > u64::from(bound) => format!("more than {bound} sessions"),
+            Count::Counted(ids) => {
+                let counted = plural(ids.len(), "session", "sessions");
+                match slow_fix {
+                    Some(fix) => format!(
+                        "{counted} (counted in {} ms: no index on {}.user_id; {fix})",
+                        took.as_millis(),
+                        self.0.sessions
+                    ),
+                    None => counted,
+                }
+            }
+            Count::TimedOut(after) => {
+                format!("sessions not counted ({})", with_fix(format!("no answer within {}", human(*after))))
+            }
+            Count::Failed(why) => format!("sessions not counted ({})", with_fix(why.clone())),
+        }
+    }
+
+    /// What session creation answers this user.
+    fn verdict(&self, id: Uuid, user: &UserRow, summary: String) -> Outcome {
+        let users = &self.0.users;
+        if user.active != Some(true) {
+            Outcome::problem(format!("{summary}: session creation answers {}", ApiError::InvalidUserReference))
+                .hint(format!("if the account should work: UPDATE {users} SET is_active = true WHERE id = '{id}'"))
+                .detail("api_error", ApiError::InvalidUserReference)
+        } else if user.credits.is_none_or(|c| c <= 0) {
+            Outcome::warn(format!("{summary}: session creation answers {}", ApiError::InsufficientCredits))
+                .hint(format!("if the user should have credits: UPDATE {users} SET credits = 10 WHERE id = '{id}'"))
+                .detail("api_error", ApiError::InsufficientCredits)
+        } else {
+            Outcome::pass(summary).detail("api_error", Value::Null)
+        }
+    }
+
+    /// The user's session ids, up to the bound plus one, under a tighter
+    /// `SET LOCAL statement_timeout` (one implicit transaction).
+    async fn count(&self, pg: &PgSession, id: Uuid, end: Instant) -> Count {
         let left = end.saturating_duration_since(Instant::now()).saturating_sub(MARGIN).max(Duration::from_millis(100));
         // A UUID's text is hex and dashes: safe to inline (a simple query takes no
         // parameters, and SET LOCAL needs one).
@@ -231,20 +256,17 @@ impl UserCheck {
             u64::from(self.0.max_sessions) + 1
         );
         match pg.client.simple_query(&sql).await {
-            Ok(messages) => {
-                let ids: Vec<String> = messages
+            Ok(messages) => Count::Counted(
+                messages
                     .iter()
                     .filter_map(|m| match m {
                         SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
                         _ => None,
                     })
-                    .collect();
-                (Some(ids.len() as u64), Some(ids), None)
-            }
-            Err(e) if sqlstate(&e) == Some(QUERY_CANCELED) => {
-                (None, None, Some(format!("no answer within {}", human(left))))
-            }
-            Err(e) => (None, None, Some(describe(&e))),
+                    .collect(),
+            ),
+            Err(e) if sqlstate(&e) == Some(&SqlState::QUERY_CANCELED) => Count::TimedOut(left),
+            Err(e) => Count::Failed(describe(&e)),
         }
     }
 
@@ -277,6 +299,26 @@ impl UserCheck {
     }
 }
 
+/// `active, verified, 10 credits`: the row's facts in words.
+fn user_facts(user: &UserRow) -> Vec<String> {
+    vec![
+        match user.active {
+            Some(true) => "active".to_string(),
+            Some(false) => "INACTIVE".to_string(),
+            None => "is_active unknown".to_string(),
+        },
+        match user.verified {
+            Some(true) => "verified".to_string(),
+            Some(false) => "not verified".to_string(),
+            None => "is_verified unknown".to_string(),
+        },
+        match user.credits {
+            Some(c) => format!("{c} credits"),
+            None => "credits unknown".to_string(),
+        },
+    ]
+}
+
 /// The index the API's per-user session lookups need; CONCURRENTLY so that
 /// building it on a live table does not block the API's inserts.
 fn create_index(sessions: &str) -> String {
@@ -290,12 +332,12 @@ fn create_index(sessions: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::kinds::testing::run_kind;
+    use crate::check::testing::run_kind;
     use crate::report::Status;
 
     #[tokio::test]
     async fn without_user_id_it_is_skipped() {
-        let r = run_kind("postgres.user", "", &[], "production").await;
+        let r = run_kind(&super::KIND, "", &[], "production").await;
         assert_eq!((r.status, r.message.as_str()), (Status::Skip, super::NO_USER_ID));
     }
 

@@ -11,14 +11,13 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::pg_common::{get, query_one, session};
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.writable",
     title: "PostgreSQL accepts writes",
     description: "the server is not a read-only standby (pg_is_in_recovery) and default_transaction_read_only is off for new sessions",
-    build: |t| super::without_params(t, Writable),
+    build: |t| crate::check::without_params(t, Writable),
 };
 
 const SQL: &str = "SELECT pg_is_in_recovery(), \
@@ -65,7 +64,7 @@ fn judge(in_recovery: bool, read_only_default: bool) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::Verdict;
+    use crate::check::Verdict;
 
     #[test]
     fn standby_or_read_only_default_is_a_problem() {

@@ -4,36 +4,19 @@
 //! MockMate caches interview sessions in Redis; the runbook calls a Redis
 //! failure non-fatal, so every hint says what the operator loses: caching.
 
-use std::sync::Arc;
-
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
-use crate::probe::redis::{RedisInfo, RedisSession};
+use super::redis_common::session;
+use crate::check::{Check, Ctx, KindDef, Outcome};
+use crate::probe::redis::RedisInfo;
 
 pub static KIND: KindDef = KindDef {
     name: "redis.connect",
     title: "Redis connection",
     description: "connects, authenticates and PINGs (REDIS_URL, REDIS_CA_CERT) within the deadline; reports version, role, TLS, mode and PING latency",
-    build: |t| super::without_params(t, Connect),
+    build: |t| crate::check::without_params(t, Connect),
 };
-
-/// The runbook's words for what a Redis problem costs MockMate.
-pub const IMPACT: &str = "non-fatal: interview sessions still work, but caching is disabled";
-
-/// The run's Redis session, or the connect failure as this check's problem,
-/// with the runbook's impact appended to the fix.
-pub(super) async fn session(ctx: &Ctx) -> Result<Arc<RedisSession>, Outcome> {
-    ctx.redis().await.map_err(|f| {
-        let hint = match f.hint {
-            Some(fix) => format!("{fix} ({IMPACT} until then)"),
-            None => format!("until Redis answers, MockMate runs {IMPACT}"),
-        };
-        Outcome::problem(f.message).hint(hint)
-    })
-}
 
 struct Connect;
 
@@ -72,26 +55,10 @@ fn round2(ms: f64) -> f64 {
     (ms * 100.0).round() / 100.0
 }
 
-/// A check judged from the connect-time INFO alone (`redis.writable`,
-/// `redis.memory`, `redis.persistence`): it sends no command of its own.
-pub struct FromInfo(pub fn(&std::collections::HashMap<String, String>) -> Outcome);
-
-impl Check for FromInfo {
-    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
-        async move {
-            match session(ctx).await {
-                Ok(session) => (self.0)(&session.info_fields),
-                Err(outcome) => outcome,
-            }
-        }
-        .boxed()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::testing::run_kind;
+    use crate::check::testing::run_kind;
     use crate::report::Status;
 
     #[test]
@@ -116,7 +83,7 @@ mod tests {
 
     #[tokio::test]
     async fn unset_redis_url_warns_with_the_runbook_impact() {
-        let r = run_kind("redis.connect", "severity = \"warn\"", &[], "production").await;
+        let r = run_kind(&super::KIND, "severity = \"warn\"", &[], "production").await;
         assert_eq!((r.status, r.message.as_str()), (Status::Warn, "REDIS_URL is not set"));
         let hint = r.hint.unwrap_or_default();
         assert!(hint.contains("REDIS_URL=redis://") && hint.contains("caching is disabled"), "{hint}");

@@ -18,16 +18,15 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::expect::Expect;
-use super::redis_connect::session;
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use super::redis_common::session;
+use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "redis.info",
     title: "Redis INFO field",
     description: "an INFO field (`field`, optional `section`) meets `expect`: = != > >= < <= against a number, = != against text (read-only)",
     build: |t| {
-        let p: Params = super::params(t)?;
+        let p: Params = crate::check::params(t)?;
         if p.field.trim().is_empty() || p.field.contains(char::is_whitespace) {
             return Err(format!("`field` must name one INFO field (e.g. \"connected_slaves\"), not {:?}", p.field));
         }
@@ -96,7 +95,7 @@ fn judge(field: &str, value: Option<&str>, expect: &Expect, source: &str) -> Out
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::Verdict;
+    use crate::check::Verdict;
     use crate::manifest::{Source, load};
 
     #[test]

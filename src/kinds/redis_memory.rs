@@ -7,14 +7,14 @@
 
 use std::collections::HashMap;
 
-use super::redis_connect::FromInfo;
-use super::{KindDef, Outcome};
+use super::redis_common::FromInfo;
+use crate::check::{KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "redis.memory",
     title: "Redis memory and eviction",
     description: "maxmemory is not paired with an allkeys-* policy (sessions evicted) and a noeviction server is below 90 % of it (writes fail with OOM)",
-    build: |t| super::without_params(t, FromInfo(judge)),
+    build: |t| crate::check::without_params(t, FromInfo(judge)),
 };
 
 /// At or above this share of `maxmemory` under `noeviction`, writes are about to fail.
@@ -68,7 +68,7 @@ fn judge(info: &HashMap<String, String>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::Verdict;
+    use crate::check::Verdict;
 
     fn info(used: &str, max: &str, policy: &str) -> HashMap<String, String> {
         [("used_memory", used), ("maxmemory", max), ("maxmemory_policy", policy), ("evicted_keys", "0")]

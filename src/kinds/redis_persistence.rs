@@ -6,14 +6,14 @@
 
 use std::collections::HashMap;
 
-use super::redis_connect::FromInfo;
-use super::{KindDef, Outcome};
+use super::redis_common::FromInfo;
+use crate::check::{KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "redis.persistence",
     title: "Redis persistence healthy",
     description: "the last RDB save and AOF write succeeded (rdb_last_bgsave_status, aof_last_write_status), so writes are not refused with MISCONF; persistence off is fine",
-    build: |t| super::without_params(t, FromInfo(judge)),
+    build: |t| crate::check::without_params(t, FromInfo(judge)),
 };
 
 fn judge(info: &HashMap<String, String>) -> Outcome {
@@ -69,7 +69,7 @@ fn judge(info: &HashMap<String, String>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::Verdict;
+    use crate::check::Verdict;
 
     fn info(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         let base = [

@@ -9,16 +9,15 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use redis::Value;
 
-use super::redis_connect::{IMPACT, session};
-use super::{Check, KindDef, Outcome};
-use crate::engine::Ctx;
+use super::redis_common::{IMPACT, session};
+use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::redis::Reply;
 
 pub static KIND: KindDef = KindDef {
     name: "redis.roundtrip",
     title: "Redis write round trip",
     description: "with --allow-writes: SET (EX 30), GET and DEL of a random mockmate-diag:probe:* key; leaves no key behind",
-    build: |t| super::without_params(t, Roundtrip),
+    build: |t| crate::check::without_params(t, Roundtrip),
 };
 
 pub const KEY_PREFIX: &str = "mockmate-diag:probe:";
@@ -109,8 +108,8 @@ fn write_hint(words: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::Verdict;
-    use crate::kinds::testing::run_kind;
+    use crate::check::Verdict;
+    use crate::check::testing::run_kind;
     use crate::report::Status;
 
     fn ok(v: Value) -> Reply {
@@ -148,7 +147,7 @@ mod tests {
 
     #[tokio::test]
     async fn read_only_run_skips_without_connecting() {
-        let r = run_kind("redis.roundtrip", "", &[("REDIS_URL", "redis://127.0.0.1:1")], "production").await;
+        let r = run_kind(&super::KIND, "", &[("REDIS_URL", "redis://127.0.0.1:1")], "production").await;
         assert_eq!((r.status, r.message.as_str()), (Status::Skip, "read-only run; pass --allow-writes"));
     }
 }

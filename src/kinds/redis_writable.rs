@@ -5,14 +5,14 @@
 
 use std::collections::HashMap;
 
-use super::redis_connect::{FromInfo, IMPACT};
-use super::{KindDef, Outcome};
+use super::redis_common::{FromInfo, IMPACT};
+use crate::check::{KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "redis.writable",
     title: "Redis accepts writes",
     description: "the server is not a read-only replica (INFO role, slave_read_only), so cache writes will not fail with READONLY",
-    build: |t| super::without_params(t, FromInfo(judge)),
+    build: |t| crate::check::without_params(t, FromInfo(judge)),
 };
 
 fn judge(info: &HashMap<String, String>) -> Outcome {
@@ -54,7 +54,7 @@ fn judge(info: &HashMap<String, String>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::Verdict;
+    use crate::check::Verdict;
 
     fn info(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

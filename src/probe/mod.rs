@@ -1,10 +1,19 @@
 //! Shared connections to the services under diagnosis: one per service per run.
 //!
+//! In layers: [`net`] (TCP under the caller's deadline, addresses, phases),
+//! [`tls`] (one verifier, one PEM loader, one wording of certificate problems)
+//! and [`url`] (one percent-decoder, passwords that cannot be printed), then one
+//! folder per service: `target` (parsing its configuration, once), `connect`,
+//! `session` and `failure`.
+//!
 //! A probe failure is data (`Failure`), not an error: the check that needed the
 //! connection turns it into its status, message and hint.
 
+pub mod net;
 pub mod postgres;
 pub mod redis;
+pub mod tls;
+pub mod url;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -52,7 +61,7 @@ pub(crate) fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> +
 
 /// The run's shared connections, opened by the first check that asks, and the
 /// PostgreSQL connections some checks need beside the shared session, which the
-/// engine starts early ([`crate::kinds::Check::warm`]) so that their handshakes
+/// engine starts early ([`crate::check::Check::warm`]) so that their handshakes
 /// overlap the shared one's instead of following it.
 ///
 /// Every connect runs on its own task, so a check that gives up waiting (its

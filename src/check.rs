@@ -1,0 +1,266 @@
+//! The check API: what a check sees ([`Ctx`]), what it answers ([`Outcome`],
+//! [`Verdict`]), what it is ([`Check`]) and how a kind is registered ([`KindDef`]).
+//!
+//! Imports run one way: this module ← `kinds` ← `manifest` ← `engine` ← `app`.
+//! A *kind* is code (one file under `kinds/`); a *check* is an instance of a
+//! kind declared in a manifest with an id, a severity and parameters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::envctx::EnvView;
+use crate::probe::postgres::PgSession;
+use crate::probe::redis::RedisSession;
+use crate::probe::{Failure, Probes};
+use crate::report::{CheckResult, Severity, Status};
+
+/// Everything a check may see of the world.
+pub struct Ctx {
+    pub env: EnvView,
+    /// The environment being diagnosed (`--env`).
+    pub environment: String,
+    /// The per-check deadline (`--timeout`).
+    pub timeout: Duration,
+    /// `--allow-writes`: write probes may run (and always roll back / clean up).
+    pub allow_writes: bool,
+    /// `--user-id`: the user a support ticket is about.
+    pub user_id: Option<uuid::Uuid>,
+    /// The shared connections, opened on first use, one per service.
+    pub probes: Probes,
+}
+
+impl Ctx {
+    pub fn new(env: EnvView, environment: impl Into<String>, timeout: Duration) -> Ctx {
+        Ctx {
+            env,
+            environment: environment.into(),
+            timeout,
+            allow_writes: false,
+            user_id: None,
+            probes: Probes::default(),
+        }
+    }
+
+    fn lookup(&self) -> impl Fn(&str) -> Option<String> + Send + Sync + use<> {
+        let env = self.env.clone();
+        move |name: &str| env.get(name)
+    }
+
+    /// The run's one PostgreSQL session (connected by the first check that asks).
+    pub async fn postgres(&self) -> Result<Arc<PgSession>, Failure> {
+        self.probes.postgres(&self.lookup(), self.timeout).await
+    }
+
+    /// The run's one Redis connection (connected by the first check that asks).
+    pub async fn redis(&self) -> Result<Arc<RedisSession>, Failure> {
+        self.probes.redis(&self.lookup(), self.timeout).await
+    }
+
+    /// Starts opening the read-only scan session (see [`Probes`]), bounded by `--timeout`.
+    pub fn warm_postgres_scan(&self) {
+        self.probes.warm_postgres_scan(&self.lookup(), self.timeout);
+    }
+
+    /// The read-only scan session beside the shared one, shared by the scanning checks.
+    pub async fn postgres_scan(&self) -> Result<Arc<PgSession>, Failure> {
+        self.probes.postgres_scan(&self.lookup(), self.timeout).await
+    }
+
+    /// Starts opening a connection for one check's writes, bounded by `deadline`.
+    pub fn warm_postgres_write(&self, deadline: Duration) {
+        self.probes.warm_postgres_write(&self.lookup(), deadline);
+    }
+
+    /// A connection of the caller's own (the warmed one if still there, else a new
+    /// one bounded by `deadline`).
+    pub async fn postgres_write(&self, deadline: Duration) -> Result<PgSession, Failure> {
+        self.probes.postgres_write(&self.lookup(), deadline).await
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment.eq_ignore_ascii_case("production")
+    }
+}
+
+/// What a check found, before the engine applies the check's severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// The probe failed: the engine turns this into the check's severity.
+    Problem,
+    /// Always a warning, whatever the severity (e.g. "could not determine").
+    Warn,
+    /// Always a failure, whatever the severity (e.g. connections ≥ 95 %).
+    Fail,
+    Skip,
+}
+
+impl Verdict {
+    /// The status a check of `severity` reports for this verdict.
+    pub fn status(self, severity: Severity) -> Status {
+        match self {
+            Verdict::Pass => Status::Pass,
+            Verdict::Problem => severity.status(),
+            Verdict::Warn => Status::Warn,
+            Verdict::Fail => Status::Fail,
+            Verdict::Skip => Status::Skip,
+        }
+    }
+}
+
+/// A check's finding: verdict, message, hint and machine-readable details.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub message: String,
+    pub hint: Option<String>,
+    pub details: Map<String, Value>,
+}
+
+impl Outcome {
+    fn new(verdict: Verdict, message: impl Into<String>) -> Self {
+        Outcome { verdict, message: message.into(), hint: None, details: Map::new() }
+    }
+    pub fn pass(message: impl Into<String>) -> Self {
+        Self::new(Verdict::Pass, message)
+    }
+    pub fn problem(message: impl Into<String>) -> Self {
+        Self::new(Verdict::Problem, message)
+    }
+    pub fn warn(message: impl Into<String>) -> Self {
+        Self::new(Verdict::Warn, message)
+    }
+    pub fn fail(message: impl Into<String>) -> Self {
+        Self::new(Verdict::Fail, message)
+    }
+    pub fn skip(message: impl Into<String>) -> Self {
+        Self::new(Verdict::Skip, message)
+    }
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(key.to_string(), value.into());
+        self
+    }
+    /// A probe failure (connection refused, timeout …) as this check's problem.
+    pub fn from_failure(f: Failure) -> Self {
+        Outcome { verdict: Verdict::Problem, message: f.message, hint: f.hint, details: Map::new() }
+    }
+
+    /// The result a declared check reports: the verdict under its severity; a
+    /// hint only when it did not pass (the manifest's when the check gave none).
+    pub fn into_result(self, decl: &Declared<'_>, elapsed: Duration) -> CheckResult {
+        let status = self.verdict.status(decl.severity);
+        let hint = match status {
+            Status::Warn | Status::Fail => self.hint.or_else(|| decl.hint.map(str::to_string)),
+            Status::Pass | Status::Skip => None,
+        };
+        CheckResult {
+            id: decl.id.to_string(),
+            kind: decl.kind.name.to_string(),
+            category: decl.kind.category().to_string(),
+            title: decl.title.to_string(),
+            severity: decl.severity,
+            status,
+            message: self.message,
+            hint,
+            duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            details: self.details,
+        }
+    }
+}
+
+/// What a result needs to know of the check that produced it.
+pub struct Declared<'a> {
+    pub id: &'a str,
+    pub kind: &'static KindDef,
+    pub severity: Severity,
+    pub title: &'a str,
+    pub hint: Option<&'a str>,
+}
+
+/// A configured check. Reads the world only through `ctx`.
+pub trait Check: Send + Sync {
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome>;
+
+    /// Called by the engine for every check that will run (selected, not skipped),
+    /// at the start of the run and before anything awaits: start what `run` will
+    /// need that costs round trips and needs nothing from other checks (a
+    /// connection of its own), so it is ready when `run` starts. Must not block or
+    /// change anything on the server; whatever it starts is abandoned if the check
+    /// is then skipped. Default: nothing.
+    fn warm(&self, _ctx: &Ctx) {}
+}
+
+/// A kind in the registry (`kinds::KINDS`).
+pub struct KindDef {
+    /// The `kind = "…"` name in manifests.
+    pub name: &'static str,
+    /// Title used when a manifest entry gives none.
+    pub title: &'static str,
+    /// One line for `list` and the docs.
+    pub description: &'static str,
+    /// Builds a check from its manifest parameters (unknown fields are errors).
+    pub build: fn(toml::Table) -> Result<Box<dyn Check>, String>,
+}
+
+impl KindDef {
+    /// `env`, `postgres`, `redis`, `consistency`: the part before the first dot.
+    pub fn category(&self) -> &'static str {
+        self.name.split('.').next().unwrap_or(self.name)
+    }
+}
+
+/// Deserialises a kind's parameters; the error names the offending field.
+pub fn params<P: DeserializeOwned>(table: toml::Table) -> Result<P, String> {
+    toml::Value::Table(table).try_into::<P>().map_err(|e| e.message().trim().to_string())
+}
+
+/// Parameters of kinds that take none.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// `build` for kinds that take no parameters: any given is an error.
+pub fn without_params(table: toml::Table, check: impl Check + 'static) -> Result<Box<dyn Check>, String> {
+    let NoParams {} = params(table)?;
+    Ok(Box::new(check))
+}
+
+/// Runs one check of a kind the way the engine would, for the kinds' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Ctx, Declared, KindDef};
+    use crate::envctx::{EnvSet, EnvView};
+    use crate::report::{CheckResult, Severity};
+
+    /// `params` is the manifest entry's TOML without id and kind (`severity` may
+    /// be among them); `env` the variables the check sees.
+    pub async fn run_kind(
+        kind: &'static KindDef,
+        params: &str,
+        env: &[(&str, &str)],
+        environment: &str,
+    ) -> CheckResult {
+        let mut table: toml::Table = params.parse().expect("test parameters are TOML");
+        let severity = match table.remove("severity").as_ref().and_then(toml::Value::as_str) {
+            Some("warn") => Severity::Warn,
+            _ => Severity::Fail,
+        };
+        let check = (kind.build)(table).unwrap_or_else(|e| panic!("{}: {e}", kind.name));
+        let view = EnvView::new(Arc::new(EnvSet::from_pairs(env.iter().copied())));
+        let ctx = Ctx::new(view, environment, Duration::from_secs(5));
+        let outcome = check.run(&ctx).await;
+        let decl = Declared { id: "t", kind, severity, title: kind.title, hint: None };
+        outcome.into_result(&decl, Duration::ZERO)
+    }
+}

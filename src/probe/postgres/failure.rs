@@ -1,0 +1,198 @@
+//! Every way a PostgreSQL connection can fail, in words an operator can act on:
+//! the layer (TCP, TLS, startup/authentication, session setup) and the SQLSTATE.
+
+use std::io;
+use std::time::Duration;
+
+use tokio_postgres::error::{DbError, SqlState};
+
+use super::target::PgTarget;
+use crate::probe::net::{self, Phase};
+use crate::probe::{Failure, tls};
+
+/// Describes a tokio-postgres error with its layer and SQLSTATE, e.g.
+/// `password authentication failed for user "app" (28P01)` or
+/// `error connecting to server: Connection refused (os error 111)`.
+/// (tokio-postgres's own Display is just "db error".)
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    let mut text = String::new();
+    for cause in net::causes(e) {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+/// The SQLSTATE of a server error.
+pub fn sqlstate(e: &tokio_postgres::Error) -> Option<&SqlState> {
+    e.as_db_error().map(DbError::code)
+}
+
+pub(super) fn socket_failure(target: &PgTarget, e: &io::Error) -> Failure {
+    let at = target.endpoint();
+    let check = target.var_for("host");
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => Failure::new(format!("connection refused at {at}"))
+            .with_hint(format!("is PostgreSQL running and listening on {at}? check {check}")),
+        io::ErrorKind::NotFound if target.is_unix_socket() => Failure::new(format!("no PostgreSQL socket at {at}"))
+            .with_hint(format!("is PostgreSQL running with this socket directory and port? check {check}")),
+        io::ErrorKind::PermissionDenied => Failure::new(format!("permission denied at {at}"))
+            .with_hint("the socket's directory or file does not let this user in"),
+        _ => Failure::new(format!("cannot connect to {at}: {e}"))
+            .with_hint(format!("check {check} and that the network path to the server is open")),
+    }
+}
+
+pub(super) fn resolve_failure(target: &PgTarget, e: &io::Error) -> Failure {
+    Failure::new(format!("cannot resolve host \"{}\": {e}", target.host))
+        .with_hint(format!("check {}", target.var_for("host")))
+}
+
+pub(super) fn timeout_failure(target: &PgTarget, deadline: Duration, phase: Phase) -> Failure {
+    let after = humantime::format_duration(deadline);
+    let at = target.endpoint();
+    match phase {
+        Phase::Resolve | Phase::Connect => Failure::new(format!("timed out after {after} connecting to {at}"))
+            .with_hint(format!(
+                "nothing answered: a firewall may be dropping packets; check {} and network access",
+                target.var_for("host")
+            )),
+        Phase::TlsHandshake => Failure::new(format!("timed out after {after} during the TLS handshake with {at}"))
+            .with_hint("the server accepted TLS but stalled; check its load and TLS configuration"),
+        Phase::Reply(_) => Failure::new(format!("timed out after {after} waiting for the server's reply to startup"))
+            .with_hint(format!(
+                "something at {at} accepts connections but does not answer like PostgreSQL \
+                 (overloaded server, proxy, or the wrong port)"
+            )),
+    }
+}
+
+/// A failed startup (TLS, authentication, database selection).
+pub(super) fn connect_failure(target: &PgTarget, e: &tokio_postgres::Error) -> Failure {
+    if let Some(db) = e.as_db_error() {
+        return db_failure(target, db);
+    }
+    if let Some(tls) = net::find_cause::<rustls::Error>(e) {
+        return tls_failure(target, tls);
+    }
+    // tokio-postgres reports these as plain text; there is no typed form to match.
+    let text = describe(e);
+    if text.contains("server does not support TLS") {
+        return Failure::new(format!("server does not support TLS but sslmode={}", target.sslmode)).with_hint(
+            "enable ssl on the server, or (on a trusted network only) use sslmode=prefer \
+             in DATABASE_URL or PGSSLMODE",
+        );
+    }
+    if text.contains("password missing") {
+        return Failure::new("the server asks for a password but none is configured")
+            .with_hint(format!("set {}", target.var_for("password")));
+    }
+    if e.is_closed() || net::causes(e).any(net::is_disconnect) {
+        return Failure::new(format!("the server at {} closed the connection during startup", target.endpoint()))
+            .with_hint("is this port really PostgreSQL? the server's log may say why it hung up");
+    }
+    // tokio-postgres's words for bytes that are not PostgreSQL messages.
+    if text.starts_with("unexpected message")
+        || text.starts_with("error parsing response")
+        || text.contains("bytes remaining on stream")
+    {
+        return Failure::new(format!(
+            "the server at {} does not speak the PostgreSQL protocol ({text})",
+            target.endpoint()
+        ))
+        .with_hint(format!("check {}: is this the right port?", target.var_for("host")));
+    }
+    Failure::new(format!("startup failed: {text}"))
+}
+
+fn db_failure(target: &PgTarget, db: &DbError) -> Failure {
+    let code = db.code();
+    let message = db.message();
+    let base = format!("{message} ({})", code.code());
+    // The server's texts are the only way to tell these 28000 cases apart.
+    if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+        return if message.contains("no encryption") {
+            Failure::new(format!("server requires TLS: {base}"))
+                .with_hint("set sslmode=require in DATABASE_URL or PGSSLMODE")
+        } else if message.contains("role") && message.contains("does not exist") {
+            Failure::new(base).with_hint(format!("create the role or fix {}", target.var_for("user")))
+        } else {
+            Failure::new(base).with_hint(
+                "the server's pg_hba.conf lets no rule match this host, user and database: \
+                 add one, or connect as an allowed user",
+            )
+        };
+    }
+    let hint = if *code == SqlState::INVALID_PASSWORD {
+        format!("check {}", target.var_for("password"))
+    } else if *code == SqlState::INVALID_CATALOG_NAME {
+        format!("create the database or fix the database name ({})", target.var_for("database name"))
+    } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+        format!("GRANT CONNECT ON DATABASE \"{}\" TO \"{}\"", target.dbname, target.user)
+    } else if *code == SqlState::TOO_MANY_CONNECTIONS {
+        "the server is out of connection slots: find who holds them (pg_stat_activity), or raise max_connections"
+            .to_string()
+    } else if *code == SqlState::CANNOT_CONNECT_NOW {
+        "the server is starting up, shutting down or in recovery: retry shortly".to_string()
+    } else {
+        return Failure::new(base);
+    };
+    Failure::new(base).with_hint(hint)
+}
+
+fn tls_failure(target: &PgTarget, e: &rustls::Error) -> Failure {
+    let problem = tls::Problem::of(e);
+    let described = problem.describe(&target.host);
+    if !problem.is_untrusted() {
+        let hint = problem.generic_hint().unwrap_or("check the server's TLS configuration");
+        return Failure::new(format!("TLS handshake failed: {described}")).with_hint(hint);
+    }
+    let hint = match &problem {
+        tls::Problem::UnknownIssuer => match &target.sslrootcert {
+            Some(root) => format!(
+                "the server's certificate does not chain to {}: point sslrootcert at the CA that signed it",
+                root.display()
+            ),
+            None => "the server's certificate is not from a public CA: set sslrootcert \
+                     (in DATABASE_URL or PGSSLROOTCERT) to its CA certificate"
+                .to_string(),
+        },
+        tls::Problem::NameMismatch { .. } => {
+            "connect with a host name the certificate lists, or use sslmode=verify-ca".to_string()
+        }
+        other => other.generic_hint().unwrap_or("check the server's certificate and sslrootcert").to_string(),
+    };
+    Failure::new(format!("TLS: {described}")).with_hint(hint)
+}
+
+/// The session setup was refused (see `session`).
+pub(super) fn setup_failure(e: &tokio_postgres::Error) -> Failure {
+    Failure::new(format!("session setup failed: {}", describe(e))).with_hint(
+        "the server accepted the login but refused a plain SET (is this PostgreSQL, or a pooler's \
+         admin console?); every query on the session is refused (25P02) rather than run outside read-only",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_name_the_phase() {
+        let t = PgTarget::from_env(&crate::probe::lookup(&[("DATABASE_URL", "postgresql://u@10.0.0.5/db")]))
+            .expect("parses");
+        let f = timeout_failure(&t, Duration::from_secs(5), Phase::Reply("startup"));
+        assert_eq!(f.message, "timed out after 5s waiting for the server's reply to startup");
+        let f = timeout_failure(&t, Duration::from_millis(500), Phase::Connect);
+        assert_eq!(f.message, "timed out after 500ms connecting to 10.0.0.5:5432");
+    }
+}

@@ -1,0 +1,12 @@
+//! The PostgreSQL probe: where to connect ([`target`]), how ([`connect`]), the
+//! open session ([`session`]) and the words for what failed ([`failure`]).
+
+pub mod connect;
+pub mod failure;
+pub mod session;
+pub mod target;
+
+pub use connect::{APPLICATION_NAME, connect};
+pub use failure::{describe, sqlstate};
+pub use session::{PgInfo, PgSession, setup_sql};
+pub use target::{PgSource, PgTarget, SslMode};

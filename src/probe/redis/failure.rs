@@ -1,0 +1,175 @@
+//! Every way the Redis connection or a command can fail, in words an operator
+//! can act on: the step, the server's own words (NOAUTH, WRONGPASS, MISCONF …)
+//! and the fix.
+
+use std::io;
+use std::time::Duration;
+
+use redis::RedisError;
+
+use super::target::{RedisTarget, RedisTls};
+use crate::probe::net::{self, Phase};
+use crate::probe::{Failure, tls};
+
+pub(super) fn resolve_failure(target: &RedisTarget, e: &io::Error) -> Failure {
+    Failure::new(format!("cannot resolve Redis host '{}': {e}", target.host))
+        .with_hint("check the host name in REDIS_URL and this machine's DNS")
+}
+
+pub(super) fn tcp_failure(target: &RedisTarget, e: &io::Error) -> Failure {
+    let addr = target.addr();
+    match e.kind() {
+        io::ErrorKind::NotFound => {
+            Failure::new(format!("no address found for {addr}")).with_hint("check the host name in REDIS_URL")
+        }
+        io::ErrorKind::ConnectionRefused => Failure::new(format!("connection refused at {addr}"))
+            .with_hint(format!("start Redis on {addr}, or point REDIS_URL at the host and port where it listens")),
+        _ => Failure::new(format!("cannot connect to {addr}: {e}"))
+            .with_hint("check that this machine can reach the Redis host (firewall, security group, VPN)"),
+    }
+}
+
+/// `CODE: detail`, as the server said it.
+pub(super) fn server_words(e: &RedisError) -> String {
+    match (e.code(), e.detail()) {
+        // Plain ERR carries no information beyond its text.
+        (Some("ERR"), Some(detail)) => detail.to_owned(),
+        (Some(code), Some(detail)) => format!("{code}: {detail}"),
+        (Some(code), None) => code.to_owned(),
+        _ => e.to_string(),
+    }
+}
+
+pub(super) fn is_transport(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped()
+}
+
+// Placeholders in hints are `<password>`, not `PASSWORD`: the redaction layer
+// masks anything shaped like a URL password, and `redis://:****@host` would read
+// as if REDIS_URL already had one.
+pub(super) fn noauth_failure(target: &RedisTarget, e: &RedisError) -> Option<Failure> {
+    (e.code() == Some("NOAUTH")).then(|| {
+        Failure::new("NOAUTH: the server requires a password and REDIS_URL has none").with_hint(format!(
+            "set the password in REDIS_URL as {}://:<password>@{}",
+            target.scheme(),
+            target.addr()
+        ))
+    })
+}
+
+pub(super) fn command_failure(
+    target: &RedisTarget,
+    e: &RedisError,
+    command: &'static str,
+    deadline: Duration,
+) -> Failure {
+    if let Some(f) = noauth_failure(target, e) {
+        return f;
+    }
+    if is_transport(e) {
+        return transport_failure(target, e, command, deadline);
+    }
+    // States in which Redis refuses even PING; their own texts run to several sentences.
+    match e.code() {
+        Some("MISCONF") => Failure::new(format!(
+            "{command} refused: MISCONF (Redis cannot persist to disk, so it refuses writes and PING)"
+        ))
+        .with_hint(
+            "read the Redis log for the save error (disk full, permissions on Redis's dir), fix it and run BGSAVE; \
+             a pure cache can run without snapshots: CONFIG SET save \"\"",
+        ),
+        Some("LOADING") => Failure::new(format!("{command} refused: LOADING (Redis is loading its dataset)"))
+            .with_hint("wait until Redis has loaded its data (INFO persistence: loading:0), then run again"),
+        Some("MASTERDOWN") => Failure::new(format!(
+            "{command} refused: MASTERDOWN (a replica that lost its primary, with replica-serve-stale-data no)"
+        ))
+        .with_hint("restore the replica's link to its primary, or point REDIS_URL at the primary"),
+        _ => Failure::new(format!("{command} failed: {}", server_words(e))).with_hint(
+            "the server refused a read-only command; check its state and the ACL rules of the REDIS_URL user",
+        ),
+    }
+}
+
+/// The connection broke or stalled while a command was in flight.
+pub(super) fn transport_failure(
+    target: &RedisTarget,
+    e: &RedisError,
+    command: &'static str,
+    deadline: Duration,
+) -> Failure {
+    let addr = target.addr();
+    // The crate's response timeout is the deadline too and may fire first:
+    // report it exactly like the outer timeout.
+    if e.is_timeout() {
+        return timeout_failure(target, deadline, Phase::Reply(command));
+    }
+    let plain_hint = match target.tls {
+        RedisTls::Off => "if the server only accepts TLS, use rediss:// in REDIS_URL",
+        _ => "check the server log; it may have hit maxclients or closed idle connections",
+    };
+    Failure::new(format!("connection to {addr} broke waiting for {command} reply: {e}")).with_hint(plain_hint)
+}
+
+fn silent_server_hint(target: &RedisTarget) -> String {
+    let addr = target.addr();
+    match target.tls {
+        RedisTls::Off => format!(
+            "{addr} accepted the connection but did not answer: check that it is Redis, not a TLS port (then use rediss://), and that it is not overloaded"
+        ),
+        _ => format!("{addr} accepted the TLS session but did not answer: check that Redis is not overloaded"),
+    }
+}
+
+pub(super) fn timeout_failure(target: &RedisTarget, deadline: Duration, phase: Phase) -> Failure {
+    let addr = target.addr();
+    let after = humantime::format_duration(deadline);
+    match phase {
+        Phase::Resolve => Failure::new(format!("timed out after {after} resolving host '{}'", target.host))
+            .with_hint("check this machine's DNS resolver and the host name in REDIS_URL"),
+        Phase::Connect => Failure::new(format!("timed out after {after} during TCP connect to {addr}"))
+            .with_hint("packets to the port are dropped: check firewall rules, security groups and the port in REDIS_URL"),
+        Phase::TlsHandshake => Failure::new(format!("timed out after {after} during TLS handshake with {addr}"))
+            .with_hint(format!(
+                "{addr} accepted TCP but did not complete TLS: if it is a plain-text Redis port, use redis:// instead of rediss://"
+            )),
+        Phase::Reply(command) => {
+            Failure::new(format!("timed out after {after} waiting for {command} reply from {addr}"))
+                .with_hint(silent_server_hint(target))
+        }
+    }
+}
+
+/// Says which part of the handshake failed, in the probe's one TLS vocabulary.
+pub(super) fn tls_failure(target: &RedisTarget, e: &io::Error) -> Failure {
+    let addr = target.addr();
+    let plain_hint = format!("{addr} does not speak TLS: use redis:// or the server's TLS port (often 6380)");
+    let Some(problem) = net::find_cause::<rustls::Error>(e).map(tls::Problem::of) else {
+        let why = if matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset) {
+            "the server closed the connection".to_string()
+        } else {
+            e.to_string()
+        };
+        return Failure::new(format!("TLS handshake with {addr} failed: {why}")).with_hint(plain_hint);
+    };
+    let ca_hint = match &target.tls {
+        RedisTls::Verify { ca: Some(ca) } => format!(
+            "the server certificate is not signed by REDIS_CA_CERT ({}): point it at the CA that signed the server certificate",
+            ca.display()
+        ),
+        _ => "set REDIS_CA_CERT to the PEM file of the CA that signed the server certificate (or use rediss://…#insecure to skip the check, never in production)".to_owned(),
+    };
+    let hint = match &problem {
+        tls::Problem::UnknownIssuer | tls::Problem::Certificate(_) => ca_hint,
+        tls::Problem::NameMismatch { .. } => {
+            "use a host name the certificate lists (its subject alternative names) in REDIS_URL".to_string()
+        }
+        tls::Problem::NotTls(_) => plain_hint,
+        other => other
+            .generic_hint()
+            .unwrap_or(
+                "compare the server's TLS settings (versions, ciphers, client certificates) with a TLS 1.2/1.3 client",
+            )
+            .to_string(),
+    };
+    Failure::new(format!("TLS handshake with {addr} failed: {}", problem.describe(&target.host))).with_hint(hint)
+}

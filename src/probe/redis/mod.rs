@@ -1,0 +1,14 @@
+//! The Redis probe: where to connect ([`target`]), how ([`connect`]), the open
+//! session ([`session`]) and the words for what failed ([`failure`]).
+//!
+//! MockMate caches interview sessions in Redis, so the checks built on this
+//! probe report a non-fatal failure; the probe itself only says what broke.
+
+pub mod connect;
+pub mod failure;
+pub mod session;
+pub mod target;
+
+pub use connect::connect;
+pub use session::{RedisInfo, RedisSession, Reply, parse_info};
+pub use target::{RedisTarget, RedisTls};

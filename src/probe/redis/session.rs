@@ -1,0 +1,172 @@
+//! An open Redis connection, what the server said about itself (INFO) and how
+//! fast it answered (PING); checks send their own commands through [`RedisSession::round`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{RedisError, Value};
+
+use super::failure::{command_failure, is_transport, server_words, transport_failure};
+use super::target::RedisTarget;
+use crate::probe::Failure;
+
+/// A live connection and what the server said about itself.
+pub struct RedisSession {
+    pub conn: MultiplexedConnection,
+    pub info: RedisInfo,
+    /// Parsed `INFO all`: field → value, sections flattened. Fetched in the same
+    /// pipelined round as the PINGs, so it is as fresh as the run: checks judge
+    /// from it instead of sending more commands.
+    pub info_fields: HashMap<String, String>,
+    /// Where we connected, for messages and for scrubbing the password.
+    target: RedisTarget,
+    deadline: Duration,
+}
+
+/// One command's answer in a [`RedisSession::round`]: the value, or the server's
+/// error in its own words (`READONLY You can't write against a read only replica.`).
+pub type Reply = Result<Value, String>;
+
+impl RedisSession {
+    /// `host:port` of the server.
+    pub fn addr(&self) -> String {
+        self.target.addr()
+    }
+
+    /// One field of the connect-time `INFO all`.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.info_fields.get(name).map(String::as_str)
+    }
+
+    /// A fresh `INFO <section>` (read-only), parsed.
+    pub async fn info_section(&self, section: &str) -> Result<HashMap<String, String>, Failure> {
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg(section);
+        let reply = send(self.conn.clone(), cmd)
+            .await
+            .map_err(|e| self.scrubbed(command_failure(&self.target, &e, "INFO", self.deadline)))?;
+        Ok(parse_info(&info_text(&self.target, reply)?))
+    }
+
+    /// Sends `pipe` as one write and waits for every reply. A server error is that
+    /// command's `Err`; a broken or silent connection is the round's `Failure`.
+    /// Every command is on the wire before any reply is awaited, so a later one
+    /// (a clean-up `DEL`) runs whatever an earlier one answers.
+    pub async fn round(&self, pipe: &redis::Pipeline, what: &'static str) -> Result<Vec<Reply>, Failure> {
+        let count = pipe.cmd_iter().count();
+        let mut conn = self.conn.clone();
+        let values = conn.send_packed_commands(pipe, 0, count).await.map_err(|e| {
+            self.scrubbed(if is_transport(&e) {
+                transport_failure(&self.target, &e, what, self.deadline)
+            } else {
+                Failure::new(format!("{what} failed: {}", server_words(&e)))
+            })
+        })?;
+        Ok(values
+            .into_iter()
+            .map(|v| match v {
+                Value::ServerError(e) => Err(self.target.scrub(server_words(&RedisError::from(e)))),
+                v => Ok(v),
+            })
+            .collect())
+    }
+
+    fn scrubbed(&self, f: Failure) -> Failure {
+        Failure { message: self.target.scrub(f.message), hint: f.hint.map(|h| self.target.scrub(h)) }
+    }
+}
+
+impl fmt::Debug for RedisSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSession")
+            .field("info", &self.info)
+            .field("info_fields", &self.info_fields.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisInfo {
+    pub version: String,
+    /// `master` or `slave`, as INFO spells it.
+    pub role: String,
+    pub tls: bool,
+    /// `standalone`, `cluster` or `sentinel`.
+    pub mode: String,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+}
+
+impl RedisSession {
+    pub(super) fn new(
+        conn: MultiplexedConnection,
+        info: RedisInfo,
+        info_fields: HashMap<String, String>,
+        target: RedisTarget,
+        deadline: Duration,
+    ) -> RedisSession {
+        RedisSession { conn, info, info_fields, target, deadline }
+    }
+}
+
+pub(super) fn info_text(target: &RedisTarget, reply: Value) -> Result<String, Failure> {
+    match reply {
+        Value::BulkString(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Value::VerbatimString { text, .. } | Value::SimpleString(text) => Ok(text),
+        other => Err(Failure::new(format!("INFO from {} returned an unexpected reply: {other:?}", target.addr()))),
+    }
+}
+
+/// Sends one command; a server error reply becomes `Err` either way the crate hands it over.
+pub(super) async fn send(mut conn: MultiplexedConnection, cmd: redis::Cmd) -> Result<Value, RedisError> {
+    match conn.send_packed_command(&cmd).await? {
+        Value::ServerError(e) => Err(e.into()),
+        v => Ok(v),
+    }
+}
+
+/// Nearest-rank percentile of `samples` (milliseconds); 0 when empty.
+pub(super) fn percentile(samples: &[f64], q: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Parse an INFO reply into field → value.
+pub fn parse_info(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_parses_fields_across_sections() {
+        let text = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n\r\n# Replication\r\nrole:master\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\n";
+        let info = parse_info(text);
+        assert_eq!(info["redis_version"], "7.0.15");
+        assert_eq!(info["role"], "master");
+        assert_eq!(info["db0"], "keys=3,expires=1,avg_ttl=0");
+        assert_eq!(info.len(), 4);
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let samples = [5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(percentile(&samples, 0.50), 3.0);
+        assert_eq!(percentile(&samples, 0.99), 5.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+}

@@ -1,0 +1,385 @@
+//! TLS for both services: one certificate verifier, one way to load PEM files,
+//! and one wording of what went wrong with a certificate. Each service decides
+//! *what* to verify (its URL's rules) and words the fix with its own variables.
+//!
+//! The provider is always ring, passed explicitly: nothing depends on a
+//! process-wide rustls provider being installed.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use super::Failure;
+
+/// How much of the server's certificate is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// Encrypt, accept any certificate (the handshake signatures are still checked).
+    Nothing,
+    /// The chain must lead to a trusted root; the name is not checked.
+    Chain,
+    /// The chain and the host name.
+    ChainAndName,
+}
+
+/// A PEM file named by configuration, and the setting that named it (for messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PemFile {
+    pub path: PathBuf,
+    /// `sslrootcert`, `REDIS_CA_CERT` …: what the operator edits.
+    pub origin: &'static str,
+}
+
+/// Which roots a verifying connection trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trust {
+    /// The public web PKI (Mozilla's roots, as Node and browsers ship them).
+    pub public: bool,
+    /// A private CA's certificates.
+    pub file: Option<PemFile>,
+}
+
+/// A client certificate and its key, for servers that require one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub cert: PemFile,
+    pub key: PemFile,
+}
+
+/// Everything a TLS connection needs to know before it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    pub verify: Verify,
+    pub trust: Trust,
+    pub identity: Option<Identity>,
+}
+
+/// What the handshake showed: its version, once it is known.
+#[derive(Debug, Clone, Default)]
+pub struct Seen(Arc<Mutex<SeenState>>);
+
+#[derive(Debug, Default)]
+struct SeenState {
+    version: Option<&'static str>,
+    completed: bool,
+}
+
+impl Seen {
+    fn record_version(&self, version: &'static str) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).version = Some(version);
+    }
+
+    /// The handshake finished (the connector knows; the verifier may not have run).
+    pub fn completed(&self) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).completed = true;
+    }
+
+    /// `TLSv1.3`, `TLSv1.2`, `on` (encrypted, version unseen), or `None` (no TLS).
+    pub fn version(&self) -> Option<String> {
+        let state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match (state.version, state.completed) {
+            (Some(v), _) => Some(v.to_string()),
+            (None, true) => Some("on".to_string()),
+            (None, false) => None,
+        }
+    }
+}
+
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The rustls configuration for `setup`. Files are read here, before any network
+/// traffic: a missing or broken file is a configuration error, not a TLS error.
+pub fn client_config(setup: &Setup, seen: &Seen) -> Result<ClientConfig, Failure> {
+    let provider = provider();
+    let chain = match setup.verify {
+        Verify::Nothing => None,
+        Verify::Chain | Verify::ChainAndName => {
+            let roots = roots(&setup.trust)?;
+            let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| Failure::new(format!("TLS: cannot use the root certificates: {e}")))?;
+            Some(verifier)
+        }
+    };
+    let verifier = Verifier {
+        chain,
+        verify_name: setup.verify == Verify::ChainAndName,
+        provider: provider.clone(),
+        seen: seen.clone(),
+    };
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Failure::new(format!("TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    match &setup.identity {
+        None => Ok(builder.with_no_client_auth()),
+        Some(identity) => {
+            let certs = load_certs(&identity.cert)?;
+            let key = load_key(&identity.key)?;
+            builder.with_client_auth_cert(certs, key).map_err(|e| {
+                Failure::new(format!(
+                    "{} {} and {} {} do not make a client certificate: {e}",
+                    identity.cert.origin,
+                    identity.cert.path.display(),
+                    identity.key.origin,
+                    identity.key.path.display()
+                ))
+                .with_hint("the key must be the private key of the certificate (PEM, unencrypted)")
+            })
+        }
+    }
+}
+
+fn roots(trust: &Trust) -> Result<RootCertStore, Failure> {
+    let mut roots = if trust.public {
+        RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }
+    } else {
+        RootCertStore::empty()
+    };
+    if let Some(file) = &trust.file {
+        for cert in load_certs(file)? {
+            roots.add(cert).map_err(|e| {
+                Failure::new(format!("{} {} holds an unusable certificate: {e}", file.origin, file.path.display()))
+                    .with_hint(pem_hint(file))
+            })?;
+        }
+    }
+    Ok(roots)
+}
+
+fn pem_hint(file: &PemFile) -> String {
+    format!("point {} at a readable PEM file (-----BEGIN CERTIFICATE----- blocks)", file.origin)
+}
+
+fn read(file: &PemFile) -> Result<Vec<u8>, Failure> {
+    std::fs::read(&file.path).map_err(|e| {
+        Failure::new(format!("cannot read {} {}: {e}", file.origin, file.path.display())).with_hint(pem_hint(file))
+    })
+}
+
+/// Every certificate in a PEM file. One rule for both services: a section that
+/// does not decode is an error naming the file (a half-read CA bundle would fail
+/// later, and more obscurely); a file with no certificate at all is one too.
+pub fn load_certs(file: &PemFile) -> Result<Vec<CertificateDer<'static>>, Failure> {
+    certs_from_pem(&read(file)?)
+        .map_err(|why| Failure::new(format!("{} {} {why}", file.origin, file.path.display())).with_hint(pem_hint(file)))
+}
+
+/// The certificates of a PEM text, or why it holds none that can be used.
+pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("is not valid PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("holds no certificate".to_string());
+    }
+    Ok(certs)
+}
+
+fn load_key(file: &PemFile) -> Result<PrivateKeyDer<'static>, Failure> {
+    PrivateKeyDer::from_pem_slice(&read(file)?).map_err(|e| {
+        Failure::new(format!("{} {} holds no usable private key: {e}", file.origin, file.path.display()))
+            .with_hint(format!("point {} at the client certificate's private key (PEM, unencrypted)", file.origin))
+    })
+}
+
+/// Checks the server's certificate as far as asked (or not at all), always
+/// checks the handshake signatures, and notes the TLS version it saw.
+#[derive(Debug)]
+struct Verifier {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    verify_name: bool,
+    provider: Arc<CryptoProvider>,
+    seen: Seen,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            // webpki checks the name last, so the chain is good.
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if !self.verify_name => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.seen.record_version("TLSv1.2");
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.seen.record_version("TLSv1.3");
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// What went wrong in a handshake, in one vocabulary for both services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    UnknownIssuer,
+    /// The certificate does not name the host; `presented` is what it names.
+    NameMismatch {
+        presented: Vec<String>,
+    },
+    Expired,
+    NotYetValid,
+    /// Another certificate problem (revoked, bad signature …).
+    Certificate(String),
+    /// The server refused our handshake with an alert.
+    Alert(String),
+    /// The peer's bytes are not TLS (a plain-text port).
+    NotTls(String),
+    Other(String),
+}
+
+impl Problem {
+    pub fn of(e: &rustls::Error) -> Problem {
+        match e {
+            rustls::Error::InvalidCertificate(cert) => match cert {
+                CertificateError::UnknownIssuer => Problem::UnknownIssuer,
+                CertificateError::NotValidForName => Problem::NameMismatch { presented: Vec::new() },
+                CertificateError::NotValidForNameContext { presented, .. } => {
+                    Problem::NameMismatch { presented: presented.clone() }
+                }
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => Problem::Expired,
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => Problem::NotYetValid,
+                other => Problem::Certificate(format!("{other:?}")),
+            },
+            rustls::Error::AlertReceived(alert) => Problem::Alert(format!("{alert:?}")),
+            err @ (rustls::Error::InvalidMessage(_)
+            | rustls::Error::InappropriateMessage { .. }
+            | rustls::Error::InappropriateHandshakeMessage { .. }) => Problem::NotTls(err.to_string()),
+            other => Problem::Other(other.to_string()),
+        }
+    }
+
+    /// The server's certificate was rejected (as opposed to a protocol failure).
+    pub fn is_untrusted(&self) -> bool {
+        matches!(
+            self,
+            Problem::UnknownIssuer
+                | Problem::NameMismatch { .. }
+                | Problem::Expired
+                | Problem::NotYetValid
+                | Problem::Certificate(_)
+        )
+    }
+
+    /// `certificate not trusted (unknown issuer)`, `the server sent alert HandshakeFailure` …
+    pub fn describe(&self, host: &str) -> String {
+        match self {
+            Problem::UnknownIssuer => "certificate not trusted (unknown issuer)".to_string(),
+            Problem::NameMismatch { presented } => {
+                let names =
+                    if presented.is_empty() { String::new() } else { format!("; it names {}", presented.join(", ")) };
+                format!("certificate not trusted (name mismatch: not valid for \"{host}\"{names})")
+            }
+            Problem::Expired => "certificate not trusted (expired)".to_string(),
+            Problem::NotYetValid => "certificate not trusted (not valid yet)".to_string(),
+            Problem::Certificate(why) => format!("certificate not trusted ({why})"),
+            Problem::Alert(alert) => format!("the server sent alert {alert}"),
+            Problem::NotTls(why) => format!("the server did not answer in TLS ({why})"),
+            Problem::Other(why) => why.clone(),
+        }
+    }
+
+    /// The fix for problems whose fix does not depend on the service.
+    pub fn generic_hint(&self) -> Option<&'static str> {
+        match self {
+            Problem::Expired => Some("renew the server's certificate"),
+            Problem::NotYetValid => Some("check the clocks of this machine and of the certificate's issuer"),
+            Problem::Alert(_) => {
+                Some("the server rejected our handshake: compare its TLS settings (versions, client certificates)")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A PEM file path from configuration, trimmed.
+pub fn pem_file(path: &str, origin: &'static str) -> PemFile {
+    PemFile { path: Path::new(path.trim()).to_path_buf(), origin }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOT_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn one_rule_for_pem_files_a_broken_section_is_an_error() {
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).expect("certificate");
+        let good = ca.cert.pem();
+        assert_eq!(certs_from_pem(good.as_bytes()).map(|c| c.len()), Ok(1));
+        // A good certificate followed by a broken one: the whole file is refused.
+        let mixed = format!("{good}{}", String::from_utf8_lossy(NOT_PEM));
+        assert!(certs_from_pem(mixed.as_bytes()).unwrap_err().starts_with("is not valid PEM"));
+        assert_eq!(certs_from_pem(b"just text\n").unwrap_err(), "holds no certificate");
+    }
+
+    #[test]
+    fn files_are_named_by_the_setting_that_named_them() {
+        let file = pem_file(" /nonexistent/ca.pem ", "sslrootcert");
+        let f = load_certs(&file).unwrap_err();
+        assert!(f.message.starts_with("cannot read sslrootcert /nonexistent/ca.pem: "), "{f:?}");
+        assert!(f.hint.unwrap_or_default().contains("sslrootcert"));
+    }
+
+    #[test]
+    fn problems_are_worded_once() {
+        let host = "127.0.0.1";
+        assert_eq!(Problem::UnknownIssuer.describe(host), "certificate not trusted (unknown issuer)");
+        assert_eq!(
+            Problem::NameMismatch { presented: vec!["DnsName(\"db.test\")".into()] }.describe(host),
+            "certificate not trusted (name mismatch: not valid for \"127.0.0.1\"; it names DnsName(\"db.test\"))"
+        );
+        assert!(Problem::of(&rustls::Error::InvalidCertificate(CertificateError::Expired)).is_untrusted());
+        assert!(!Problem::of(&rustls::Error::DecryptError).is_untrusted());
+    }
+
+    #[test]
+    fn seen_reports_the_version_or_on() {
+        let seen = Seen::default();
+        assert_eq!(seen.version(), None);
+        seen.completed();
+        assert_eq!(seen.version().as_deref(), Some("on"));
+        seen.record_version("TLSv1.3");
+        assert_eq!(seen.version().as_deref(), Some("TLSv1.3"));
+    }
+}
