@@ -1,53 +1,21 @@
 //! `env.database_url`: `DATABASE_URL` / `DB_*` are well-formed and agree.
+//!
+//! It reports the probe's own reading of them ([`PgTarget::from_env`]): the same
+//! parser, so the same words and the same hint as `postgres.connect` would give.
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::check::{Check, Ctx, KindDef, Outcome};
+use crate::probe::postgres::PgTarget;
+use crate::probe::postgres::target::parse_port;
 
 pub static KIND: KindDef = KindDef {
     name: "env.database_url",
     title: "Database URL is valid",
-    description: "DATABASE_URL is a postgres:// URL with a host, DB_PORT is a port, and DATABASE_URL and DB_* agree",
+    description: "DATABASE_URL (or DB_*) parses as the API's driver reads it, DB_PORT is a port, and DATABASE_URL and DB_* agree",
     build: |t| crate::check::without_params(t, DatabaseUrl),
 };
-
-pub const ENCODE_HINT: &str =
-    "percent-encode special characters of the password in the URL (@ → %40, / → %2F, # → %23, ? → %3F, : → %3A)";
-
-/// Parses a service URL without ever echoing it: errors describe, never quote.
-pub fn parse_service_url(var: &str, raw: &str, schemes: &[&str]) -> Result<url::Url, Outcome> {
-    let raw = raw.trim();
-    let suspicious = raw.split_once("://").is_some_and(|(_, rest)| {
-        let authority = rest.split(['/', '?']).next().unwrap_or("");
-        rest.matches('@').count() > 1 || rest.contains('#') || (authority.is_empty() && rest.contains('@'))
-    });
-    let with_hint = |o: Outcome| if suspicious { o.hint(ENCODE_HINT) } else { o };
-    let url = url::Url::parse(raw).map_err(|e| {
-        with_hint(Outcome::problem(format!("{var} is not a valid URL: {e}"))).hint(if suspicious {
-            ENCODE_HINT.to_string()
-        } else {
-            format!("{var} should look like {}://<user>:<password>@<host>:<port>/<name>", schemes[0])
-        })
-    })?;
-    if !schemes.contains(&url.scheme()) {
-        return Err(Outcome::problem(format!(
-            "{var} has scheme \"{}\", expected {}",
-            url.scheme(),
-            schemes.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(" or ")
-        ))
-        .hint(format!("{var} should look like {}://<user>:<password>@<host>:<port>/<name>", schemes[0])));
-    }
-    if url.fragment().is_some() && url.scheme() != "rediss" {
-        return Err(with_hint(Outcome::problem(format!("{var} contains '#': the rest of the URL is ignored")))
-            .hint(ENCODE_HINT));
-    }
-    Ok(url)
-}
-
-fn socket_host(url: &url::Url) -> Option<String> {
-    url.query_pairs().find(|(k, _)| k == "host").map(|(_, v)| v.into_owned())
-}
 
 struct DatabaseUrl;
 
@@ -56,50 +24,32 @@ impl Check for DatabaseUrl {
         async move {
             let db_host = ctx.env.non_empty("DB_HOST");
             let db_name = ctx.env.non_empty("DB_NAME");
-            let db_port = ctx.env.non_empty("DB_PORT");
-            if let Some(port) = &db_port
-                && port.trim().parse::<u16>().map_or(true, |p| p == 0)
-            {
-                return Outcome::problem(format!("DB_PORT is not a port number (1–65535): \"{}\"", port.trim()))
-                    .hint("set DB_PORT to the PostgreSQL port, usually 5432");
+            let db_port = match ctx.env.non_empty("DB_PORT").map(|p| parse_port(p.trim(), "DB_PORT")).transpose() {
+                Ok(port) => port,
+                Err(failure) => return Outcome::from_failure(failure),
+            };
+            let url_set = ctx.env.non_empty("DATABASE_URL").is_some();
+            if !url_set && (db_host.is_none() || db_name.is_none()) {
+                return Outcome::skip("neither DATABASE_URL nor DB_HOST/DB_NAME is set (see env.required)");
             }
-            let Some(raw) = ctx.env.non_empty("DATABASE_URL") else {
-                return match (db_host, db_name) {
-                    (Some(h), Some(n)) => Outcome::pass(format!("DB_* variables: {n} on {h}")).detail("source", "DB_*"),
-                    _ => Outcome::skip("neither DATABASE_URL nor DB_HOST/DB_NAME is set (see env.required)"),
-                };
+            let target = match PgTarget::from_env(&|name: &str| ctx.env.get(name)) {
+                Ok(target) => target,
+                Err(failure) => return Outcome::from_failure(failure),
             };
-            let url = match parse_service_url("DATABASE_URL", &raw, &["postgres", "postgresql"]) {
-                Ok(url) => url,
-                Err(outcome) => return outcome,
-            };
-            let host = url.host_str().filter(|h| !h.is_empty()).map(str::to_string).or_else(|| socket_host(&url));
-            let Some(host) = host else {
-                return Outcome::problem("DATABASE_URL has no host")
-                    .hint("DATABASE_URL should look like postgres://<user>:<password>@<host>:5432/<name>");
-            };
-            let name = url.path().trim_start_matches('/').to_string();
-            if name.contains(['@', '/']) {
-                // `postgres://app:p@ss/word@db/x` parses, with the wrong host: never quote it.
-                return Outcome::problem("DATABASE_URL is malformed: its database name contains '@' or '/' (an unescaped character in the password?)")
-                    .hint(ENCODE_HINT);
-            }
-            let port = url.port().unwrap_or(5432);
-            let mut outcome = Outcome::pass(format!(
-                "{} on {host}:{port}",
-                if name.is_empty() { "(default database)" } else { &name }
-            ))
-            .detail("source", "DATABASE_URL")
-            .detail("host", host.clone())
-            .detail("port", port)
-            .detail("database", name.clone());
-            if db_host.is_some() || db_name.is_some() {
-                let dh = db_host.unwrap_or_else(|| host.clone());
-                let dn = db_name.unwrap_or_else(|| name.clone());
-                let dp = db_port.and_then(|p| p.trim().parse::<u16>().ok()).unwrap_or(5432);
-                if dh != host || dn != name || dp != port {
+            let mut outcome = Outcome::pass(format!("{} on {}", target.dbname, target.endpoint()))
+                .detail("source", target.source.as_str())
+                .detail("host", target.host.clone())
+                .detail("port", target.port)
+                .detail("database", target.dbname.clone());
+            if url_set && (db_host.is_some() || db_name.is_some()) {
+                let dh = db_host.unwrap_or_else(|| target.host.clone());
+                let dn = db_name.unwrap_or_else(|| target.dbname.clone());
+                let dp = db_port.unwrap_or(5432);
+                if dh != target.host || dn != target.dbname || dp != target.port {
                     outcome = Outcome::warn(format!(
-                        "DATABASE_URL ({name} on {host}:{port}) and DB_* ({dn} on {dh}:{dp}) point at different databases; DATABASE_URL wins"
+                        "DATABASE_URL ({} on {}) and DB_* ({dn} on {dh}:{dp}) point at different databases; DATABASE_URL wins",
+                        target.dbname,
+                        target.endpoint()
                     ))
                     .hint("remove the DB_* variables or make them match DATABASE_URL");
                 }
@@ -122,20 +72,20 @@ mod tests {
             (
                 &[("DATABASE_URL", "mysql://app:pw@db/mm")],
                 Status::Fail,
-                "DATABASE_URL has scheme \"mysql\", expected postgres:// or postgresql://",
+                "DATABASE_URL is not a PostgreSQL URL (it starts with mysql://)",
             ),
             (
                 &[("DATABASE_URL", "postgres://app:p/w@db/mm")],
                 Status::Fail,
                 "DATABASE_URL is not a valid URL: invalid port number",
             ),
-            (&[("DATABASE_URL", "postgres:///mm")], Status::Fail, "DATABASE_URL has no host"),
+            (&[("DATABASE_URL", "postgres:///mm")], Status::Fail, "DATABASE_URL has no user name"),
             (
-                &[("DATABASE_URL", "postgresql:///mm?host=/var/run/postgresql")],
+                &[("DATABASE_URL", "postgresql:///mm?host=/var/run/postgresql&user=app")],
                 Status::Pass,
-                "mm on /var/run/postgresql:5432",
+                "mm on /var/run/postgresql/.s.PGSQL.5432",
             ),
-            (&[("DB_PORT", "54x")], Status::Fail, "DB_PORT is not a port number (1–65535): \"54x\""),
+            (&[("DB_PORT", "54x")], Status::Fail, "DB_PORT is not a port number: \"54x\""),
             (
                 &[("DATABASE_URL", "postgres://a:b@db/mm"), ("DB_HOST", "other"), ("DB_NAME", "mm")],
                 Status::Warn,
@@ -155,10 +105,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unescaped_at_in_password_gets_the_encoding_hint() {
-        let r = run_kind(&super::KIND, "", &[("DATABASE_URL", "postgres://app:p@ss/word@db/mm")], "production").await;
-        assert_eq!(r.status, Status::Fail);
-        assert!(r.hint.as_deref().unwrap_or("").contains("percent-encode"), "{r:?}");
-        assert!(!r.message.contains("ss/word"), "{}", r.message);
+    async fn unescaped_characters_in_the_password_get_the_encoding_hint_and_are_never_quoted() {
+        for url in ["postgres://app:p/w@db/mm", "postgres://app:p#w@db/mm"] {
+            let r = run_kind(&super::KIND, "", &[("DATABASE_URL", url)], "production").await;
+            assert_eq!(r.status, Status::Fail, "{url}");
+            assert!(r.hint.as_deref().unwrap_or("").contains("percent-encode"), "{r:?}");
+            assert!(!r.message.contains("p/w") && !r.message.contains("p#w"), "{}", r.message);
+        }
     }
 }

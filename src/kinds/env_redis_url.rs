@@ -1,15 +1,16 @@
-//! `env.redis_url`: `REDIS_URL` is a well-formed `redis://` or `rediss://` URL.
+//! `env.redis_url`: `REDIS_URL` parses as a Redis URL. It reports the probe's
+//! own reading ([`RedisTarget::from_env`]): one parser, one wording.
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::env_database_url::parse_service_url;
 use crate::check::{Check, Ctx, KindDef, Outcome};
+use crate::probe::redis::{RedisTarget, RedisTls};
 
 pub static KIND: KindDef = KindDef {
     name: "env.redis_url",
     title: "Redis URL is valid",
-    description: "REDIS_URL is a redis:// or rediss:// URL with a host and a numeric database",
+    description: "REDIS_URL is a redis:// or rediss:// URL with a host and a numeric database, read as the probe reads it",
     build: |t| crate::check::without_params(t, RedisUrl),
 };
 
@@ -18,30 +19,20 @@ struct RedisUrl;
 impl Check for RedisUrl {
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
         async move {
-            let Some(raw) = ctx.env.non_empty("REDIS_URL") else {
+            if ctx.env.non_empty("REDIS_URL").is_none() {
                 return Outcome::skip("REDIS_URL is not set (see env.required)");
-            };
-            let url = match parse_service_url("REDIS_URL", &raw, &["redis", "rediss"]) {
-                Ok(url) => url,
-                Err(outcome) => return outcome,
-            };
-            let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
-                return Outcome::problem("REDIS_URL has no host").hint("REDIS_URL should look like redis://:<password>@<host>:6379/0");
-            };
-            let db = url.path().trim_start_matches('/');
-            if !db.is_empty() && db.parse::<u32>().is_err() {
-                return Outcome::problem(format!("REDIS_URL database \"/{db}\" is not a number"))
-                    .hint("the path of REDIS_URL is the database number, e.g. redis://host:6379/0; percent-encode a '/' in the password as %2F");
             }
-            let port = url.port().unwrap_or(6379);
-            Outcome::pass(format!(
-                "{}://{host}:{port}/{}",
-                url.scheme(),
-                if db.is_empty() { "0" } else { db }
-            ))
-            .detail("tls", url.scheme() == "rediss")
-            .detail("host", host)
-            .detail("port", port)
+            match RedisTarget::from_env(&|name: &str| ctx.env.get(name)) {
+                Ok(t) => {
+                    let scheme = if t.tls == RedisTls::Off { "redis" } else { "rediss" };
+                    Outcome::pass(format!("{scheme}://{}/{}", t.addr(), t.db))
+                        .detail("tls", t.tls != RedisTls::Off)
+                        .detail("host", t.host.clone())
+                        .detail("port", t.port)
+                        .detail("db", t.db)
+                }
+                Err(failure) => Outcome::from_failure(failure),
+            }
         }
         .boxed()
     }

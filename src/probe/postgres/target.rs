@@ -292,7 +292,7 @@ fn in_origin(f: Failure, origin: &str) -> Failure {
     Failure { message: format!("{} in {origin}", f.message), hint: f.hint }
 }
 
-fn parse_port(value: &str, what: &str) -> Result<u16, Failure> {
+pub fn parse_port(value: &str, what: &str) -> Result<u16, Failure> {
     match value.parse::<u16>() {
         Ok(p) if p != 0 => Ok(p),
         _ => Err(Failure::new(format!("{what} is not a port number: \"{value}\""))
