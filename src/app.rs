@@ -289,3 +289,83 @@ fn table_width(columns: Option<u16>) -> u16 {
     // comfy-table asks the terminal for its size when stdout is one.
     columns.or_else(|| comfy_table::Table::new().width()).filter(|w| *w >= 60).unwrap_or(120)
 }
+
+/// The whole invocation in-process: arguments in, exit code and bytes out.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::Captured;
+
+    const SENTINEL: &str = "S3ntinel-in-process-9f2";
+
+    fn invoke<S: AsRef<str>>(args: &[S], vars: &[(&str, &str)], cwd: &Path) -> (ExitCode, Captured) {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let redactor = Redactor::from_env(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let (mut out, captured) = Output::memory(redactor);
+        let argv = std::iter::once("mockmate-diag").chain(args.iter().map(AsRef::as_ref));
+        let code = main(argv, Process { vars, cwd }, &mut out);
+        (code, captured)
+    }
+
+    fn env_only(extra: &[&str]) -> Vec<String> {
+        ["--env", "production", "--only", "env.required,env.secrets,env.node_env"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn exit_codes_follow_the_report_and_fail_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = [
+            ("NODE_ENV", "production"),
+            ("JWT_SECRET", "Zq3v9LrT0pXy2Wn8KbD4sHf7JmC1gQe6Ab"),
+            ("REDIS_URL", "redis://127.0.0.1:1"),
+            ("DATABASE_URL", "postgres://app:pw@127.0.0.1:1/mockmate"),
+        ];
+        let (code, out) = invoke(&env_only(&["--format", "json"]), &good, dir.path());
+        assert_eq!(code, ExitCode::Ok, "{}", out.stdout());
+        let report: serde_json::Value = serde_json::from_str(&out.stdout()).expect("one JSON document");
+        assert_eq!(report["summary"]["status"], "pass");
+        let (code, _) = invoke(&env_only(&[]), &[], dir.path());
+        assert_eq!(code, ExitCode::ChecksFailed);
+        let (code, out) = invoke(&["--formt", "json"], &[], dir.path());
+        assert_eq!(code, ExitCode::Usage);
+        assert!(out.stdout().is_empty() && out.stderr().starts_with("mockmate-diag: "), "{}", out.stderr());
+    }
+
+    #[test]
+    fn no_format_and_no_error_path_prints_a_planted_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("postgres://app:{SENTINEL}@127.0.0.1:1/mockmate");
+        let vars = [
+            ("NODE_ENV", "production"),
+            ("JWT_SECRET", SENTINEL),
+            ("DATABASE_URL", url.as_str()),
+            ("REDIS_URL", "redis://:S3ntinel-redis-pw@127.0.0.1:1/0"),
+        ];
+        for format in ["table", "json", "markdown", "junit"] {
+            let args = ["--env", "production", "--timeout", "500ms", "--format", format];
+            let (_, out) = invoke(&args, &vars, dir.path());
+            for text in [out.stdout(), out.stderr()] {
+                assert!(!text.contains(SENTINEL) && !text.contains("S3ntinel-redis-pw"), "{format}: {text}");
+            }
+        }
+        let (code, out) = invoke(&["--env", "production", "--only", "nope"], &vars, dir.path());
+        assert_eq!(code, ExitCode::Usage);
+        assert!(!out.stderr().contains(SENTINEL));
+    }
+
+    #[test]
+    fn formats_are_chosen_by_flag_and_machine_formats_never_get_colour() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, out) = invoke(&env_only(&["--format", "junit", "--color", "always"]), &[], dir.path());
+        assert!(out.stdout().starts_with("<?xml"), "{}", out.stdout());
+        assert!(!out.stdout().contains('\x1b'));
+        let (_, out) = invoke(&env_only(&["--format", "markdown"]), &[], dir.path());
+        assert!(out.stdout().starts_with("## mockmate-diag report"), "{}", out.stdout());
+        let (_, out) = invoke(&env_only(&["--color", "always"]), &[], dir.path());
+        assert!(out.stdout().contains('\x1b'), "table in colour when asked");
+    }
+}

@@ -1,11 +1,9 @@
 //! The command line as a user meets it: exit codes, env files, selection, manifests.
 
-mod support;
-
 use std::fs;
 
+use crate::support::cmd::{check, diag, json_run, status};
 use predicates::prelude::*;
-use support::cmd::{check, diag, json_run, status};
 
 const ENV_IDS: &str = "env.required,env.database_url,env.redis_url,env.node_env,env.secrets";
 const GOOD_ENV: &str = "NODE_ENV=production\nJWT_SECRET=Zq3v9LrT0pXy2Wn8KbD4sHf7JmC1gQe6Ab\nREDIS_URL=redis://127.0.0.1:6379\nDATABASE_URL=postgres://app:pw-in-file@127.0.0.1:5432/mockmate\n";

@@ -1,12 +1,10 @@
 //! The CI gate and the support ticket: machine formats, report files,
 //! completions, man page, and no progress noise off a terminal.
 
-mod support;
-
 use std::fs;
 
+use crate::support::cmd::diag;
 use predicates::prelude::*;
-use support::cmd::diag;
 
 const ENV_ONLY: &str = "env.required,env.database_url,env.redis_url,env.node_env,env.secrets";
 

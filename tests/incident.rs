@@ -10,17 +10,15 @@
 //! inserts, committed or not, so a rolled-back insert shows as one more insert and
 //! one more dead tuple — the proof the insert really ran and was undone.
 
-mod support;
-
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::support::cmd::{assert_status, check, diag, json_run, message};
+use crate::support::pg::{PgServer, SUPERUSER, SUPERUSER_PASSWORD};
+use crate::support::redis::RedisServer;
 use serde_json::Value;
-use support::cmd::{assert_status, check, diag, json_run, message};
-use support::pg::{PgServer, SUPERUSER, SUPERUSER_PASSWORD};
-use support::redis::RedisServer;
 
 const READ_ONLY_RUN: &str = "read-only run; pass --allow-writes to dry-run session creation";
 
@@ -323,7 +321,7 @@ struct TableLock {
 
 impl TableLock {
     fn take(site: &Site) -> TableLock {
-        let mut child = Command::new(support::pg::bindir().join("psql"))
+        let mut child = Command::new(crate::support::pg::bindir().join("psql"))
             .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(&site.pg.socket_dir)
             .args(["-p", &site.pg.port.to_string(), "-U", SUPERUSER, "-d", &site.db])

@@ -1,16 +1,14 @@
 //! The PostgreSQL probe against real servers, broken the ways production breaks.
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::pg::{PgOptions, PgServer, SUPERUSER, SUPERUSER_PASSWORD, encode, free_port};
+use crate::support::tarpit::Tarpit;
+use crate::support::tls::TestCa;
 use mockmate_diag::probe::Failure;
 use mockmate_diag::probe::postgres::{PgSession, PgTarget, SslMode, connect, describe, setup_sql};
-use support::pg::{PgOptions, PgServer, SUPERUSER, SUPERUSER_PASSWORD, encode, free_port};
-use support::tarpit::Tarpit;
-use support::tls::TestCa;
 
 const DEADLINE: Duration = Duration::from_secs(5);
 

@@ -2,17 +2,15 @@
 //! PostgreSQL clusters, broken the ways production breaks (runbook: "Database
 //! connectivity issues", "Missing users in production", "Schema problems").
 
-mod support;
-
 use std::fs;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::cmd::{assert_status, check, diag, hint, json_run, message};
+use crate::support::pg::{PgServer, SUPERUSER, SUPERUSER_PASSWORD, free_port};
+use crate::support::redis::RedisServer;
+use crate::support::tarpit::Tarpit;
 use serde_json::Value;
-use support::cmd::{assert_status, check, diag, hint, json_run, message};
-use support::pg::{PgServer, SUPERUSER, SUPERUSER_PASSWORD, free_port};
-use support::redis::RedisServer;
-use support::tarpit::Tarpit;
 
 const PG_IDS: &[&str] = &[
     "postgres.connect",
@@ -97,7 +95,7 @@ fn healthy_schema_with_one_active_user_passes_every_check() {
 fn no_users_then_postgres_active_users_fails_with_the_hint_to_create_a_user() {
     let pg = PgServer::shared();
     let db = pg.create_db("no_users");
-    pg.sql(&db, support::pg::MOCKMATE_SCHEMA);
+    pg.sql(&db, crate::support::pg::MOCKMATE_SCHEMA);
     let (code, report) = run_url(&pg.superuser_url(&db));
     assert_eq!(code, 1);
     assert_status(&report, "postgres.active_users", "fail");

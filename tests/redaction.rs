@@ -1,12 +1,10 @@
 //! Paste-safe by construction: sentinel secrets planted in the process
 //! environment and in env files never appear in any output of any path.
 
-mod support;
-
 use std::fs;
 use std::path::Path;
 
-use support::cmd::diag;
+use crate::support::cmd::diag;
 
 const SENTINELS: &[&str] = &[
     "S3NTINEL-jwt-secret-value-0123456789abcdef",
@@ -44,15 +42,10 @@ fn assert_clean(what: &str, out: &std::process::Output) {
 }
 
 /// Ports nothing listens on: every connect fails, which is a path errors take.
-fn dead_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 #[test]
 fn no_sentinel_in_any_format_or_error_path() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let vars = plant(dir.path(), dead_port(), dead_port());
+    let vars = plant(dir.path(), crate::support::free_port(), crate::support::free_port());
     let runs: Vec<(&str, Vec<&str>)> = vec![
         ("table", vec!["--env", "production", "--timeout", "2s"]),
         ("json", vec!["--env", "production", "--format", "json", "--timeout", "2s"]),

@@ -3,17 +3,15 @@
 //! caches interview sessions, so every problem is a warning unless a manifest
 //! raises it.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::time::{Duration, Instant};
 
+use crate::support::cmd::{assert_status, check, diag, hint, json_run, message};
+use crate::support::pg::PgServer;
+use crate::support::redis::{RedisServer, free_port};
+use crate::support::tarpit::Tarpit;
 use serde_json::Value;
-use support::cmd::{assert_status, check, diag, hint, json_run, message};
-use support::pg::PgServer;
-use support::redis::{RedisServer, free_port};
-use support::tarpit::Tarpit;
 
 const REDIS_IDS: &str = "redis.connect,redis.writable,redis.memory,redis.persistence,redis.roundtrip";
 const READ_ONLY_IDS: [&str; 4] = ["redis.connect", "redis.writable", "redis.memory", "redis.persistence"];

@@ -1,15 +1,13 @@
 //! The Redis probe against real servers, broken the ways production breaks them.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::support::redis::{RedisServer, encode, free_port};
+use crate::support::tarpit::Tarpit;
+use crate::support::tls::TestCa;
 use mockmate_diag::probe::Failure;
 use mockmate_diag::probe::redis::{RedisSession, RedisTarget, connect};
-use support::redis::{RedisServer, encode, free_port};
-use support::tarpit::Tarpit;
-use support::tls::TestCa;
 
 const DEADLINE: Duration = Duration::from_secs(5);
 /// A password that must never be echoed anywhere.

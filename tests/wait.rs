@@ -1,27 +1,20 @@
 //! `--wait` in a deploy pipeline: the README's CI command against a database
 //! that comes up late, and one that never does.
 
-mod support;
-
 use std::fs;
 use std::time::{Duration, Instant};
 
-use support::cmd::{diag, json_run, status};
-use support::pg::PgServer;
+use crate::support::cmd::{diag, json_run, status};
+use crate::support::pg::PgServer;
 
 const STRONG_SECRET: &str = "Zq3v9LrT0pXy2Wn8KbD4sHf7JmC1gQe6Ab";
-
-fn dead_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
 
 /// The environment a deploy job has: everything set, Redis unreachable (a warning, not a gate).
 fn deploy_env(database_url: String) -> Vec<(&'static str, String)> {
     vec![
         ("NODE_ENV", "production".into()),
         ("JWT_SECRET", STRONG_SECRET.into()),
-        ("REDIS_URL", format!("redis://127.0.0.1:{}", dead_port())),
+        ("REDIS_URL", format!("redis://127.0.0.1:{}", crate::support::free_port())),
         ("DATABASE_URL", database_url),
     ]
 }
@@ -61,7 +54,7 @@ fn ci_gate_waits_for_a_database_that_starts_late_then_passes_with_one_json_docum
 #[test]
 fn ci_gate_gives_up_at_the_deadline_when_the_database_never_starts() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("postgres://app:pw@127.0.0.1:{}/mockmate", dead_port());
+    let url = format!("postgres://app:pw@127.0.0.1:{}/mockmate", crate::support::free_port());
     let started = Instant::now();
     let out = diag(dir.path())
         .envs(deploy_env(url))

@@ -1,0 +1,18 @@
+//! The integration tests, as one binary: one harness (`support`) compiled once,
+//! one cluster per binary shared by the tests that only need a fresh database.
+//!
+//! Tests start real PostgreSQL and Redis servers themselves (throwaway, on free
+//! ports), break them the way production breaks, and run the real binary or the
+//! library against them. Split by capability, one module each.
+
+mod support;
+
+mod cli;
+mod gate;
+mod incident;
+mod pg_probe;
+mod postgres;
+mod redaction;
+mod redis;
+mod redis_probe;
+mod wait;
