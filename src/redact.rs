@@ -158,15 +158,7 @@ impl Redactor {
 fn url_password(value: &str) -> Option<String> {
     let url = url::Url::parse(value.trim()).ok()?;
     let password = url.password()?;
-    let decoded = percent_decode(password);
-    Some(decoded)
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_string())
+    Some(crate::probe::url::percent_decode(password).unwrap_or_else(|_| password.to_string()))
 }
 
 /// How a password appears percent-encoded in a URL's userinfo.
