@@ -10,17 +10,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::{CommandFactory, Parser};
 
-use crate::check::Ctx;
 use crate::cli::{Cli, Command, ListArgs, ReportTarget, RunArgs};
-use crate::engine::{self, Observer, Quiet, Selection};
-use crate::envctx::{EnvSet, EnvView};
+use crate::engine::{Observer, Quiet, Selection};
 use crate::error::UsageError;
 use crate::format::{self, Format};
-use crate::manifest::{self, CheckDecl, Source};
 use crate::output::Output;
 use crate::progress::Progress;
-use crate::redact::Redactor;
-use crate::report::{CheckResult, ExitCode, FailOn, Report, SCHEMA_VERSION, Status, Summary, TOOL, VERSION};
+use crate::report::{CheckResult, ExitCode, FailOn, Report, Status};
+use crate::run::{Plan, Request, load_manifests};
 
 /// The process's inputs, so tests and `main` drive the same code.
 pub struct Process<'a> {
@@ -98,14 +95,6 @@ pub fn execute(cli: Cli, process: Process<'_>, out: &mut Output) -> Result<ExitC
     }
 }
 
-fn load_manifests(extra: &[std::path::PathBuf]) -> Result<Vec<CheckDecl>, UsageError> {
-    let mut sources = vec![Source::builtin()];
-    for path in extra {
-        sources.extend(Source::from_path(path)?);
-    }
-    manifest::load(&sources)
-}
-
 fn list(args: &ListArgs, out: &mut Output) -> Result<ExitCode, UsageError> {
     let decls = load_manifests(&args.checks)?;
     match args.format {
@@ -141,67 +130,49 @@ fn open_reports(targets: &[ReportTarget]) -> Result<Vec<(Format, File, String)>,
 }
 
 fn run(args: RunArgs, process: Process<'_>, out: &mut Output) -> Result<ExitCode, UsageError> {
-    let environment = args
-        .env
-        .clone()
-        .or_else(|| process.var("NODE_ENV").map(|v| v.trim().to_string()))
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "development".to_string());
     let columns = process.var("COLUMNS").and_then(|c| c.trim().parse::<u16>().ok());
     let in_ci = process.var("CI").is_some_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"));
-    let cwd = process.cwd;
-    let set = EnvSet::load(process.vars, cwd, &environment, &args.env_file)?;
+    let request = Request {
+        env: args.env.clone(),
+        env_files: args.env_file.clone(),
+        checks: args.checks.clone(),
+        only: args.only.clone(),
+        skip: args.skip.clone(),
+        timeout: args.timeout,
+        allow_writes: args.allow_writes,
+        user_id: args.user_id,
+    };
+    let plan = Plan::load(request, process.vars, process.cwd)?;
     // From here on the redactor knows the secrets of the env files too.
     let mut redactor = out.redactor().clone();
-    redactor.extend(&Redactor::from_env(set.iter()));
+    redactor.extend(&plan.secrets());
     out.set_redactor(redactor);
-
-    let decls = load_manifests(&args.checks)?;
-    let selection = Selection::new(&decls, &args.only, &args.skip)?;
     let mut report_files = open_reports(&args.report)?;
-    let set = Arc::new(set);
-    let view = EnvView::new(set.clone());
+    let view = plan.view();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| UsageError::new(format!("cannot start the async runtime: {e}")))?;
     let show_progress = args.format == Format::Table && !in_ci && out.stderr_is_terminal() && out.stdout_is_terminal();
-    let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let started = SystemTime::now();
     let clock = Instant::now();
 
     let attempt = |selection: &Selection| {
-        let mut ctx = Ctx::new(view.clone(), environment.clone(), args.timeout);
-        ctx.allow_writes = args.allow_writes;
-        ctx.user_id = args.user_id;
         let observer: Arc<dyn Observer> = if show_progress {
-            let total = decls.iter().filter(|d| selection.runs(&d.id)).count();
-            Arc::new(Progress::new(total, out.stderr_term(table_width(columns))))
+            Arc::new(Progress::new(plan.running(selection), out.stderr_term(table_width(columns))))
         } else {
             Arc::new(Quiet)
         };
-        let results = runtime.block_on(engine::run_observed(&decls, selection, Arc::new(ctx), observer.clone()));
+        let results = runtime.block_on(plan.attempt(selection, &view, observer.clone()));
         drop(observer);
         results
     };
-    let mut checks = attempt(&selection);
+    let mut checks = attempt(&plan.selection);
     if let Some(wait) = args.wait {
-        checks = wait_until_settled(&decls, &args, checks, clock + wait, out, attempt);
+        checks = wait_until_settled(&plan, &args, checks, clock + wait, out, attempt);
     }
-
-    let mut report = Report {
-        tool: TOOL,
-        version: VERSION,
-        schema_version: SCHEMA_VERSION,
-        environment: environment.clone(),
-        env_files: set.files().to_vec(),
-        started_at,
-        os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
-        duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
-        summary: Summary::of(&checks),
-        checks,
-        variables: view.uses(),
-    };
+    let mut report = plan.report(checks, &view, started, clock.elapsed());
     // Connections close with the runtime; never wait on a hung server's goodbye.
     runtime.shutdown_timeout(Duration::from_millis(100));
     out.redactor().redact_report(&mut report);
@@ -227,7 +198,7 @@ fn run(args: RunArgs, process: Process<'_>, out: &mut Output) -> Result<ExitCode
 /// with exponential backoff (250 ms doubling to 5 s) until none is left or the
 /// deadline passes. Skips by choice (`--skip`, read-only runs) are final.
 fn wait_until_settled(
-    decls: &[CheckDecl],
+    plan: &Plan,
     args: &RunArgs,
     mut checks: Vec<CheckResult>,
     deadline: Instant,
@@ -237,7 +208,7 @@ fn wait_until_settled(
     let mut backoff = Duration::from_millis(250);
     for n in 2.. {
         let retry: Vec<&CheckResult> =
-            checks.iter().filter(|c| worth_retrying(&c.id, decls, &checks, args.fail_on)).collect();
+            checks.iter().filter(|c| plan.worth_retrying(&c.id, &checks, args.fail_on)).collect();
         let now = Instant::now();
         if retry.is_empty() || now >= deadline {
             break;
@@ -254,7 +225,7 @@ fn wait_until_settled(
         std::thread::sleep(pause);
         backoff = (backoff * 2).min(Duration::from_secs(5));
         let ids: Vec<String> = retry.iter().map(|c| c.id.clone()).collect();
-        let Ok(selection) = Selection::new(decls, &ids, &args.skip) else { break };
+        let Ok(selection) = Selection::new(&plan.decls, &ids, &args.skip) else { break };
         for fresh in attempt(&selection) {
             if selection.runs(&fresh.id)
                 && let Some(slot) = checks.iter_mut().find(|c| c.id == fresh.id)
@@ -264,24 +235,6 @@ fn wait_until_settled(
         }
     }
     checks
-}
-
-/// Whether another attempt could change this check's result: a service check
-/// that trips `--fail-on`, or one skipped because a need worth retrying failed.
-/// The environment is read once per run, so env checks never qualify.
-fn worth_retrying(id: &str, decls: &[CheckDecl], checks: &[CheckResult], fail_on: FailOn) -> bool {
-    let (Some(decl), Some(result)) = (decls.iter().find(|d| d.id == id), checks.iter().find(|c| c.id == id)) else {
-        return false;
-    };
-    if decl.kind.category() == "env" {
-        return false;
-    }
-    fail_on.trips(result.status)
-        || (result.status == Status::Skip
-            && decl.needs.iter().any(|need| {
-                checks.iter().any(|c| &c.id == need && c.status != Status::Pass)
-                    && worth_retrying(need, decls, checks, fail_on)
-            }))
 }
 
 /// Wrap the table to `COLUMNS` or the terminal, else to 120 columns (a pipe, a pasted ticket).
@@ -295,6 +248,7 @@ fn table_width(columns: Option<u16>) -> u16 {
 mod tests {
     use super::*;
     use crate::output::Captured;
+    use crate::redact::Redactor;
 
     const SENTINEL: &str = "S3ntinel-in-process-9f2";
 

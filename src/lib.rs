@@ -15,3 +15,4 @@ pub mod probe;
 pub mod progress;
 pub mod redact;
 pub mod report;
+pub mod run;
