@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::envctx::EnvView;
-use crate::probe::postgres::PgSession;
+use crate::probe::postgres::{PgSession, PgWriter};
 use crate::probe::redis::RedisSession;
 use crate::probe::{Failure, Probes};
 use crate::report::{CheckResult, Severity, Status};
@@ -77,7 +77,7 @@ impl Ctx {
 
     /// A connection of the caller's own (the warmed one if still there, else a new
     /// one bounded by `deadline`).
-    pub async fn postgres_write(&self, deadline: Duration) -> Result<PgSession, Failure> {
+    pub async fn postgres_write(&self, deadline: Duration) -> Result<PgWriter, Failure> {
         self.probes.postgres_write(&self.lookup(), deadline).await
     }
 

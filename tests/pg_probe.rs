@@ -8,7 +8,7 @@ use crate::support::pg::{PgOptions, PgServer, SUPERUSER, SUPERUSER_PASSWORD, enc
 use crate::support::tarpit::Tarpit;
 use crate::support::tls::TestCa;
 use mockmate_diag::probe::Failure;
-use mockmate_diag::probe::postgres::{PgSession, PgTarget, SslMode, connect, describe, setup_sql};
+use mockmate_diag::probe::postgres::{PgSession, PgTarget, SslMode, connect, describe, unit_begin_sql};
 
 const DEADLINE: Duration = Duration::from_secs(5);
 
@@ -24,7 +24,7 @@ fn url_target(url: &str) -> PgTarget {
 
 async fn connect_ok(target: &PgTarget) -> PgSession {
     match connect(target, DEADLINE).await {
-        Ok(session) => session,
+        Ok(conn) => PgSession::read_only(conn, DEADLINE),
         Err(f) => panic!("connect to {target:?} failed: {f:?}"),
     }
 }
@@ -53,45 +53,58 @@ async fn healthy_server_reports_version_latency_and_no_tls() {
     assert!(info.local);
     assert_eq!(info.source.as_str(), "DATABASE_URL");
 
-    let row = session
-        .client
-        .query_one(
+    let rows = session
+        .query_typed(
             "SELECT current_setting('application_name'), current_setting('statement_timeout'), \
              current_setting('lock_timeout'), current_setting('transaction_read_only')",
             &[],
         )
         .await
         .expect("query");
-    let settings: (String, String, String, String) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    let settings: (String, String, String, String) = (rows[0].get(0), rows[0].get(1), rows[0].get(2), rows[0].get(3));
     assert_eq!(settings, ("mockmate-diag".into(), "4750ms".into(), "500ms".into(), "on".into()));
-    assert_eq!(session.setup().await, Ok(()));
     // The version comes from the startup's ParameterStatus, not a query: the same text.
-    let version: String =
-        session.client.query_one("SELECT current_setting('server_version')", &[]).await.unwrap().get(0);
-    assert_eq!(info.server_version, version);
+    let rows = session.query_typed("SELECT current_setting('server_version')", &[]).await.unwrap();
+    assert_eq!(info.server_version, rows[0].get::<_, String>(0));
 }
 
 #[tokio::test]
-async fn a_failed_session_setup_fails_closed() {
-    // connect() does not wait for the setup's reply, so the queries sent after it
-    // must not run if it fails. The setup's SQL with a statement that fails before
-    // its COMMIT: the session is left in an aborted transaction and refuses all.
+async fn a_refused_transaction_start_fails_closed() {
+    // A unit's statement is queued before the reply to its BEGIN … SET LOCAL is in.
+    // If any part of that opening fails, the transaction is aborted and the
+    // statement is refused (25P02) instead of running outside read-only.
     let pg = PgServer::shared();
     let db = pg.create_mockmate_db("setup_fails");
     let (client, connection) =
         tokio_postgres::connect(&pg.superuser_url(&db), tokio_postgres::NoTls).await.expect("connect");
     tokio::spawn(connection);
-    let sql = setup_sql(Duration::from_secs(5));
-    assert!(sql.starts_with("BEGIN;") && sql.ends_with("; COMMIT"), "{sql}");
-    let failing = sql.replace("; COMMIT", "; SELECT 1/0; COMMIT");
-    // Sent together, as connect() and a user's postgres.query would be.
-    let setup = client.batch_execute(&failing);
+    let begin = unit_begin_sql(Duration::from_secs(5));
+    assert!(begin.starts_with("BEGIN READ ONLY;") && begin.contains("SET LOCAL statement_timeout"), "{begin}");
+    let failing = format!("{begin}; SELECT 1/0");
+    // Sent together, as a unit is.
+    let opening = client.batch_execute(&failing);
     let insert = client.batch_execute("INSERT INTO users (email) VALUES ('eve@example.com')");
-    let (setup, insert) = futures::join!(setup, insert);
-    assert!(describe(&setup.unwrap_err()).ends_with("(22012)"));
+    let end = client.batch_execute("ROLLBACK");
+    let (opening, insert, end) = futures::join!(opening, insert, end);
+    assert!(describe(&opening.unwrap_err()).ends_with("(22012)"));
     let text = describe(&insert.unwrap_err());
     assert!(text.ends_with("(25P02)"), "{text}");
+    end.expect("ROLLBACK ends the aborted transaction");
     assert_eq!(pg.sql(&db, "SELECT count(*) FROM users"), "1");
+}
+
+#[tokio::test]
+async fn between_units_the_backend_is_idle_and_unnamed() {
+    // Every unit ends its transaction, and application_name is set LOCAL in it:
+    // between units, the backend is what a pooler would hand the next client.
+    // (The settings themselves are proven through a real pooler in tests/pooler.rs.)
+    let pg = PgServer::shared();
+    let db = pg.create_mockmate_db("no_session_state");
+    let session = connect_ok(&url_target(&pg.superuser_url(&db))).await;
+    let pid: i32 = session.query_typed("SELECT pg_backend_pid()", &[]).await.expect("pid")[0].get(0);
+    let activity =
+        pg.sql(&db, &format!("SELECT state || '|' || application_name FROM pg_stat_activity WHERE pid = {pid}"));
+    assert_eq!(activity, "idle|");
 }
 
 #[tokio::test]
@@ -99,16 +112,18 @@ async fn concurrent_queries_share_the_one_connection() {
     let pg = PgServer::shared();
     let db = pg.create_mockmate_db("pipelined");
     let session = Arc::new(connect_ok(&url_target(&pg.superuser_url(&db))).await);
-    let pid: i32 = session.client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let pid: i32 = session.query_typed("SELECT pg_backend_pid()", &[]).await.unwrap()[0].get(0);
     let queries = (0..8).map(|i| {
         let session = session.clone();
         async move {
-            let row = session
-                .client
-                .query_one("SELECT pg_backend_pid(), count(*) FROM users WHERE is_active AND $1::int >= 0", &[&i])
+            let rows = session
+                .query_typed(
+                    "SELECT pg_backend_pid(), count(*) FROM users WHERE is_active AND $1::int >= 0",
+                    &[(&i, tokio_postgres::types::Type::INT4)],
+                )
                 .await
                 .expect("query");
-            (row.get::<_, i32>(0), row.get::<_, i64>(1))
+            (rows[0].get::<_, i32>(0), rows[0].get::<_, i64>(1))
         }
     });
     for (backend, active) in futures::future::join_all(queries).await {
@@ -135,7 +150,7 @@ async fn server_down_then_up_then_down() {
     pg.start();
     let session = connect_ok(&t).await;
     pg.stop();
-    assert!(session.client.simple_query("SELECT 1").await.is_err());
+    assert!(session.simple_query("SELECT 1").await.is_err());
     assert_eq!(connect_err(&t, DEADLINE).await.message, refused);
 }
 
@@ -246,7 +261,7 @@ async fn session_is_read_only() {
         "INSERT INTO users (email) VALUES ('eve@example.com')",
         "UPDATE users SET credits = 0",
     ] {
-        let e = session.client.batch_execute(sql).await.unwrap_err();
+        let e = session.simple_query(sql).await.unwrap_err();
         let text = describe(&e);
         assert!(text.ends_with("(25006)"), "{sql}: {text}");
     }
@@ -277,12 +292,9 @@ async fn tls_server_sslmode_require_and_prefer_encrypt() {
     for query in ["sslmode=require", "sslmode=prefer"] {
         let session = connect_ok(&url_target(&tls_url(pg, "postgres", query))).await;
         assert_eq!(session.info.tls.as_deref(), Some("TLSv1.3"), "{query}");
-        let ssl: bool = session
-            .client
-            .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let ssl: bool =
+            session.query_typed("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap()[0]
+                .get(0);
         assert!(ssl, "{query}");
     }
 }

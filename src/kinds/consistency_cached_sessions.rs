@@ -164,7 +164,6 @@ impl CachedSessions {
             ident(&self.p.table)
         );
         let rows = pg
-            .client
             .query_typed(&sql, &[(&ids, Type::UUID_ARRAY)])
             .await
             .map_err(|e| query_failed("the sessions lookup", &e))?;

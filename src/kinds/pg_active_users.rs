@@ -73,7 +73,7 @@ impl Check for ActiveUsers {
             let estimate = format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE {pred}");
             // Both pipelined on the one connection; the estimate is best-effort.
             let (exists, estimate) =
-                futures::join!(session.client.simple_query(&exists), session.client.simple_query(&estimate));
+                futures::join!(session.simple_query(&exists), session.simple_query(&estimate));
             let estimate = estimate.ok().and_then(|m| planned_rows(&m));
             let outcome = match exists {
                 Ok(messages) => match first_row(&messages) {

@@ -2,17 +2,16 @@
 //! resolution and reading rows without trusting the server's data.
 //!
 //! Every query goes to the run's one session (`ctx.postgres()`), concurrently with
-//! the other checks' queries: tokio-postgres pipelines them. So no check may leave
-//! session state changed or open a transaction that would capture another check's
-//! statements; a tighter timeout is a `SET LOCAL` inside one multi-statement simple
-//! query, which PostgreSQL runs as one implicit transaction, undone as it ends.
+//! the other checks' queries: tokio-postgres pipelines them, each in a read-only
+//! transaction of its own (see `probe::postgres::session`). A tighter timeout is a
+//! `SET LOCAL` at the start of a simple query, undone with its transaction.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio_postgres::Row;
-use tokio_postgres::types::{FromSql, ToSql, Type};
+use tokio_postgres::types::FromSql;
 
 use crate::check::{Ctx, Outcome};
 pub use crate::probe::postgres::sqlstate;
@@ -88,8 +87,8 @@ pub fn query_failed(what: &str, e: &tokio_postgres::Error) -> Outcome {
         // The session setup (read-only, timeouts) runs in a transaction that fails
         // closed: if the server refused it, every later query says 25P02.
         Some(&SqlState::IN_FAILED_SQL_TRANSACTION) => Outcome::problem(format!("{what}: {text}")).hint(
-            "the server refused mockmate-diag's session setup (SET … READ ONLY, statement_timeout), so it runs \
-             nothing: check the server log; a pooler that forbids SET can cause this",
+            "the server refused the start of mockmate-diag's read-only transaction (BEGIN READ ONLY, SET LOCAL \
+             statement_timeout …), so it runs nothing: check the server log; a pooler that forbids SET can cause this",
         ),
         Some(&SqlState::INSUFFICIENT_PRIVILEGE) => Outcome::problem(format!("{what}: {text}"))
             .hint("the role cannot read this catalog or table: grant it, or run as the application's role"),
@@ -103,18 +102,17 @@ pub fn get<'a, T: FromSql<'a>>(row: &'a Row, idx: usize, what: &str) -> Result<T
     row.try_get(idx).map_err(|e| Outcome::problem(format!("unexpected reply to {what}: {e}")))
 }
 
-/// A query parameter with its type spelled out, as [`query_one`] and
-/// `Client::query_typed` take them.
-pub type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+pub use crate::probe::postgres::Param;
 
 /// One row of a query expected to return exactly one.
 ///
 /// `query_typed` sends Parse, Bind and Execute at once (one round trip), where
 /// `query` with SQL text would first prepare the statement and wait for its
 /// description (two); so parameters carry their types. The replies of the shared
-/// session's checks are all builtin types, which need no catalog lookup.
+/// session's checks are all builtin types, which need no catalog lookup (a lookup
+/// would be a named prepared statement, which transaction poolers do not carry).
 pub async fn query_one(session: &PgSession, what: &str, sql: &str, params: &[Param<'_>]) -> Result<Row, Outcome> {
-    let rows = session.client.query_typed(sql, params).await.map_err(|e| query_failed(what, &e))?;
+    let rows = session.query_typed(sql, params).await.map_err(|e| query_failed(what, &e))?;
     rows.into_iter().next().ok_or_else(|| Outcome::problem(format!("unexpected reply to {what}: no row")))
 }
 

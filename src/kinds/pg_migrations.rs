@@ -127,7 +127,6 @@ async fn knex_state(s: &PgSession, has_lock_table: bool) -> Result<Finding, Outc
     if has_lock_table {
         let what = "knex_migrations_lock";
         let rows = s
-            .client
             .query_typed("SELECT coalesce(bool_or(is_locked::int <> 0), false) FROM knex_migrations_lock", &[])
             .await
             .map_err(|e| query_failed(what, &e))?;

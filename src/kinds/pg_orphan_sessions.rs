@@ -109,7 +109,7 @@ impl Check for Orphans {
             );
             // Both pipelined: one round trip. The lookup alone again for the report,
             // so a search that runs out of time still says which one it was.
-            let (fk, search) = futures::join!(pg.client.simple_query(&fk), pg.client.simple_query(&sql));
+            let (fk, search) = futures::join!(pg.simple_query(&fk), pg.simple_query(&sql));
             let fk = match fk {
                 Ok(m) => rows(&m).first().map(|(v, _)| v == "t").unwrap_or(false),
                 Err(e) => return super::pg_common::query_failed("the foreign key lookup", &e),

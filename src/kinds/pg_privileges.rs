@@ -81,7 +81,6 @@ impl Check for Privileges {
                 let (names, privs): (Vec<String>, Vec<String>) =
                     self.0.require.iter().flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), p.clone()))).unzip();
                 let rows = session
-                    .client
                     .query_typed(&sql(self.0.schema.get()), &[(&names, Type::TEXT_ARRAY), (&privs, Type::TEXT_ARRAY)])
                     .await
                     .map_err(|e| super::pg_common::query_failed("the privilege query", &e))?;

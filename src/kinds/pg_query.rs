@@ -5,11 +5,13 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
-use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Row, SimpleQueryMessage};
 
 use super::expect::Expect;
 use super::pg_common::{query_failed, session};
 use crate::check::{Check, Ctx, KindDef, Outcome};
+use crate::probe::postgres::PgSession;
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.query",
@@ -48,32 +50,28 @@ impl Check for Query {
         async move {
             let result = async {
                 let session = session(ctx).await?;
-                // Preparing first proves it is one statement (a prepared statement cannot
-                // hold two) and tells the column count; the simple query then returns
-                // the value as text, whatever its type.
-                let statement = session.client.prepare(&self.sql).await.map_err(|e| query_failed("the query", &e))?;
-                if statement.columns().len() != 1 {
-                    return Err(Outcome::problem(format!(
-                        "the query returns {} columns; it must return exactly one",
-                        statement.columns().len()
-                    )));
-                }
-                let messages =
-                    session.client.simple_query(&self.sql).await.map_err(|e| query_failed("the query", &e))?;
-                let rows: Vec<Option<&str>> = messages
-                    .iter()
-                    .filter_map(|m| match m {
-                        SimpleQueryMessage::Row(row) => Some(row.try_get(0).ok().flatten()),
-                        _ => None,
-                    })
-                    .collect();
-                let value = match rows.as_slice() {
-                    [Some(v)] => *v,
-                    [None] => return Err(self.failed("returned NULL".into())),
+                // The extended protocol runs one statement only (Parse refuses two), so a
+                // user's SQL cannot end the read-only unit it runs in and write after it.
+                let rows = session.query_typed(&self.sql, &[]).await.map_err(|e| query_failed("the query", &e))?;
+                let row = match rows.as_slice() {
+                    [row] => row,
                     [] => return Err(self.failed("returned no row".into())),
                     more => return Err(self.failed(format!("returned {} rows; it must return one", more.len()))),
                 };
-                Ok(match self.expect.holds(value) {
+                if row.columns().len() != 1 {
+                    return Err(Outcome::problem(format!(
+                        "the query returns {} columns; it must return exactly one",
+                        row.columns().len()
+                    )));
+                }
+                let value = match scalar_text(row) {
+                    Some(Scalar::Value(v)) => v,
+                    Some(Scalar::Null) => return Err(self.failed("returned NULL".into())),
+                    // A type without a decoder here: ask for its text form (one statement,
+                    // proven above; read-only like the first).
+                    None => self.as_text(&session).await?,
+                };
+                Ok(match self.expect.holds(&value) {
                     Ok(true) => Outcome::pass(format!("{value} (expected {})", self.expect)),
                     Ok(false) => self.failed(format!("got {value}, expected {}", self.expect)),
                     Err(why) => self.failed(format!("returned a value that {why}")),
@@ -86,7 +84,49 @@ impl Check for Query {
     }
 }
 
+/// The one column of a row, decoded.
+enum Scalar {
+    Value(String),
+    Null,
+}
+
+/// The value as text for the types a check is likely to return; `None` for others.
+fn scalar_text(row: &Row) -> Option<Scalar> {
+    fn text<T: ToString>(v: Option<T>) -> Scalar {
+        v.map_or(Scalar::Null, |v| Scalar::Value(v.to_string()))
+    }
+    let ty = row.columns().first()?.type_().clone();
+    Some(match ty {
+        Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR | Type::UNKNOWN => {
+            text(row.try_get::<_, Option<String>>(0).ok()?)
+        }
+        Type::INT2 => text(row.try_get::<_, Option<i16>>(0).ok()?),
+        Type::INT4 => text(row.try_get::<_, Option<i32>>(0).ok()?),
+        Type::INT8 => text(row.try_get::<_, Option<i64>>(0).ok()?),
+        Type::OID => text(row.try_get::<_, Option<u32>>(0).ok()?),
+        Type::FLOAT4 => text(row.try_get::<_, Option<f32>>(0).ok()?),
+        Type::FLOAT8 => text(row.try_get::<_, Option<f64>>(0).ok()?),
+        Type::BOOL => text(row.try_get::<_, Option<bool>>(0).ok()?),
+        Type::UUID => text(row.try_get::<_, Option<uuid::Uuid>>(0).ok()?),
+        _ => return None,
+    })
+}
+
 impl Query {
+    /// The value in PostgreSQL's own text form (the simple protocol returns text).
+    async fn as_text(&self, session: &PgSession) -> Result<String, Outcome> {
+        let messages = session.simple_query(&self.sql).await.map_err(|e| query_failed("the query", &e))?;
+        let value = messages.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row.try_get(0).ok().flatten().map(str::to_string)),
+            _ => None,
+        });
+        match value {
+            Some(Some(v)) => Ok(v),
+            Some(None) => Err(self.failed("returned NULL".into())),
+            None => Err(self.failed("returned no row".into())),
+        }
+    }
+
     /// `{message}: {why}` — the manifest's words first, when it has some.
     fn failed(&self, why: String) -> Outcome {
         match &self.message {

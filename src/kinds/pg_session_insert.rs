@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use super::pg_common::{ApiError, CREATE_USER, MIGRATE_HINT, Param, human, ident};
 use crate::check::{Check, Ctx, KindDef, Outcome};
-use crate::probe::postgres::{PgSession, PgTarget, describe};
+use crate::probe::postgres::{APPLICATION_NAME, PgSession, PgTarget, PgWriter, describe};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.session_insert",
@@ -147,40 +147,36 @@ fn budget(ctx: &Ctx) -> Duration {
 }
 
 impl SessionInsert {
-    async fn dry_run(&self, ctx: &Ctx, conn: PgSession, target: &PgTarget, end: Instant, budget: Duration) -> Outcome {
-        let client = &conn.client;
+    async fn dry_run(&self, ctx: &Ctx, conn: PgWriter, target: &PgTarget, end: Instant, budget: Duration) -> Outcome {
+        let client = conn.client();
         let role = target.user.clone();
-        // Server-side bounds, in case this process vanishes mid-transaction: the
-        // statement and an idle transaction end on their own a little after our
-        // deadline, and (PostgreSQL ≥ 14) a closed client socket is noticed even
-        // while a statement waits for a lock.
+        // One message: the transaction with the API's defaults (a database set
+        // read-only by ALTER DATABASE … SET default_transaction_read_only fails the
+        // insert with 25006, as it does for the API), and server-side bounds in case
+        // this process vanishes mid-transaction: the statement and an idle
+        // transaction end on their own a little after our deadline, and
+        // (PostgreSQL ≥ 14, hence the CASE) a closed client socket is noticed even
+        // while a statement waits for a lock. Every setting is LOCAL: behind a
+        // pooler, nothing outlives the transaction. The pid is read inside it, so it
+        // names the backend that holds the transaction (a pooler may use another
+        // for a later statement).
         let server_ms = budget.as_millis() + 1000;
+        let begin_sql = format!(
+            "BEGIN; SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = {server_ms}; \
+             SET LOCAL idle_in_transaction_session_timeout = {server_ms}; \
+             SET LOCAL application_name = '{APPLICATION_NAME}'; \
+             SELECT pg_backend_pid(), CASE WHEN current_setting('server_version_num')::int >= 140000 \
+               THEN set_config('client_connection_check_interval', '250', true) END"
+        );
         let begin = async {
-            // The probe made this session read-only; the API's sessions start with
-            // the server's default. RESET gives us exactly that default, so a
-            // database set read-only (ALTER DATABASE … SET default_transaction_read_only)
-            // fails here with 25006 as it does for the API (BEGIN READ WRITE would not).
-            // Two messages sent together (one round trip), run in order: the RESET
-            // commits before BEGIN starts the transaction that must see it.
-            // client_connection_check_interval exists from PostgreSQL 14, hence the
-            // CASE rather than a SET LOCAL.
-            let reset = client.simple_query("RESET default_transaction_read_only; SELECT pg_backend_pid()");
-            let begin_sql = format!(
-                "BEGIN; SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = {server_ms}; \
-                 SET LOCAL idle_in_transaction_session_timeout = {server_ms}; \
-                 SELECT CASE WHEN current_setting('server_version_num')::int >= 140000 \
-                   THEN set_config('client_connection_check_interval', '250', true) END"
-            );
-            let begin = client.batch_execute(&begin_sql);
-            let (rows, begun) = futures::join!(reset, begin);
-            let pid = rows?
+            let messages = client.simple_query(&begin_sql).await?;
+            let pid = messages
                 .iter()
                 .find_map(|m| match m {
                     tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0)?.parse::<i32>().ok(),
                     _ => None,
                 })
                 .unwrap_or(0);
-            begun?;
             Ok::<i32, tokio_postgres::Error>(pid)
         };
         let pid = match tokio::time::timeout_at(end.into(), begin).await {
@@ -431,7 +427,7 @@ async fn blockers(ctx: &Ctx, pid: i32) -> Vec<String> {
         FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids($1)) ORDER BY a.pid LIMIT 5";
     let query = async {
         let session: Arc<PgSession> = ctx.postgres().await.ok()?;
-        session.client.query_typed(SQL, &[(&pid, Type::INT4)]).await.ok()
+        session.query_typed(SQL, &[(&pid, Type::INT4)]).await.ok()
     };
     let rows = tokio::time::timeout(BLOCKERS_WAIT, query).await.ok().flatten().unwrap_or_default();
     rows.iter()
@@ -451,7 +447,7 @@ async fn terminate(ctx: &Ctx, pid: i32) {
     }
     let query = async {
         if let Ok(session) = ctx.postgres().await {
-            let _ = session.client.query_typed("SELECT pg_terminate_backend($1)", &[(&pid, Type::INT4)]).await;
+            let _ = session.query_typed("SELECT pg_terminate_backend($1)", &[(&pid, Type::INT4)]).await;
         }
     };
     let _ = tokio::time::timeout(TERMINATE_WAIT, query).await;

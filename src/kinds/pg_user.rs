@@ -182,7 +182,6 @@ impl UserCheck {
         );
         let sessions_table = ident(&self.0.sessions);
         let row = pg
-            .client
             .query_typed_opt(&sql, &[(&id, Type::UUID), (&sessions_table, Type::TEXT)])
             .await
             .map_err(|e| query_failed("the user lookup", &e))?;
@@ -255,7 +254,7 @@ impl UserCheck {
             ident(&self.0.sessions),
             u64::from(self.0.max_sessions) + 1
         );
-        match pg.client.simple_query(&sql).await {
+        match pg.simple_query(&sql).await {
             Ok(messages) => Count::Counted(
                 messages
                     .iter()

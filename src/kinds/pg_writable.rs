@@ -1,11 +1,11 @@
 //! `postgres.writable`: the database accepts writes (not a standby, not read-only by
 //! default), or every session insert fails with 25006.
 //!
-//! Our own session is read-only (`SET SESSION CHARACTERISTICS AS TRANSACTION READ
-//! ONLY` sets `default_transaction_read_only` for the session), so the current value
-//! says nothing about the application's sessions. `pg_settings.reset_val` is the value
-//! a session starts with — the server's, overridden by `ALTER DATABASE`/`ALTER ROLE
-//! … SET` — which is what the API's connections get.
+//! Our own statements run in read-only transactions, so `transaction_read_only`
+//! says nothing about the application's. `pg_settings.reset_val` of
+//! `default_transaction_read_only` is the value a session starts with — the
+//! server's, overridden by `ALTER DATABASE`/`ALTER ROLE … SET` — which is what the
+//! API's connections get.
 
 use futures::FutureExt;
 use futures::future::BoxFuture;

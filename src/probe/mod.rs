@@ -77,7 +77,7 @@ pub struct Probes {
     postgres_scan: OnceLock<SharedConnect<postgres::PgSession>>,
     /// The dry run's connection (`postgres.session_insert`): handed out once, by
     /// value, so its transaction can never carry another check's statements.
-    postgres_write: Mutex<Option<OwnConnect<postgres::PgSession>>>,
+    postgres_write: Mutex<Option<OwnConnect<postgres::Connection>>>,
 }
 
 impl Probes {
@@ -85,7 +85,9 @@ impl Probes {
     pub async fn postgres(&self, get: EnvLookup<'_>, deadline: Duration) -> Result<Arc<postgres::PgSession>, Failure> {
         let fut = self.postgres.get_or_init(|| {
             let target = postgres::PgTarget::from_env(get);
-            spawn_shared(async move { postgres::connect(&target?, deadline).await })
+            spawn_shared(async move {
+                postgres::connect(&target?, deadline).await.map(|c| postgres::PgSession::read_only(c, deadline))
+            })
         });
         fut.clone().await
     }
@@ -104,7 +106,9 @@ impl Probes {
     fn scan(&self, get: EnvLookup<'_>, deadline: Duration) -> SharedConnect<postgres::PgSession> {
         let fut = self.postgres_scan.get_or_init(|| {
             let target = postgres::PgTarget::from_env(get);
-            spawn_shared(async move { postgres::connect(&target?, deadline).await })
+            spawn_shared(async move {
+                postgres::connect(&target?, deadline).await.map(|c| postgres::PgSession::read_only(c, deadline))
+            })
         });
         fut.clone()
     }
@@ -135,15 +139,16 @@ impl Probes {
 
     /// A connection for one caller alone: the one [`Probes::warm_postgres_write`]
     /// started, if it is still there, else a new one connecting now with `deadline`.
-    pub async fn postgres_write(&self, get: EnvLookup<'_>, deadline: Duration) -> Result<postgres::PgSession, Failure> {
+    pub async fn postgres_write(&self, get: EnvLookup<'_>, deadline: Duration) -> Result<postgres::PgWriter, Failure> {
         let warm = self.postgres_write.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match warm {
+        let conn = match warm {
             Some(task) => match task.await {
                 Ok(result) => result,
                 Err(e) => Err(Failure::new(format!("internal error while connecting: {e}"))),
             },
             None => postgres::connect(&postgres::PgTarget::from_env(get)?, deadline).await,
-        }
+        };
+        conn.map(postgres::PgWriter::new)
     }
 }
 

@@ -17,7 +17,7 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::failure::{connect_failure, resolve_failure, socket_failure, timeout_failure};
-use super::session::{PgInfo, PgSession, send_setup};
+use super::session::{Connection, PgInfo};
 use super::target::{PgTarget, SslMode};
 use crate::probe::net::{self, Phase, PhaseCell};
 use crate::probe::{Failure, tls};
@@ -25,9 +25,9 @@ use crate::probe::{Failure, tls};
 /// What the server sees as our `application_name` (visible in `pg_stat_activity`).
 pub const APPLICATION_NAME: &str = "mockmate-diag";
 
-/// Connects and authenticates under `deadline`, and sends the session setup
-/// without waiting for its reply (see [`super::session`]).
-pub async fn connect(target: &PgTarget, deadline: Duration) -> Result<PgSession, Failure> {
+/// Connects and authenticates under `deadline`. The connection carries no
+/// session state: what it is used for decides how (see [`super::session`]).
+pub async fn connect(target: &PgTarget, deadline: Duration) -> Result<Connection, Failure> {
     let phase = PhaseCell::new(Phase::Resolve);
     let seen = tls::Seen::default();
     let setup = target.tls();
@@ -36,7 +36,7 @@ pub async fn connect(target: &PgTarget, deadline: Duration) -> Result<PgSession,
         Some(setup) => Some(tls::client_config(setup, &seen)?),
         None => None,
     };
-    let attempt = establish(target, deadline, config, &phase, &seen);
+    let attempt = establish(target, config, &phase, &seen);
     match tokio::time::timeout(deadline, attempt).await {
         Ok(result) => result,
         Err(_) => Err(timeout_failure(target, deadline, phase.get())),
@@ -45,14 +45,15 @@ pub async fn connect(target: &PgTarget, deadline: Duration) -> Result<PgSession,
 
 async fn establish(
     target: &PgTarget,
-    deadline: Duration,
     tls: Option<rustls::ClientConfig>,
     phase: &PhaseCell,
     seen: &tls::Seen,
-) -> Result<PgSession, Failure> {
+) -> Result<Connection, Failure> {
     let started = Instant::now();
     let mut config = tokio_postgres::Config::new();
-    config.user(&target.user).dbname(&target.dbname).application_name(APPLICATION_NAME).ssl_mode(match &tls {
+    // No application_name at startup: behind a pooler it would stay on the server
+    // connection for the API's next transaction. Each unit sets it LOCAL instead.
+    config.user(&target.user).dbname(&target.dbname).ssl_mode(match &tls {
         None => tokio_postgres::config::SslMode::Disable,
         Some(_) if target.sslmode == SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
         Some(_) => tokio_postgres::config::SslMode::Require,
@@ -78,10 +79,8 @@ async fn establish(
         startup(target, &config, stream, &mut make, phase, seen).await?
     };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let setup = send_setup(&client, deadline).await?;
-    Ok(PgSession {
+    Ok(Connection {
         client,
-        setup,
         info: PgInfo {
             server_version,
             tls: seen.version(),

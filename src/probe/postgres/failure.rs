@@ -174,14 +174,6 @@ fn tls_failure(target: &PgTarget, e: &rustls::Error) -> Failure {
     Failure::new(format!("TLS: {described}")).with_hint(hint)
 }
 
-/// The session setup was refused (see `session`).
-pub(super) fn setup_failure(e: &tokio_postgres::Error) -> Failure {
-    Failure::new(format!("session setup failed: {}", describe(e))).with_hint(
-        "the server accepted the login but refused a plain SET (is this PostgreSQL, or a pooler's \
-         admin console?); every query on the session is refused (25P02) rather than run outside read-only",
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

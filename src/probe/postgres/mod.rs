@@ -3,10 +3,11 @@
 
 pub mod connect;
 pub mod failure;
+pub mod pooler;
 pub mod session;
 pub mod target;
 
 pub use connect::{APPLICATION_NAME, connect};
 pub use failure::{describe, sqlstate};
-pub use session::{PgInfo, PgSession, setup_sql};
+pub use session::{Connection, Param, PgInfo, PgSession, PgWriter, unit_begin_sql};
 pub use target::{PgSource, PgTarget, SslMode};

@@ -1,41 +1,151 @@
-//! An open PostgreSQL connection and what connecting found out.
+//! An open PostgreSQL connection, and the one way checks may use it.
+//!
+//! **No session state, by construction.** Behind a transaction pooler (PgBouncer,
+//! managed poolers) the server connection we use is handed to the API's next
+//! transaction, and a pooler resets nothing between transactions: a session-level
+//! `SET` would make the API's inserts fail (25006) or its queries time out. So the
+//! shared session has no setup at all. Every statement runs in a *unit*: three
+//! requests queued back to back on the connection —
+//! `BEGIN READ ONLY; SET LOCAL statement_timeout …; SET LOCAL lock_timeout …;
+//! SET LOCAL application_name …`, the statement, and `ROLLBACK` — so the settings
+//! and the read-only mode live and die with the transaction, and the unit costs
+//! no round trip more than the statement alone (they travel together). `ROLLBACK`
+//! rather than `COMMIT`: nothing we run needs committing, and rolling back undoes
+//! even a session-level `SET` a user's SQL might make inside the unit.
+//!
+//! It fails closed: if the server refuses any part of the opening message, the
+//! transaction is aborted and the statement is refused (25P02) instead of running
+//! outside read-only. The client is private, so no check can send a statement
+//! outside a unit; the dry run's writable transaction gets a [`PgWriter`], which
+//! only `--allow-writes` hands out.
 
 use std::fmt;
+use std::task::Poll;
 use std::time::Duration;
 
-use futures::future::{BoxFuture, Shared};
-use futures::{FutureExt, TryStreamExt};
-use tokio_postgres::Client;
+use futures::{Future, TryStreamExt};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Error, Row, SimpleQueryMessage};
 
-use super::failure::setup_failure;
+use super::connect::APPLICATION_NAME;
 use super::target::{PgSource, SslMode};
-use crate::probe::Failure;
 
-/// The shared session. Callers hold it in an `Arc` and issue queries on `client`
-/// concurrently; tokio-postgres pipelines them over the one connection.
-///
-/// Every query sent on `client` runs after the session setup (see
-/// [`super::connect`]): inside read-only transactions and the server-side
-/// timeouts, or, if the setup failed, not at all (SQLSTATE 25P02).
-/// [`PgSession::setup`] says which.
-pub struct PgSession {
-    pub client: Client,
+/// A typed query parameter, as `Client::query_typed` takes them.
+pub type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+/// A connection just opened: what it found out, before it is given a role.
+pub struct Connection {
+    pub(super) client: Client,
     pub info: PgInfo,
-    pub(super) setup: Shared<BoxFuture<'static, Result<(), Failure>>>,
+}
+
+/// A read-only session. Callers hold it in an `Arc` and send statements
+/// concurrently; tokio-postgres pipelines them over the one connection.
+pub struct PgSession {
+    client: Client,
+    pub info: PgInfo,
+    /// The first message of every unit.
+    begin: String,
+    /// Held only while a unit's three requests are queued, so units never interleave.
+    queue: tokio::sync::Mutex<()>,
+}
+
+/// The opening message of every read-only unit, with statements cancelled at
+/// `statement_timeout` and lock waits at 500 ms.
+pub fn unit_begin_sql(statement_timeout: Duration) -> String {
+    format!(
+        "BEGIN READ ONLY; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = '500ms'; \
+         SET LOCAL application_name = '{APPLICATION_NAME}'",
+        statement_timeout.as_millis()
+    )
 }
 
 impl PgSession {
-    /// The session setup's result. Its reply comes before the reply to any query
-    /// sent on this session, so awaiting this after a query costs nothing; before
-    /// one, it costs the round trip [`super::connect`] saved.
-    pub async fn setup(&self) -> Result<(), Failure> {
-        self.setup.clone().await
+    /// A read-only session over `conn`, whose statements may take up to
+    /// `deadline` less a margin (so a slow query is reported as a timeout of its own).
+    pub fn read_only(conn: Connection, deadline: Duration) -> PgSession {
+        let statement_timeout = deadline.saturating_sub(Duration::from_millis(250)).max(Duration::from_millis(100));
+        PgSession {
+            client: conn.client,
+            info: conn.info,
+            begin: unit_begin_sql(statement_timeout),
+            queue: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// `query_typed` in a unit: Parse, Bind and Execute travel with the unit's
+    /// BEGIN and ROLLBACK, one round trip in all.
+    pub async fn query_typed(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, Error> {
+        self.unit(self.client.query_typed(sql, params)).await
+    }
+
+    /// The first row of [`PgSession::query_typed`], if any.
+    pub async fn query_typed_opt(&self, sql: &str, params: &[Param<'_>]) -> Result<Option<Row>, Error> {
+        Ok(self.query_typed(sql, params).await?.into_iter().next())
+    }
+
+    /// One simple-protocol message (several statements, text results) in a unit:
+    /// a `SET LOCAL` in it tightens the unit's own limits.
+    pub async fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
+        self.unit(self.client.simple_query(sql)).await
+    }
+
+    /// Queues BEGIN…, `body`'s request and ROLLBACK back to back, then waits for
+    /// all three replies (the connection delivers replies in order and would stall
+    /// if one were left unread). A failed opening is the unit's error, whatever
+    /// the body answered.
+    async fn unit<T>(&self, body: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        let mut body = std::pin::pin!(body);
+        let (begin, first, end) = {
+            let _queue = self.queue.lock().await;
+            // Each of these writes its request into the connection's queue when
+            // first polled, before it waits for anything.
+            let begin = self.client.simple_query_raw(&self.begin).await?;
+            let first = futures::poll!(body.as_mut());
+            let end = self.client.simple_query_raw("ROLLBACK").await?;
+            (begin, first, end)
+        };
+        let body = async {
+            match first {
+                Poll::Ready(result) => result,
+                Poll::Pending => body.await,
+            }
+        };
+        let (begun, result, ended) = futures::join!(begin.try_collect::<Vec<_>>(), body, end.try_collect::<Vec<_>>());
+        begun?;
+        let value = result?;
+        ended?;
+        Ok(value)
+    }
+
+    /// The backend pid the server announced at startup (BackendKeyData). Behind a
+    /// pooler it is the pooler's own number, not the backend's `pg_backend_pid()`.
+    pub async fn announced_pid(&self) -> Option<i32> {
+        super::pooler::announced_pid(&self.client).await
     }
 }
 
 impl fmt::Debug for PgSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgSession").field("info", &self.info).finish_non_exhaustive()
+    }
+}
+
+/// The dry run's connection: the only one on which a writable transaction can be
+/// opened, handed out only with `--allow-writes`. Its user opens and ends the
+/// transaction itself and must never commit.
+pub struct PgWriter {
+    client: Client,
+    pub info: PgInfo,
+}
+
+impl PgWriter {
+    pub fn new(conn: Connection) -> PgWriter {
+        PgWriter { client: conn.client, info: conn.info }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 }
 
@@ -56,60 +166,4 @@ pub struct PgInfo {
     pub user: String,
     pub dbname: String,
     pub local: bool,
-}
-
-/// The session setup, one simple-query message. The `BEGIN … COMMIT` makes it fail
-/// closed: if any statement fails, PostgreSQL skips the rest of the message, COMMIT
-/// included, and leaves the session in an aborted transaction block, where every
-/// later statement fails with 25P02 until a ROLLBACK — so nothing we send after it,
-/// a user's SQL included, runs without the read-only default and the timeouts.
-/// (Without the block, a failed `SET lock_timeout` would roll the earlier `SET …
-/// READ ONLY` back with it and leave a writable session behind.) On success the
-/// SETs are committed and last for the session; RESET returns them to the server's
-/// defaults, which is what `postgres.writable` and the dry run rely on.
-pub fn setup_sql(statement_timeout: Duration) -> String {
-    format!(
-        "BEGIN; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; \
-         SET statement_timeout = {}; SET lock_timeout = '500ms'; COMMIT",
-        statement_timeout.as_millis()
-    )
-}
-
-/// Queues the session setup on `client` and returns its result as a shared future,
-/// without waiting for the server's reply.
-///
-/// Waiting cost a round trip before any check could query. It is not needed for the
-/// guarantees: tokio-postgres writes requests in the order they are sent (the
-/// setup's is in the connection's queue when this returns) and PostgreSQL runs one
-/// session's messages in order, so every later query runs after the setup — within
-/// its limits, or not at all (see [`setup_sql`]).
-///
-/// The reply is read by a task of its own: the connection delivers replies in order
-/// and would stall every later one if nobody took it. It is bounded by `deadline`.
-pub(super) async fn send_setup(
-    client: &Client,
-    deadline: Duration,
-) -> Result<Shared<BoxFuture<'static, Result<(), Failure>>>, Failure> {
-    // Leave the caller's deadline room to report a slow query as a timeout of its own.
-    let statement_timeout = deadline.saturating_sub(Duration::from_millis(250)).max(Duration::from_millis(100));
-    // Enqueues the message and returns; no network wait.
-    let replies = client.simple_query_raw(&setup_sql(statement_timeout)).await.map_err(|e| setup_failure(&e))?;
-    let task = tokio::spawn(async move {
-        match tokio::time::timeout(deadline, replies.try_collect::<Vec<_>>()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(setup_failure(&e)),
-            Err(_) => Err(Failure::new(format!(
-                "timed out after {} waiting for the server's reply to the session setup",
-                humantime::format_duration(deadline)
-            ))
-            .with_hint("the server logged us in but does not answer queries: is it overloaded?")),
-        }
-    });
-    let result = async move {
-        match task.await {
-            Ok(result) => result,
-            Err(e) => Err(Failure::new(format!("internal error during the session setup: {e}"))),
-        }
-    };
-    Ok(result.boxed().shared())
 }
