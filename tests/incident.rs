@@ -10,13 +10,11 @@
 //! inserts, committed or not, so a rolled-back insert shows as one more insert and
 //! one more dead tuple — the proof the insert really ran and was undone.
 
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::cmd::{assert_status, check, diag, json_run, message};
-use crate::support::pg::{PgServer, SUPERUSER, SUPERUSER_PASSWORD};
+use crate::support::pg::PgServer;
 use crate::support::redis::RedisServer;
 use serde_json::Value;
 
@@ -314,52 +312,11 @@ fn missing_gen_random_uuid_is_named() {
 
 // ---- the deadline -----------------------------------------------------------
 
-/// A psql session holding `LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE` until dropped.
-struct TableLock {
-    child: Child,
-}
-
-impl TableLock {
-    fn take(site: &Site) -> TableLock {
-        let mut child = Command::new(crate::support::pg::bindir().join("psql"))
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(&site.pg.socket_dir)
-            .args(["-p", &site.pg.port.to_string(), "-U", SUPERUSER, "-d", &site.db])
-            .env("PGPASSWORD", SUPERUSER_PASSWORD)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start psql");
-        let stdin = child.stdin.as_mut().expect("psql stdin");
-        stdin.write_all(b"BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE;\n").expect("write to psql");
-        stdin.flush().expect("flush");
-        let started = Instant::now();
-        while site.sql(
-            "SELECT count(*) FROM pg_locks WHERE relation = 'sessions'::regclass \
-             AND mode = 'AccessExclusiveLock' AND granted",
-        ) != "1"
-        {
-            assert!(started.elapsed() < Duration::from_secs(10), "psql never took the lock");
-            thread::sleep(Duration::from_millis(20));
-        }
-        TableLock { child }
-    }
-
-    fn release(mut self) {
-        if let Some(stdin) = self.child.stdin.as_mut() {
-            let _ = stdin.write_all(b"ROLLBACK;\n\\q\n");
-        }
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn deadline_mid_transaction_names_lock_contention_and_leaves_nothing_behind() {
     let site = Site::new("deadline_lock");
     let before = site.counters();
-    let lock = TableLock::take(&site);
+    let lock = site.pg.lock_table(&site.db, "sessions");
     let started = Instant::now();
     // 3s, not 1s: two scram logins of a debug build on a busy machine can eat 1s.
     let (code, report) = site.run("postgres.session_insert", &["--allow-writes", "--timeout", "3s"]);

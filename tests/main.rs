@@ -11,6 +11,7 @@ mod cli;
 mod gate;
 mod incident;
 mod pg_probe;
+mod pooler;
 mod postgres;
 mod redaction;
 mod redis;

@@ -8,6 +8,7 @@
 
 pub use super::{encode, free_port};
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -307,6 +308,38 @@ impl PgServer {
         self.url(SUPERUSER, SUPERUSER_PASSWORD, db)
     }
 
+    /// A psql session of the superuser holding `LOCK TABLE <table> IN ACCESS
+    /// EXCLUSIVE MODE` in `db` until [`TableLock::release`] or drop: the lock a
+    /// migration or a long ALTER holds in production.
+    pub fn lock_table(&self, db: &str, table: &str) -> TableLock {
+        let psql = self.bindir.join("psql");
+        let psql = if psql.exists() { psql } else { PathBuf::from("psql") };
+        let mut child = Command::new(psql)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.socket_dir)
+            .args(["-p", &self.port.to_string(), "-U", SUPERUSER, "-d", db])
+            .env("PGPASSWORD", SUPERUSER_PASSWORD)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start psql");
+        let stdin = child.stdin.as_mut().expect("psql stdin");
+        stdin
+            .write_all(format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;\n").as_bytes())
+            .expect("write to psql");
+        stdin.flush().expect("flush");
+        let started = std::time::Instant::now();
+        let held = format!(
+            "SELECT count(*) FROM pg_locks WHERE relation = '{table}'::regclass AND mode = 'AccessExclusiveLock' AND granted"
+        );
+        while self.sql(db, &held) != "1" {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "psql never took the lock on {table}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        TableLock { child }
+    }
+
     /// The server's log so far (for assertion messages).
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
@@ -335,6 +368,29 @@ impl PgServer {
             root = self._dir.path().display(),
         );
         super::spawn_watchdog(script);
+    }
+}
+
+/// A psql session holding a table lock (see [`PgServer::lock_table`]).
+pub struct TableLock {
+    child: std::process::Child,
+}
+
+impl TableLock {
+    /// Rolls the locking transaction back and ends psql.
+    pub fn release(mut self) {
+        if let Some(stdin) = self.child.stdin.as_mut() {
+            let _ = stdin.write_all(b"ROLLBACK;\n\\q\n");
+        }
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TableLock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -416,7 +472,6 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 fn append(path: &Path, text: &str) {
-    use std::io::Write;
     let mut file =
         fs::OpenOptions::new().append(true).open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     file.write_all(text.as_bytes()).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));

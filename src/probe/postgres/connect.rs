@@ -81,6 +81,7 @@ async fn establish(
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(Connection {
         client,
+        target: target.clone(),
         info: PgInfo {
             server_version,
             tls: seen.version(),

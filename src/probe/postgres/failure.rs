@@ -77,6 +77,16 @@ pub(super) fn timeout_failure(target: &PgTarget, deadline: Duration, phase: Phas
 }
 
 /// A failed startup (TLS, authentication, database selection).
+/// The first statement on a fresh connection failed (behind a pooler: the first
+/// moment PostgreSQL itself is reached).
+pub(super) fn first_query_failure(target: &PgTarget, e: &tokio_postgres::Error) -> Failure {
+    if let Some(failure) = e.as_db_error().and_then(|db| pooler_failure(target, db)) {
+        return failure;
+    }
+    Failure::new(format!("logged in, but the first query failed: {}", describe(e)))
+        .with_hint("the server (or a pooler in front of it) accepted the login but cannot run a statement")
+}
+
 pub(super) fn connect_failure(target: &PgTarget, e: &tokio_postgres::Error) -> Failure {
     if let Some(db) = e.as_db_error() {
         return db_failure(target, db);
@@ -114,7 +124,49 @@ pub(super) fn connect_failure(target: &PgTarget, e: &tokio_postgres::Error) -> F
     Failure::new(format!("startup failed: {text}"))
 }
 
+/// What PgBouncer itself says (it answers with SQLSTATE 08P01, which PostgreSQL
+/// uses only for protocol violations), in words for the operator; `None` when the
+/// error is not one of PgBouncer's.
+pub(super) fn pooler_failure(target: &PgTarget, db: &DbError) -> Option<Failure> {
+    if *db.code() != SqlState::PROTOCOL_VIOLATION {
+        return None;
+    }
+    let message = db.message();
+    let said = format!("the pooler (PgBouncer) says: {message} (08P01)");
+    // PgBouncer's own texts are its only API; these are the ones of 1.17+.
+    let hint = if message.contains("SASL authentication failed") || message.contains("password authentication failed") {
+        format!(
+            "check {}; PgBouncer checks it against its auth_file or auth_query, which may differ from PostgreSQL's",
+            target.var_for("password")
+        )
+    } else if message.starts_with("no such database") {
+        format!(
+            "add the database to PgBouncer's [databases] section (or a `*` fallback), or fix {}",
+            target.var_for("database name")
+        )
+    } else if message.contains("does not exist") {
+        format!("create the database or fix the database name ({})", target.var_for("database name"))
+    } else if message.starts_with("server login has been failing") || message.contains("server down") {
+        "PgBouncer cannot log in to PostgreSQL: is the server up, and do PgBouncer's credentials for it work? \
+         (PgBouncer's log says why)"
+            .to_string()
+    } else if message.starts_with("query_wait_timeout") || message.starts_with("no more connections allowed") {
+        "every server connection of the pool is busy: see SHOW POOLS (cl_waiting, maxwait) on PgBouncer's admin \
+         console, raise default_pool_size/max_client_conn, or find the long transactions"
+            .to_string()
+    } else if message.starts_with("unsupported startup parameter") {
+        "PgBouncer refuses this startup parameter: list it in ignore_startup_parameters, or drop it from the URL"
+            .to_string()
+    } else {
+        return None;
+    };
+    Some(Failure::new(said).with_hint(hint))
+}
+
 fn db_failure(target: &PgTarget, db: &DbError) -> Failure {
+    if let Some(failure) = pooler_failure(target, db) {
+        return failure;
+    }
     let code = db.code();
     let message = db.message();
     let base = format!("{message} ({})", code.code());

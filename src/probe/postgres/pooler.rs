@@ -47,6 +47,19 @@ pub async fn announced_pid(client: &Client) -> Option<i32> {
     pid
 }
 
+/// Where our statements really run, and what stands in between.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The pid the startup announced (BackendKeyData).
+    pub announced_pid: Option<i32>,
+    /// `pg_backend_pid()`: the server process that ran our statement.
+    pub backend_pid: i32,
+    pub path: Path,
+}
+
+/// The statement that tells the route: the backend's pid and where it listens.
+pub const ROUTE_SQL: &str = "SELECT pg_backend_pid(), host(inet_server_addr()), inet_server_port()";
+
 /// What the pid and addresses say about the path to the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Path {
@@ -65,8 +78,8 @@ pub enum Path {
 pub fn path(announced: Option<i32>, backend_pid: i32, server_addr: Option<&str>, server_port: Option<i32>) -> Path {
     match announced {
         Some(pid) if pid != backend_pid => Path::Pooler {
-            backend: server_addr.map(|addr| match server_port {
-                Some(port) => crate::probe::net::endpoint(addr.split('/').next().unwrap_or(addr), port as u16),
+            backend: server_addr.map(|addr| match server_port.and_then(|p| u16::try_from(p).ok()) {
+                Some(port) => crate::probe::net::endpoint(addr, port),
                 None => addr.to_string(),
             }),
         },
@@ -122,10 +135,10 @@ mod tests {
 
     #[test]
     fn a_different_pid_means_something_answered_in_the_servers_place() {
-        assert_eq!(path(Some(42), 42, Some("10.0.0.5/32"), Some(5432)), Path::Direct);
+        assert_eq!(path(Some(42), 42, Some("10.0.0.5"), Some(5432)), Path::Direct);
         assert_eq!(path(None, 42, None, None), Path::Direct);
         assert_eq!(
-            path(Some(7), 42, Some("10.0.0.5/32"), Some(5432)),
+            path(Some(7), 42, Some("10.0.0.5"), Some(5432)),
             Path::Pooler { backend: Some("10.0.0.5:5432".into()) }
         );
         assert_eq!(path(Some(7), 42, None, None), Path::Pooler { backend: None });

@@ -28,7 +28,10 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Error, Row, SimpleQueryMessage};
 
 use super::connect::APPLICATION_NAME;
-use super::target::{PgSource, SslMode};
+use super::failure::first_query_failure;
+use super::pooler::{self, Route};
+use super::target::{PgSource, PgTarget, SslMode};
+use crate::probe::Failure;
 
 /// A typed query parameter, as `Client::query_typed` takes them.
 pub type Param<'a> = (&'a (dyn ToSql + Sync), Type);
@@ -37,6 +40,7 @@ pub type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 pub struct Connection {
     pub(super) client: Client,
     pub info: PgInfo,
+    pub(super) target: PgTarget,
 }
 
 /// A read-only session. Callers hold it in an `Arc` and send statements
@@ -48,6 +52,9 @@ pub struct PgSession {
     begin: String,
     /// Held only while a unit's three requests are queued, so units never interleave.
     queue: tokio::sync::Mutex<()>,
+    /// Found once, by the first check that asks (see [`PgSession::route`]).
+    route: tokio::sync::OnceCell<Result<Route, Failure>>,
+    target: PgTarget,
 }
 
 /// The opening message of every read-only unit, with statements cancelled at
@@ -70,7 +77,30 @@ impl PgSession {
             info: conn.info,
             begin: unit_begin_sql(statement_timeout),
             queue: tokio::sync::Mutex::new(()),
+            route: tokio::sync::OnceCell::new(),
+            target: conn.target,
         }
+    }
+
+    /// Where our statements run: directly on the server that answered the login,
+    /// or behind a pooler. One statement, shared by every check that asks; its
+    /// failure is the first moment a pooler actually reaches PostgreSQL, so it
+    /// is worded as the connection's failure.
+    pub async fn route(&self) -> Result<Route, Failure> {
+        self.route
+            .get_or_init(|| async {
+                let (announced, rows) =
+                    futures::join!(pooler::announced_pid(&self.client), self.query_typed(pooler::ROUTE_SQL, &[]));
+                let rows = rows.map_err(|e| first_query_failure(&self.target, &e))?;
+                let row = rows.first().ok_or_else(|| Failure::new("the route query returned no row"))?;
+                let backend_pid: i32 = row.try_get(0).map_err(|e| Failure::new(format!("route query: {e}")))?;
+                let addr: Option<String> = row.try_get(1).ok().flatten();
+                let port: Option<i32> = row.try_get(2).ok().flatten();
+                let path = pooler::path(announced, backend_pid, addr.as_deref(), port);
+                Ok(Route { announced_pid: announced, backend_pid, path })
+            })
+            .await
+            .clone()
     }
 
     /// `query_typed` in a unit: Parse, Bind and Execute travel with the unit's
@@ -116,12 +146,6 @@ impl PgSession {
         let value = result?;
         ended?;
         Ok(value)
-    }
-
-    /// The backend pid the server announced at startup (BackendKeyData). Behind a
-    /// pooler it is the pooler's own number, not the backend's `pg_backend_pid()`.
-    pub async fn announced_pid(&self) -> Option<i32> {
-        super::pooler::announced_pid(&self.client).await
     }
 }
 
