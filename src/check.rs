@@ -150,7 +150,7 @@ impl Outcome {
     }
     /// A probe failure (connection refused, timeout …) as this check's problem.
     pub fn from_failure(f: Failure) -> Self {
-        Outcome { verdict: Verdict::Problem, message: f.message, hint: f.hint, details: Map::new() }
+        Outcome { verdict: Verdict::Problem, message: f.message, hint: f.hint, details: f.details }
     }
 
     /// The result a declared check reports: the verdict under its severity; a

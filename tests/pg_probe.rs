@@ -1,4 +1,9 @@
 //! The PostgreSQL probe against real servers, broken the ways production breaks.
+//!
+//! `url_target` reads settings as the API's driver does (node-postgres);
+//! `libpq_target` as libpq does (a manifest's `client = "libpq"`), whose TLS
+//! meanings these tests pin down too. Where the two disagree, tests/concordance.rs
+//! holds the tool to the real node-postgres.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +13,7 @@ use crate::support::pg::{PgOptions, PgServer, SUPERUSER, SUPERUSER_PASSWORD, enc
 use crate::support::tarpit::Tarpit;
 use crate::support::tls::TestCa;
 use mockmate_diag::probe::Failure;
-use mockmate_diag::probe::postgres::{PgSession, PgTarget, SslMode, connect, describe, unit_begin_sql};
+use mockmate_diag::probe::postgres::{ApiClient, ClientKind, PgSession, PgTarget, connect, describe, unit_begin_sql};
 
 const DEADLINE: Duration = Duration::from_secs(5);
 
@@ -20,6 +25,13 @@ fn target(vars: &[(&str, &str)]) -> PgTarget {
 
 fn url_target(url: &str) -> PgTarget {
     target(&[("DATABASE_URL", url)])
+}
+
+/// `url` read with libpq's meanings (`[postgres] client = "libpq"` in a manifest).
+fn libpq_target(url: &str) -> PgTarget {
+    let get = move |name: &str| (name == "DATABASE_URL").then(|| url.to_string());
+    let api = ApiClient { client: ClientKind::Libpq, ..ApiClient::default() };
+    PgTarget::from_env_for(&get, &api).expect("valid configuration")
 }
 
 async fn connect_ok(target: &PgTarget) -> PgSession {
@@ -41,12 +53,12 @@ async fn healthy_server_reports_version_latency_and_no_tls() {
     let pg = PgServer::shared();
     let db = pg.create_db("healthy");
     let t = url_target(&pg.superuser_url(&db));
-    assert_eq!(t.sslmode, SslMode::Prefer);
+    // No TLS setting: node-postgres connects in plain text (it never tries TLS).
+    assert_eq!(t.tls.label, "disable");
 
     let session = connect_ok(&t).await;
     let info = &session.info;
     assert!(info.server_version.starts_with(|c: char| c.is_ascii_digit()), "{info:?}");
-    // The plain cluster refuses SSLRequest: prefer falls back to plain.
     assert_eq!(info.tls, None);
     assert!(info.latency_ms > 0.0 && info.latency_ms < 5000.0, "{info:?}");
     assert_eq!((info.host.as_str(), info.port, info.dbname.as_str()), ("127.0.0.1", pg.port, db.as_str()));
@@ -231,7 +243,7 @@ async fn db_vars_work_without_database_url() {
     ]);
     let session = connect_ok(&t).await;
     assert_eq!(session.info.source.as_str(), "DB_*");
-    assert_eq!(session.info.sslmode, SslMode::Disable);
+    assert_eq!((session.info.tls_mode, session.info.sslmode.as_deref()), ("disable", Some("disable")));
     assert_eq!(session.info.dbname, db);
 }
 
@@ -244,10 +256,19 @@ async fn unix_socket_directory_as_host() {
         encode(&pg.socket_dir.display().to_string()),
         pg.port
     );
-    let session = connect_ok(&url_target(&url)).await;
+    let session = connect_ok(&libpq_target(&url)).await;
     // libpq never uses TLS over a Unix socket, whatever sslmode says.
     assert_eq!(session.info.tls, None);
     assert!(session.info.local);
+    // node-postgres still asks for TLS there, and the server refuses.
+    let f = connect_err(&url_target(&url), DEADLINE).await;
+    assert!(
+        f.message.starts_with(
+            "the API (node-postgres) cannot connect: sslmode=require in DATABASE_URL asks for TLS over a Unix socket"
+        ),
+        "{f:?}"
+    );
+    assert!(f.message.ends_with("psql would connect: libpq never uses TLS over a Unix socket"), "{f:?}");
 }
 
 #[tokio::test]
@@ -271,9 +292,17 @@ async fn session_is_read_only() {
 #[tokio::test]
 async fn plain_server_with_sslmode_require() {
     let pg = PgServer::shared();
-    let t = url_target(&format!("{}?sslmode=require", pg.superuser_url("postgres")));
-    let f = connect_err(&t, DEADLINE).await;
+    let url = format!("{}?sslmode=require", pg.superuser_url("postgres"));
+    let f = connect_err(&libpq_target(&url), DEADLINE).await;
     assert_eq!(f.message, "server does not support TLS but sslmode=require");
+    // node-postgres: the same verdict (libpq's require needs TLS too), in the API's words.
+    let f = connect_err(&url_target(&url), DEADLINE).await;
+    assert!(f.message.contains("asks for TLS (verify-full) and the server does not support it"), "{f:?}");
+    assert_eq!(f.details["libpq_verdict"], "the same");
+    // prefer: node-postgres fails where psql falls back to plain text.
+    let url = format!("{}?sslmode=prefer", pg.superuser_url("postgres"));
+    let f = connect_err(&url_target(&url), DEADLINE).await;
+    assert!(f.message.ends_with("psql would connect unencrypted (sslmode=prefer falls back to plain text)"), "{f:?}");
 }
 
 // ---- TLS-only server ------------------------------------------------------
@@ -290,7 +319,7 @@ fn ca(pg: &PgServer) -> &TestCa {
 async fn tls_server_sslmode_require_and_prefer_encrypt() {
     let pg = PgServer::shared_tls();
     for query in ["sslmode=require", "sslmode=prefer"] {
-        let session = connect_ok(&url_target(&tls_url(pg, "postgres", query))).await;
+        let session = connect_ok(&libpq_target(&tls_url(pg, "postgres", query))).await;
         assert_eq!(session.info.tls.as_deref(), Some("TLSv1.3"), "{query}");
         let ssl: bool =
             session.query_typed("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap()[0]
@@ -302,13 +331,22 @@ async fn tls_server_sslmode_require_and_prefer_encrypt() {
 #[tokio::test]
 async fn tls_server_sslmode_disable_is_rejected_by_pg_hba() {
     let pg = PgServer::shared_tls();
-    let f = connect_err(&url_target(&tls_url(pg, "postgres", "sslmode=disable")), DEADLINE).await;
+    let f = connect_err(&libpq_target(&tls_url(pg, "postgres", "sslmode=disable")), DEADLINE).await;
     assert_eq!(
         f.message,
         "server requires TLS: pg_hba.conf rejects connection for host \"127.0.0.1\", \
          user \"postgres\", database \"postgres\", no encryption (28000)"
     );
     assert_eq!(f.hint.as_deref(), Some("set sslmode=require in DATABASE_URL or PGSSLMODE"));
+    // The classic outage: no TLS setting at all, node-postgres connects in plain text.
+    let f = connect_err(&url_target(&pg.superuser_url("postgres")), DEADLINE).await;
+    assert!(f.message.starts_with("the server requires TLS: pg_hba.conf rejects connection"), "{f:?}");
+    assert!(f.message.contains("the API (node-postgres) connects in plain text"), "{f:?}");
+    assert!(
+        f.message.ends_with("psql would connect: it tries TLS first (sslmode=prefer) and does not verify"),
+        "{f:?}"
+    );
+    assert!(f.hint.unwrap_or_default().contains("sslmode=no-verify"));
 }
 
 #[tokio::test]
@@ -328,10 +366,24 @@ async fn tls_verify_full_with_the_right_ca() {
 #[tokio::test]
 async fn tls_verify_full_against_public_roots_is_not_trusted() {
     let pg = PgServer::shared_tls();
-    let t = url_target(&tls_url(pg, "postgres", "sslmode=verify-full"));
+    let t = libpq_target(&tls_url(pg, "postgres", "sslmode=verify-full"));
     let f = connect_err(&t, DEADLINE).await;
     assert_eq!(f.message, "TLS: certificate not trusted (unknown issuer)");
     assert!(f.hint.unwrap().contains("sslrootcert"));
+    // node-postgres verifies sslmode=require too; psql would not.
+    let f = connect_err(&url_target(&tls_url(pg, "postgres", "sslmode=require")), DEADLINE).await;
+    assert_eq!(
+        f.message,
+        "the API (node-postgres) cannot connect: TLS certificate not trusted (unknown issuer); sslmode=require in \
+         DATABASE_URL makes node-postgres verify it (verify-full) — psql would connect: sslmode=require does not \
+         verify the certificate there"
+    );
+    let hint = f.hint.unwrap_or_default();
+    assert!(hint.contains("sslmode=no-verify") && hint.contains("NODE_EXTRA_CA_CERTS"), "{hint}");
+    // sslmode=no-verify: encrypted, nothing checked.
+    let session = connect_ok(&url_target(&tls_url(pg, "postgres", "sslmode=no-verify"))).await;
+    assert_eq!((session.info.tls.as_deref(), session.info.tls_mode), (Some("TLSv1.3"), "no-verify"));
+    assert!(session.info.libpq_note.as_deref().unwrap_or_default().contains("invalid sslmode value"));
 }
 
 #[tokio::test]
@@ -342,7 +394,7 @@ async fn tls_wrong_ca_is_not_trusted_even_for_require() {
     let root = other.ca_cert.display().to_string();
     // libpq: `require` with a root certificate verifies the chain like verify-ca.
     for mode in ["verify-ca", "verify-full", "require"] {
-        let t = url_target(&tls_url(pg, "postgres", &format!("sslmode={mode}&sslrootcert={root}")));
+        let t = libpq_target(&tls_url(pg, "postgres", &format!("sslmode={mode}&sslrootcert={root}")));
         let f = connect_err(&t, DEADLINE).await;
         assert_eq!(f.message, "TLS: certificate not trusted (unknown issuer)", "{mode}");
         assert!(f.hint.unwrap().contains(&root), "{mode}");
@@ -351,9 +403,13 @@ async fn tls_wrong_ca_is_not_trusted_even_for_require() {
 
 #[tokio::test]
 async fn tls_unreadable_root_certificate_file() {
-    let t = url_target("postgresql://u:p@127.0.0.1:1/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.crt");
-    let f = connect_err(&t, DEADLINE).await;
+    let url = "postgresql://u:p@127.0.0.1:1/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.crt";
+    let f = connect_err(&libpq_target(url), DEADLINE).await;
     assert!(f.message.starts_with("cannot read sslrootcert /nonexistent/ca.crt"), "{f:?}");
+    // node-postgres reads it when the URL is parsed, and throws from pool.connect().
+    let get = |name: &str| (name == "DATABASE_URL").then(|| url.to_string());
+    let f = PgTarget::from_env(&get).unwrap_err();
+    assert!(f.message.starts_with("node-postgres cannot read sslrootcert=/nonexistent/ca.crt"), "{f:?}");
 }
 
 #[tokio::test]
@@ -364,12 +420,16 @@ async fn tls_name_mismatch_fails_verify_full_but_passes_verify_ca() {
         ..PgOptions::default()
     });
     let root = ca(&pg).ca_cert.display().to_string();
-    let t = url_target(&tls_url(&pg, "postgres", &format!("sslmode=verify-full&sslrootcert={root}")));
+    let t = libpq_target(&tls_url(&pg, "postgres", &format!("sslmode=verify-full&sslrootcert={root}")));
     let f = connect_err(&t, DEADLINE).await;
     assert!(f.message.starts_with("TLS: certificate not trusted (name mismatch: not valid for \"127.0.0.1\""), "{f:?}");
     assert!(f.hint.unwrap().contains("verify-ca"));
 
-    let t = url_target(&tls_url(&pg, "postgres", &format!("sslmode=verify-ca&sslrootcert={root}")));
-    let session = connect_ok(&t).await;
+    let url = tls_url(&pg, "postgres", &format!("sslmode=verify-ca&sslrootcert={root}"));
+    let session = connect_ok(&libpq_target(&url)).await;
     assert_eq!(session.info.tls.as_deref(), Some("TLSv1.3"));
+    // node-postgres's verify-ca checks the name too; psql's does not.
+    let f = connect_err(&url_target(&url), DEADLINE).await;
+    assert!(f.message.contains("name mismatch"), "{f:?}");
+    assert!(f.message.ends_with("psql would connect: sslmode=verify-ca does not check the host name there"), "{f:?}");
 }

@@ -63,13 +63,14 @@ fn healthy_schema_with_one_active_user_passes_every_check() {
     let connect = check(&report, "postgres.connect");
     let msg = message(&report, "postgres.connect");
     assert!(
-        msg.starts_with("PostgreSQL 1") && msg.ends_with(", unencrypted (sslmode=prefer) via DATABASE_URL"),
+        msg.starts_with("PostgreSQL 1")
+            && msg.ends_with(" via DATABASE_URL, unencrypted (no TLS setting in DATABASE_URL, the Pool or PGSSLMODE)"),
         "{msg}"
     );
     let d = &connect["details"];
     assert_eq!(
-        (d["tls"].clone(), d["sslmode"].clone(), d["source"].clone()),
-        (false.into(), "prefer".into(), "DATABASE_URL".into())
+        (d["tls"].clone(), d["sslmode"].clone(), d["tls_mode"].clone(), d["source"].clone()),
+        (false.into(), Value::Null, "disable".into(), "DATABASE_URL".into())
     );
     assert_eq!((d["host"].clone(), d["port"].clone()), ("127.0.0.1".into(), pg.port.into()));
     assert_eq!((d["database"].clone(), d["user"].clone()), (db.as_str().into(), SUPERUSER.into()));
@@ -239,15 +240,29 @@ fn unknown_database_fails_with_3d000() {
 }
 
 #[test]
-fn tls_only_server_passes_with_sslmode_require() {
+fn tls_only_server_with_a_private_ca_passes_no_verify_and_fails_require_as_node_postgres_does() {
     let pg = PgServer::shared_tls();
-    let (_, report) = run_url(&format!("{}?sslmode=require", pg.superuser_url("postgres")));
+    let (_, report) = run_url(&format!("{}?sslmode=no-verify", pg.superuser_url("postgres")));
     assert_status(&report, "postgres.connect", "pass");
-    assert!(message(&report, "postgres.connect").ends_with(", TLSv1.3 (sslmode=require) via DATABASE_URL"));
-    assert_eq!(check(&report, "postgres.connect")["details"]["tls"], true);
-    assert_eq!(check(&report, "postgres.connect")["details"]["tls_version"], "TLSv1.3");
+    let msg = message(&report, "postgres.connect");
+    assert!(msg.contains(", TLSv1.3 no-verify (sslmode=no-verify in DATABASE_URL)"), "{msg}");
+    assert!(msg.ends_with("psql would refuse these settings (invalid sslmode value: \"no-verify\")"), "{msg}");
+    let d = &check(&report, "postgres.connect")["details"];
+    assert_eq!(
+        (&d["tls"], &d["tls_version"], &d["client"]),
+        (&Value::from(true), &Value::from("TLSv1.3"), &Value::from("node-postgres"))
+    );
     assert_status(&report, "postgres.tls", "pass");
-    assert_eq!(message(&report, "postgres.tls"), "encrypted (TLSv1.3, sslmode=require)");
+    assert!(message(&report, "postgres.tls").starts_with("encrypted (TLSv1.3), certificate not verified"));
+    // sslmode=require verifies in node-postgres: the test CA is not trusted.
+    let (_, report) = run_url(&format!("{}?sslmode=require", pg.superuser_url("postgres")));
+    assert_status(&report, "postgres.connect", "fail");
+    let msg = message(&report, "postgres.connect");
+    assert!(msg.ends_with("psql would connect: sslmode=require does not verify the certificate there"), "{msg}");
+    assert_eq!(
+        check(&report, "postgres.connect")["details"]["libpq_verdict"],
+        "psql would connect: sslmode=require does not verify the certificate there"
+    );
 }
 
 #[test]
@@ -257,11 +272,11 @@ fn tls_only_server_with_sslmode_disable_fails_with_the_pg_hba_reason() {
     assert_status(&report, "postgres.connect", "fail");
     let msg = message(&report, "postgres.connect");
     assert!(
-        msg.starts_with("server requires TLS: pg_hba.conf rejects connection")
-            && msg.ends_with("no encryption (28000)"),
+        msg.starts_with("the server requires TLS: pg_hba.conf rejects connection")
+            && msg.contains("no encryption (28000); the API (node-postgres) connects in plain text: sslmode=disable"),
         "{msg}"
     );
-    assert_eq!(hint(&report, "postgres.connect"), "set sslmode=require in DATABASE_URL or PGSSLMODE");
+    assert!(hint(&report, "postgres.connect").contains("sslmode=no-verify"));
 }
 
 #[test]
@@ -274,10 +289,14 @@ fn verify_full_against_the_test_ca_passes() {
     );
     let (_, report) = run_url(&url);
     assert_status(&report, "postgres.connect", "pass");
-    assert!(message(&report, "postgres.connect").contains("TLSv1.3 (sslmode=verify-full)"));
+    assert!(message(&report, "postgres.connect").contains("TLSv1.3 verify-full (sslmode=verify-full in DATABASE_URL)"));
     // Public roots do not know the test CA.
     let (_, report) = run_url(&format!("{}?sslmode=verify-full", pg.superuser_url("postgres")));
-    assert_eq!(message(&report, "postgres.connect"), "TLS: certificate not trusted (unknown issuer)");
+    assert!(
+        message(&report, "postgres.connect")
+            .starts_with("the API (node-postgres) cannot connect: TLS certificate not trusted (unknown issuer)"),
+        "{report:#}"
+    );
 }
 
 #[test]
@@ -327,7 +346,7 @@ fn db_variables_instead_of_database_url() {
         &[],
     );
     assert_eq!(code, 0, "{report:#}");
-    assert!(message(&report, "postgres.connect").ends_with("via DB_*"));
+    assert!(message(&report, "postgres.connect").contains(" via DB_*, "), "{report:#}");
     assert_eq!(check(&report, "postgres.connect")["details"]["source"], "DB_*");
 }
 

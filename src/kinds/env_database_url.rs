@@ -41,6 +41,23 @@ impl Check for DatabaseUrl {
                 .detail("host", target.host.clone())
                 .detail("port", target.port)
                 .detail("database", target.dbname.clone());
+            if !matches!(target.scheme.as_str(), "postgres" | "postgresql" | "socket" | "") {
+                outcome = Outcome::warn(format!(
+                    "DATABASE_URL starts with {}://, not postgres://: node-postgres ignores the scheme and connects \
+                     to PostgreSQL at {} anyway",
+                    target.scheme,
+                    target.endpoint()
+                ))
+                .hint("is this the URL of another service? write postgresql://<user>:<password>@<host>:<port>/<database>");
+            } else if target.raw_at {
+                outcome = Outcome::warn(format!(
+                    "{} on {}, but the password has a raw '@': node-postgres splits at the last '@', psql (and \
+                     migrations run with it) at the first, and would connect elsewhere",
+                    target.dbname,
+                    target.endpoint()
+                ))
+                .hint("percent-encode @ in the password as %40");
+            }
             if url_set && (db_host.is_some() || db_name.is_some()) {
                 let dh = db_host.unwrap_or_else(|| target.host.clone());
                 let dn = db_name.unwrap_or_else(|| target.dbname.clone());
@@ -71,8 +88,15 @@ mod tests {
             (&[("DATABASE_URL", "postgres://app:pw@db:5432/mm")], Status::Pass, "mm on db:5432"),
             (
                 &[("DATABASE_URL", "mysql://app:pw@db/mm")],
-                Status::Fail,
-                "DATABASE_URL is not a PostgreSQL URL (it starts with mysql://)",
+                Status::Warn,
+                "DATABASE_URL starts with mysql://, not postgres://: node-postgres ignores the scheme and connects \
+                 to PostgreSQL at db:5432 anyway",
+            ),
+            (
+                &[("DATABASE_URL", "postgres://app:p@ss@db/mm")],
+                Status::Warn,
+                "mm on db:5432, but the password has a raw '@': node-postgres splits at the last '@', psql (and \
+                 migrations run with it) at the first, and would connect elsewhere",
             ),
             (
                 &[("DATABASE_URL", "postgres://app:p/w@db/mm")],
@@ -81,7 +105,7 @@ mod tests {
             ),
             (&[("DATABASE_URL", "postgres:///mm")], Status::Fail, "DATABASE_URL has no user name"),
             (
-                &[("DATABASE_URL", "postgresql:///mm?host=/var/run/postgresql&user=app")],
+                &[("DATABASE_URL", "postgresql://app@/mm?host=/var/run/postgresql")],
                 Status::Pass,
                 "mm on /var/run/postgresql/.s.PGSQL.5432",
             ),

@@ -52,13 +52,17 @@ impl Check for Connect {
     }
 }
 
-/// `PostgreSQL 15.4 in 12ms, TLSv1.3 (sslmode=prefer) via DATABASE_URL`, and
-/// `, through a pooler (to 10.0.0.5:5432)` when one answers in the server's place.
+/// `PostgreSQL 15.4 in 12ms via DATABASE_URL, TLSv1.3 verify-full (sslmode=require
+/// in DATABASE_URL)`, then `, through a pooler …` when one answers in the server's
+/// place, then where psql would decide otherwise.
 fn connected(info: &PgInfo, route: &Route) -> Outcome {
     // `15.20 (Debian 15.20-0+deb12u1)`: the number reads best in a message.
     let version = info.server_version.split_whitespace().next().unwrap_or("?");
-    let tls = info.tls.as_deref().unwrap_or("unencrypted");
     let latency = info.latency_ms.round() as u64;
+    let tls = match &info.tls {
+        Some(version) => format!("{version} {} ({})", info.tls_mode, info.tls_origin),
+        None => format!("unencrypted ({})", info.tls_origin),
+    };
     let (through, pooler) = match &route.path {
         Path::Direct => (String::new(), serde_json::Value::Null),
         Path::Pooler { backend } => (
@@ -69,27 +73,36 @@ fn connected(info: &PgInfo, route: &Route) -> Outcome {
             json!({"backend": backend, "backend_pid": route.backend_pid, "announced_pid": route.announced_pid}),
         ),
     };
-    Outcome::pass(format!(
-        "PostgreSQL {version} in {latency}ms, {tls} (sslmode={}) via {}{through}",
-        info.sslmode, info.source
-    ))
-    .detail("pooler", pooler)
-    .detail("server_version", info.server_version.clone())
-    .detail("latency_ms", latency)
-    .detail("tls", info.tls.is_some())
-    .detail("tls_version", info.tls.clone())
-    .detail("sslmode", info.sslmode.as_str())
-    .detail("source", info.source.as_str())
-    .detail("host", info.host.clone())
-    .detail("port", info.port)
-    .detail("database", info.dbname.clone())
-    .detail("user", info.user.clone())
+    let libpq = info.libpq_note.as_ref().map(|n| format!("; {n}")).unwrap_or_default();
+    let pg9 = info.pg9_change.then(|| {
+        format!(
+            "pg 9 (pg-connection-string 3) will give sslmode={} libpq's meaning, which does not verify the \
+             certificate: write sslmode=verify-full to keep verifying",
+            info.sslmode.as_deref().unwrap_or("?")
+        )
+    });
+    Outcome::pass(format!("PostgreSQL {version} in {latency}ms via {}, {tls}{through}{libpq}", info.source))
+        .detail("pooler", pooler)
+        .detail("server_version", info.server_version.clone())
+        .detail("latency_ms", latency)
+        .detail("tls", info.tls.is_some())
+        .detail("tls_version", info.tls.clone())
+        .detail("client", info.client.as_str())
+        .detail("tls_mode", info.tls_mode)
+        .detail("tls_origin", info.tls_origin.clone())
+        .detail("sslmode", info.sslmode.clone())
+        .detail("libpq_verdict", info.libpq_note.clone().unwrap_or_else(|| "the same".to_string()))
+        .detail("pg9_change", pg9)
+        .detail("source", info.source.as_str())
+        .detail("host", info.host.clone())
+        .detail("port", info.port)
+        .detail("database", info.dbname.clone())
+        .detail("user", info.user.clone())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::postgres::SslMode;
 
     #[test]
     fn message_names_version_latency_tls_and_source() {
@@ -97,7 +110,12 @@ mod tests {
             server_version: "15.4 (Debian 15.4-1)".into(),
             tls: Some("TLSv1.3".into()),
             latency_ms: 11.6,
-            sslmode: SslMode::Prefer,
+            client: crate::probe::postgres::ClientKind::NodePostgres,
+            tls_mode: "verify-full",
+            tls_origin: "sslmode=require in DATABASE_URL".into(),
+            sslmode: Some("require".into()),
+            libpq_note: None,
+            pg9_change: true,
             source: crate::probe::postgres::PgSource::DatabaseUrl,
             host: "db.internal".into(),
             port: 5432,
@@ -107,7 +125,11 @@ mod tests {
         };
         let direct = Route { announced_pid: Some(7), backend_pid: 7, path: Path::Direct };
         let o = connected(&info, &direct);
-        assert_eq!(o.message, "PostgreSQL 15.4 in 12ms, TLSv1.3 (sslmode=prefer) via DATABASE_URL");
+        assert_eq!(
+            o.message,
+            "PostgreSQL 15.4 in 12ms via DATABASE_URL, TLSv1.3 verify-full (sslmode=require in DATABASE_URL)"
+        );
+        assert!(o.details["pg9_change"].as_str().unwrap_or_default().contains("sslmode=verify-full"));
         assert_eq!(o.details["tls"], true);
         assert_eq!(o.details["database"], "mockmate");
         assert_eq!(o.details["pooler"], serde_json::Value::Null);
@@ -116,10 +138,17 @@ mod tests {
             backend_pid: 7,
             path: Path::Pooler { backend: Some("10.0.0.5:5432".into()) },
         };
-        let o = connected(&PgInfo { tls: None, source: crate::probe::postgres::PgSource::DbVars, ..info }, &pooled);
+        let plain = PgInfo {
+            tls: None,
+            source: crate::probe::postgres::PgSource::DbVars,
+            tls_mode: "disable",
+            tls_origin: "no TLS setting in DB_*, the Pool or PGSSLMODE".into(),
+            ..info
+        };
+        let o = connected(&plain, &pooled);
         assert_eq!(
             o.message,
-            "PostgreSQL 15.4 in 12ms, unencrypted (sslmode=prefer) via DB_*, \
+            "PostgreSQL 15.4 in 12ms via DB_*, unencrypted (no TLS setting in DB_*, the Pool or PGSSLMODE), \
              through a pooler (PgBouncer or alike) in front of 10.0.0.5:5432"
         );
         assert_eq!(o.details["tls_version"], serde_json::Value::Null);

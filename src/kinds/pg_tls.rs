@@ -29,39 +29,55 @@ impl Check for Tls {
 
 fn judge(info: &PgInfo, production: bool) -> Outcome {
     let at = if info.host.starts_with('/') { "a Unix socket".to_string() } else { info.host.clone() };
+    let origin = &info.tls_origin;
     let outcome = match (&info.tls, info.local) {
-        (Some(version), _) => Outcome::pass(format!("encrypted ({version}, sslmode={})", info.sslmode)),
+        (Some(version), _) if info.tls_mode == "no-verify" => Outcome::pass(format!(
+            "encrypted ({version}), certificate not verified ({origin}): a man in the middle would go unnoticed"
+        )),
+        (Some(version), _) => Outcome::pass(format!("encrypted ({version}, {})", info.tls_mode)),
         (None, true) if info.host.starts_with('/') => Outcome::pass("unencrypted, over a Unix socket (local)"),
         (None, true) => Outcome::pass(format!("unencrypted, to a local host ({at})")),
-        (None, false) if !production => Outcome::pass(format!(
-            "unencrypted to {at} (sslmode={}); required only with --env production",
-            info.sslmode
-        )),
+        (None, false) if !production => {
+            Outcome::pass(format!("unencrypted to {at} ({origin}); required only with --env production"))
+        }
         (None, false) => Outcome::problem(format!(
-            "unencrypted connection to {at} in production (sslmode={}): passwords and data cross the network in clear",
-            info.sslmode
+            "unencrypted connection to {at} in production ({origin}): passwords and data cross the network in clear"
         ))
         .hint(
-            "enable ssl on the server and set sslmode=require (better: verify-full with sslrootcert) \
-             in DATABASE_URL or PGSSLMODE",
+            "enable ssl on the server and add sslmode=verify-full to DATABASE_URL (the certificate must be trusted: \
+             sslrootcert=/path/to/ca.pem for a private CA), or sslmode=no-verify to encrypt without verifying",
         ),
     };
-    outcome.detail("tls", info.tls.is_some()).detail("local", info.local).detail("sslmode", info.sslmode.as_str())
+    outcome
+        .detail("tls", info.tls.is_some())
+        .detail("local", info.local)
+        .detail("tls_mode", info.tls_mode)
+        .detail("sslmode", info.sslmode.clone())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::check::Verdict;
-    use crate::probe::postgres::SslMode;
+    use crate::probe::postgres::{ClientKind, PgSource};
 
     fn info(host: &str, local: bool, tls: Option<&str>) -> PgInfo {
         PgInfo {
             server_version: "15.4".into(),
             tls: tls.map(str::to_string),
             latency_ms: 1.0,
-            sslmode: SslMode::Prefer,
-            source: crate::probe::postgres::PgSource::DatabaseUrl,
+            client: ClientKind::NodePostgres,
+            tls_mode: if tls.is_some() { "verify-full" } else { "disable" },
+            tls_origin: if tls.is_some() {
+                "sslmode=require in DATABASE_URL"
+            } else {
+                "no TLS setting in DATABASE_URL"
+            }
+            .into(),
+            sslmode: None,
+            libpq_note: None,
+            pg9_change: false,
+            source: PgSource::DatabaseUrl,
             host: host.into(),
             port: 5432,
             user: "app".into(),
@@ -77,15 +93,15 @@ mod tests {
                 info("db.internal", false, None),
                 true,
                 Verdict::Problem,
-                "unencrypted connection to db.internal in production (sslmode=prefer): passwords and data cross the network in clear",
+                "unencrypted connection to db.internal in production (no TLS setting in DATABASE_URL): passwords and data cross the network in clear",
             ),
             (
                 info("db.internal", false, None),
                 false,
                 Verdict::Pass,
-                "unencrypted to db.internal (sslmode=prefer); required only with --env production",
+                "unencrypted to db.internal (no TLS setting in DATABASE_URL); required only with --env production",
             ),
-            (info("db.internal", false, Some("TLSv1.3")), true, Verdict::Pass, "encrypted (TLSv1.3, sslmode=prefer)"),
+            (info("db.internal", false, Some("TLSv1.3")), true, Verdict::Pass, "encrypted (TLSv1.3, verify-full)"),
             (info("127.0.0.1", true, None), true, Verdict::Pass, "unencrypted, to a local host (127.0.0.1)"),
             (info("/var/run/postgresql", true, None), true, Verdict::Pass, "unencrypted, over a Unix socket (local)"),
         ];
@@ -93,5 +109,7 @@ mod tests {
             let o = judge(info, *production);
             assert_eq!((o.verdict, o.message.as_str()), (*verdict, *message));
         }
+        let no_verify = PgInfo { tls_mode: "no-verify", ..info("db.internal", false, Some("TLSv1.3")) };
+        assert!(judge(&no_verify, true).message.contains("not verified"));
     }
 }

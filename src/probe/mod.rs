@@ -22,21 +22,28 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
 /// Why a service could not be reached, in words an operator can act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
     /// What failed and why, naming the layer (`connection refused at 10.0.0.5:5432`).
     pub message: String,
     /// The fix, when there is one to suggest.
     pub hint: Option<String>,
+    /// Facts for the report's `details` (which client's view, the TLS mode …).
+    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Failure {
     pub fn new(message: impl Into<String>) -> Self {
-        Failure { message: message.into(), hint: None }
+        Failure { message: message.into(), hint: None, details: serde_json::Map::new() }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn detail(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.details.insert(key.to_string(), value.into());
         self
     }
 }

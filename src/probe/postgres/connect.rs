@@ -18,7 +18,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::failure::{connect_failure, resolve_failure, socket_failure, timeout_failure};
 use super::session::{Connection, PgInfo};
-use super::target::{PgTarget, SslMode};
+use super::ssl::{self, TlsMode};
+use super::target::PgTarget;
 use crate::probe::net::{self, Phase, PhaseCell};
 use crate::probe::{Failure, tls};
 
@@ -30,9 +31,8 @@ pub const APPLICATION_NAME: &str = "mockmate-diag";
 pub async fn connect(target: &PgTarget, deadline: Duration) -> Result<Connection, Failure> {
     let phase = PhaseCell::new(Phase::Resolve);
     let seen = tls::Seen::default();
-    let setup = target.tls();
     // Built before any network traffic: a bad sslrootcert is a configuration error.
-    let config = match &setup {
+    let config = match target.tls_setup() {
         Some(setup) => Some(tls::client_config(setup, &seen)?),
         None => None,
     };
@@ -53,11 +53,18 @@ async fn establish(
     let mut config = tokio_postgres::Config::new();
     // No application_name at startup: behind a pooler it would stay on the server
     // connection for the API's next transaction. Each unit sets it LOCAL instead.
-    config.user(&target.user).dbname(&target.dbname).ssl_mode(match &tls {
-        None => tokio_postgres::config::SslMode::Disable,
-        Some(_) if target.sslmode == SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-        Some(_) => tokio_postgres::config::SslMode::Require,
+    config.user(&target.user).dbname(&target.dbname).ssl_mode(match &target.tls.mode {
+        TlsMode::Off => tokio_postgres::config::SslMode::Disable,
+        TlsMode::Prefer(_) => tokio_postgres::config::SslMode::Prefer,
+        TlsMode::Require(_) => tokio_postgres::config::SslMode::Require,
     });
+    if target.direct_tls {
+        config.ssl_negotiation(tokio_postgres::config::SslNegotiation::Direct);
+    }
+    // The URL's startup options, as the API sends them (a pooler may refuse them).
+    if let Some(options) = &target.options {
+        config.options(options);
+    }
     if let Some(password) = &target.password {
         config.password(password.expose().as_bytes());
     }
@@ -86,7 +93,12 @@ async fn establish(
             server_version,
             tls: seen.version(),
             latency_ms,
-            sslmode: target.sslmode,
+            client: target.client,
+            tls_mode: target.tls.label,
+            tls_origin: target.tls.origin.clone(),
+            sslmode: target.tls.sslmode.clone(),
+            libpq_note: ssl::libpq_on_success(target),
+            pg9_change: target.tls.pg9_change,
             source: target.source,
             host: target.host.clone(),
             port: target.port,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio_postgres::error::{DbError, SqlState};
 
+use super::ssl::{self, ClientKind, NodeFailure};
 use super::target::PgTarget;
 use crate::probe::net::{self, Phase};
 use crate::probe::{Failure, tls};
@@ -88,6 +89,27 @@ pub(super) fn first_query_failure(target: &PgTarget, e: &tokio_postgres::Error) 
 }
 
 pub(super) fn connect_failure(target: &PgTarget, e: &tokio_postgres::Error) -> Failure {
+    let (failure, kind) = classify(target, e);
+    with_views(target, failure, kind)
+}
+
+/// Says whose view a failure is and, where psql would decide otherwise, says so
+/// in the message and the details.
+fn with_views(target: &PgTarget, failure: Failure, kind: NodeFailure) -> Failure {
+    let libpq = ssl::libpq_where_node_fails(target, kind);
+    let mut failure = failure
+        .detail("client", target.client.as_str())
+        .detail("tls_mode", target.tls.label)
+        .detail("tls_origin", target.tls.origin.clone())
+        .detail("libpq", target.libpq.describe())
+        .detail("libpq_verdict", libpq.clone().unwrap_or_else(|| "the same".to_string()));
+    if let Some(note) = libpq {
+        failure.message = format!("{} — {note}", failure.message);
+    }
+    failure
+}
+
+fn classify(target: &PgTarget, e: &tokio_postgres::Error) -> (Failure, NodeFailure) {
     if let Some(db) = e.as_db_error() {
         return db_failure(target, db);
     }
@@ -97,31 +119,58 @@ pub(super) fn connect_failure(target: &PgTarget, e: &tokio_postgres::Error) -> F
     // tokio-postgres reports these as plain text; there is no typed form to match.
     let text = describe(e);
     if text.contains("server does not support TLS") {
-        return Failure::new(format!("server does not support TLS but sslmode={}", target.sslmode)).with_hint(
-            "enable ssl on the server, or (on a trusted network only) use sslmode=prefer \
-             in DATABASE_URL or PGSSLMODE",
-        );
+        return (no_tls_on_server(target), NodeFailure::NoTlsOnServer);
     }
-    if text.contains("password missing") {
-        return Failure::new("the server asks for a password but none is configured")
-            .with_hint(format!("set {}", target.var_for("password")));
-    }
-    if e.is_closed() || net::causes(e).any(net::is_disconnect) {
-        return Failure::new(format!("the server at {} closed the connection during startup", target.endpoint()))
-            .with_hint("is this port really PostgreSQL? the server's log may say why it hung up");
-    }
-    // tokio-postgres's words for bytes that are not PostgreSQL messages.
-    if text.starts_with("unexpected message")
+    let failure = if text.contains("password missing") {
+        Failure::new("the server asks for a password but none is configured")
+            .with_hint(format!("set {}", target.var_for("password")))
+    } else if e.is_closed() || net::causes(e).any(net::is_disconnect) {
+        Failure::new(format!("the server at {} closed the connection during startup", target.endpoint()))
+            .with_hint("is this port really PostgreSQL? the server's log may say why it hung up")
+    } else if text.starts_with("unexpected message")
         || text.starts_with("error parsing response")
         || text.contains("bytes remaining on stream")
     {
-        return Failure::new(format!(
-            "the server at {} does not speak the PostgreSQL protocol ({text})",
-            target.endpoint()
-        ))
-        .with_hint(format!("check {}: is this the right port?", target.var_for("host")));
+        // tokio-postgres's words for bytes that are not PostgreSQL messages.
+        Failure::new(format!("the server at {} does not speak the PostgreSQL protocol ({text})", target.endpoint()))
+            .with_hint(format!("check {}: is this the right port?", target.var_for("host")))
+    } else {
+        Failure::new(format!("startup failed: {text}"))
+    };
+    (failure, NodeFailure::Other)
+}
+
+/// `the API (node-postgres) cannot connect: ` for the driver's own TLS decisions.
+fn api_cannot(target: &PgTarget) -> &'static str {
+    match target.client {
+        ClientKind::NodePostgres => "the API (node-postgres) cannot connect: ",
+        ClientKind::Libpq => "",
     }
-    Failure::new(format!("startup failed: {text}"))
+}
+
+/// TLS asked for, and the server answered that it has none.
+fn no_tls_on_server(target: &PgTarget) -> Failure {
+    let (origin, label) = (&target.tls.origin, target.tls.label);
+    match target.client {
+        ClientKind::NodePostgres if target.is_unix_socket() => Failure::new(format!(
+            "{}{origin} asks for TLS over a Unix socket, and the server does not offer it there \
+             (The server does not support SSL connections)",
+            api_cannot(target)
+        ))
+        .with_hint("drop the TLS setting for a socket connection: TLS over a local socket protects nothing"),
+        ClientKind::NodePostgres => Failure::new(format!(
+            "{}{origin} asks for TLS ({label}) and the server does not support it \
+             (The server does not support SSL connections: node-postgres never falls back to plain text)",
+            api_cannot(target)
+        ))
+        .with_hint(
+            "enable ssl on the server (ssl = on, with a certificate); or, on a trusted network only, \
+             drop the TLS setting (sslmode=disable)",
+        ),
+        ClientKind::Libpq => Failure::new(format!("server does not support TLS but sslmode={label}")).with_hint(
+            "enable ssl on the server, or (on a trusted network only) use sslmode=prefer in DATABASE_URL or PGSSLMODE",
+        ),
+    }
 }
 
 /// What PgBouncer itself says (it answers with SQLSTATE 08P01, which PostgreSQL
@@ -163,18 +212,24 @@ pub(super) fn pooler_failure(target: &PgTarget, db: &DbError) -> Option<Failure>
     Some(Failure::new(said).with_hint(hint))
 }
 
-fn db_failure(target: &PgTarget, db: &DbError) -> Failure {
+fn db_failure(target: &PgTarget, db: &DbError) -> (Failure, NodeFailure) {
     if let Some(failure) = pooler_failure(target, db) {
-        return failure;
+        return (failure, NodeFailure::Other);
     }
     let code = db.code();
     let message = db.message();
     let base = format!("{message} ({})", code.code());
     // The server's texts are the only way to tell these 28000 cases apart.
     if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
-        return if message.contains("no encryption") {
-            Failure::new(format!("server requires TLS: {base}"))
-                .with_hint("set sslmode=require in DATABASE_URL or PGSSLMODE")
+        if message.contains("no encryption") {
+            return (server_requires_tls(target, &base), NodeFailure::ServerRequiresTls);
+        }
+        let failure = if message.contains("client certificate") {
+            Failure::new(format!("the server requires a client certificate: {base}")).with_hint(format!(
+                "give the API one: sslcert and sslkey in {} (files it can read; node-postgres sends them when both \
+                 are set)",
+                target.var
+            ))
         } else if message.contains("role") && message.contains("does not exist") {
             Failure::new(base).with_hint(format!("create the role or fix {}", target.var_for("user")))
         } else {
@@ -183,6 +238,7 @@ fn db_failure(target: &PgTarget, db: &DbError) -> Failure {
                  add one, or connect as an allowed user",
             )
         };
+        return (failure, NodeFailure::Other);
     }
     let hint = if *code == SqlState::INVALID_PASSWORD {
         format!("check {}", target.var_for("password"))
@@ -196,34 +252,81 @@ fn db_failure(target: &PgTarget, db: &DbError) -> Failure {
     } else if *code == SqlState::CANNOT_CONNECT_NOW {
         "the server is starting up, shutting down or in recovery: retry shortly".to_string()
     } else {
-        return Failure::new(base);
+        return (Failure::new(base), NodeFailure::Other);
     };
-    Failure::new(base).with_hint(hint)
+    (Failure::new(base).with_hint(hint), NodeFailure::Other)
 }
 
-fn tls_failure(target: &PgTarget, e: &rustls::Error) -> Failure {
+/// The server's pg_hba.conf rejects a connection without TLS.
+fn server_requires_tls(target: &PgTarget, base: &str) -> Failure {
+    match target.client {
+        ClientKind::NodePostgres => {
+            let fix = if target.var == "DB_*" {
+                "set PGSSLMODE=verify-full (the certificate must be trusted) or PGSSLMODE=no-verify in the API's \
+                 environment, or pass ssl to new Pool(...)"
+                    .to_string()
+            } else {
+                format!(
+                    "add sslmode=verify-full (the certificate must be trusted) or sslmode=no-verify to {}, \
+                     or pass ssl to new Pool(...)",
+                    target.var
+                )
+            };
+            Failure::new(format!(
+                "the server requires TLS: {base}; the API (node-postgres) connects in plain text: {}",
+                target.tls.origin
+            ))
+            .with_hint(fix)
+        }
+        ClientKind::Libpq => Failure::new(format!("server requires TLS: {base}"))
+            .with_hint("set sslmode=require in DATABASE_URL or PGSSLMODE"),
+    }
+}
+
+fn tls_failure(target: &PgTarget, e: &rustls::Error) -> (Failure, NodeFailure) {
     let problem = tls::Problem::of(e);
     let described = problem.describe(&target.host);
     if !problem.is_untrusted() {
         let hint = problem.generic_hint().unwrap_or("check the server's TLS configuration");
-        return Failure::new(format!("TLS handshake failed: {described}")).with_hint(hint);
+        return (Failure::new(format!("TLS handshake failed: {described}")).with_hint(hint), NodeFailure::Other);
     }
-    let hint = match &problem {
-        tls::Problem::UnknownIssuer => match &target.sslrootcert {
-            Some(root) => format!(
-                "the server's certificate does not chain to {}: point sslrootcert at the CA that signed it",
-                root.display()
-            ),
-            None => "the server's certificate is not from a public CA: set sslrootcert \
-                     (in DATABASE_URL or PGSSLROOTCERT) to its CA certificate"
-                .to_string(),
-        },
-        tls::Problem::NameMismatch { .. } => {
+    let kind = match problem {
+        tls::Problem::NameMismatch { .. } => NodeFailure::NameMismatch,
+        _ => NodeFailure::Untrusted,
+    };
+    let ca = target.tls_setup().and_then(|s| s.trust.file.as_ref());
+    let message = match target.client {
+        ClientKind::NodePostgres => format!(
+            "{}TLS {described}; {} makes node-postgres verify it ({})",
+            api_cannot(target),
+            target.tls.origin,
+            target.tls.label
+        ),
+        ClientKind::Libpq => format!("TLS: {described}"),
+    };
+    let hint = match (&problem, target.client) {
+        (tls::Problem::UnknownIssuer, _) if ca.is_some() => format!(
+            "the server's certificate does not chain to {} ({}): point it at the CA that signed the certificate",
+            ca.map(|f| f.path.display().to_string()).unwrap_or_default(),
+            ca.map(|f| f.origin).unwrap_or_default()
+        ),
+        (tls::Problem::UnknownIssuer, ClientKind::NodePostgres) => format!(
+            "trust the CA: add sslrootcert=/path/to/ca.pem to {} (or set NODE_EXTRA_CA_CERTS=/path/to/ca.pem in the \
+             API's environment); or encrypt without verifying: sslmode=no-verify",
+            if target.var == "DB_*" { "DATABASE_URL" } else { target.var }
+        ),
+        (tls::Problem::UnknownIssuer, ClientKind::Libpq) => "the server's certificate is not from a public CA: set \
+             sslrootcert (in DATABASE_URL or PGSSLROOTCERT) to its CA certificate"
+            .to_string(),
+        (tls::Problem::NameMismatch { .. }, ClientKind::NodePostgres) => "connect by a name the certificate lists; or \
+             encrypt without checking: sslmode=no-verify (node-postgres's verify-ca checks the name too)"
+            .to_string(),
+        (tls::Problem::NameMismatch { .. }, ClientKind::Libpq) => {
             "connect with a host name the certificate lists, or use sslmode=verify-ca".to_string()
         }
-        other => other.generic_hint().unwrap_or("check the server's certificate and sslrootcert").to_string(),
+        (other, _) => other.generic_hint().unwrap_or("check the server's certificate").to_string(),
     };
-    Failure::new(format!("TLS: {described}")).with_hint(hint)
+    (Failure::new(message).with_hint(hint), kind)
 }
 
 #[cfg(test)]

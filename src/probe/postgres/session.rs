@@ -30,7 +30,8 @@ use tokio_postgres::{Client, Error, Row, SimpleQueryMessage};
 use super::connect::APPLICATION_NAME;
 use super::failure::first_query_failure;
 use super::pooler::{self, Route};
-use super::target::{PgSource, PgTarget, SslMode};
+use super::ssl::ClientKind;
+use super::target::{PgSource, PgTarget};
 use crate::probe::Failure;
 
 /// A typed query parameter, as `Client::query_typed` takes them.
@@ -183,7 +184,18 @@ pub struct PgInfo {
     pub tls: Option<String>,
     /// Wall time of TCP + TLS + startup + authentication, in milliseconds.
     pub latency_ms: f64,
-    pub sslmode: SslMode,
+    /// Whose reading of the settings this connection followed.
+    pub client: ClientKind,
+    /// The TLS the driver asked for: `verify-full`, `no-verify`, `disable` …
+    pub tls_mode: &'static str,
+    /// What decided it: `sslmode=require in DATABASE_URL`, `PGSSLMODE=…` …
+    pub tls_origin: String,
+    /// The configured `sslmode`, when one is.
+    pub sslmode: Option<String>,
+    /// Where psql (libpq) would decide otherwise on these settings.
+    pub libpq_note: Option<String>,
+    /// pg 9 will change what the configured `sslmode` means.
+    pub pg9_change: bool,
     pub source: PgSource,
     pub host: String,
     pub port: u16,

@@ -1,12 +1,17 @@
 //! Where and as whom to connect to PostgreSQL, read from `DATABASE_URL` or
-//! `DB_*` once, by this one parser: the `env.*` checks report its result.
+//! `DB_*` once, by this one parser (the `env.*` checks report its result), the
+//! way the API's driver reads them: node-postgres by default (see `conn_string`
+//! and `ssl`), libpq when the manifest says the client is libpq. What libpq would
+//! make of the same settings is kept beside, so a verdict can say where psql differs.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::probe::url::{Secret, percent_decode};
+use super::conn_string::{self, ConnString, ParseError};
+use super::ssl::{self, ApiClient, ClientKind, Libpq, TlsChoice, TlsMode};
+use crate::probe::url::Secret;
 use crate::probe::{EnvLookup, Failure, net, tls};
 
 const DEFAULT_PORT: u16 = 5432;
@@ -81,8 +86,8 @@ impl fmt::Display for PgSource {
     }
 }
 
-/// Where and as whom to connect. The password is a [`Secret`]: it is only ever
-/// sent to the server, never printed.
+/// Where and as whom to connect, and how the API's driver encrypts it. The
+/// password is a [`Secret`]: only ever sent to the server, never printed.
 #[derive(Debug, Clone)]
 pub struct PgTarget {
     /// Host name, IP address, or a Unix socket directory (starts with `/`).
@@ -91,103 +96,109 @@ pub struct PgTarget {
     pub user: String,
     pub dbname: String,
     pub(in crate::probe) password: Option<Secret>,
-    pub sslmode: SslMode,
-    pub sslrootcert: Option<PathBuf>,
     pub source: PgSource,
+    /// Whose reading this is (node-postgres unless the manifest says libpq).
+    pub client: ClientKind,
+    /// The driver's TLS decision.
+    pub tls: TlsChoice,
+    /// What libpq (psql) would make of the same settings.
+    pub libpq: Libpq,
+    /// Startup `options` from the URL (`-c search_path=…`), sent as the API sends them.
+    pub options: Option<String>,
+    /// `sslnegotiation=direct`: TLS from the first byte, no SSLRequest.
+    pub direct_tls: bool,
+    /// The URL has a raw `@` in its userinfo: libpq would read another host.
+    pub raw_at: bool,
+    /// The URL's scheme (node-postgres does not check it).
+    pub scheme: String,
+    /// The variable the URL came from (`DATABASE_URL`, `PGBOUNCER_URL`).
+    pub var: &'static str,
 }
 
+/// The hint for malformed URLs: how to write one, and what to encode.
+const ENCODE_HINT: &str = "the form is postgresql://<user>:<password>@<host>:<port>/<database>; \
+     percent-encode special characters in the password (# as %23, / as %2F, @ as %40)";
+
 impl PgTarget {
-    /// `DATABASE_URL` (`postgres://` or `postgresql://`), else `DB_HOST`, `DB_PORT`
-    /// (default 5432), `DB_USER`, `DB_PASSWORD`, `DB_NAME`. `sslmode` comes from the
-    /// URL's query or `PGSSLMODE` (default `prefer`, like libpq); `sslrootcert` from
-    /// the URL's query or `PGSSLROOTCERT`. Empty variables count as unset.
+    /// `DATABASE_URL`, else `DB_HOST`, `DB_PORT` (default 5432), `DB_USER`,
+    /// `DB_PASSWORD`, `DB_NAME`, read as node-postgres reads them. Empty variables
+    /// count as unset.
     pub fn from_env(get: EnvLookup) -> Result<PgTarget, Failure> {
+        PgTarget::from_env_for(get, &ApiClient::default())
+    }
+
+    /// [`PgTarget::from_env`] with what the API's code sets (`[postgres]` in a manifest).
+    pub fn from_env_for(get: EnvLookup, api: &ApiClient) -> Result<PgTarget, Failure> {
         let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         match var("DATABASE_URL") {
-            Some(url) => PgTarget::from_url(url.trim(), get),
-            None => PgTarget::from_db_vars(get),
+            Some(url) => PgTarget::from_url_as(url.trim(), "DATABASE_URL", get, api),
+            None => PgTarget::from_db_vars(get, api),
         }
     }
 
-    /// Parses a libpq-style URL; `get` supplies the `PG*` fallbacks.
-    pub fn from_url(url: &str, get: EnvLookup) -> Result<PgTarget, Failure> {
-        let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        const ENCODE_HINT: &str = "the form is postgresql://<user>:<password>@<host>:<port>/<database>; \
-             percent-encode special characters in the password (# as %23, / as %2F, @ as %40)";
-        // Only the scheme is echoed: the rest may hold the password.
-        let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
-        if scheme != "postgres" && scheme != "postgresql" {
-            let shown = if scheme.is_empty() || scheme.len() > 20 {
-                String::new()
-            } else {
-                format!(" (it starts with {scheme}://)")
-            };
-            return Err(Failure::new(format!("DATABASE_URL is not a PostgreSQL URL{shown}"))
-                .with_hint("it must start with postgresql:// or postgres://"));
+    /// Parses a URL named by `var` (`DATABASE_URL`, `PGBOUNCER_URL`).
+    pub fn from_url_as(raw: &str, var: &'static str, get: EnvLookup, api: &ApiClient) -> Result<PgTarget, Failure> {
+        let env = |name: &str| get(name).filter(|v| !v.trim().is_empty()).map(|v| v.trim().to_string());
+        let url = conn_string::parse(raw).map_err(|e| match e {
+            // Only what went wrong is said, never the URL: it may hold the password.
+            ParseError::InvalidUrl(why) => Failure::new(format!("{var} is not a valid URL: {why}"))
+                .with_hint(format!("node-postgres throws \"Invalid URL\" for it too; {ENCODE_HINT}")),
+            ParseError::NotUtf8(what) => Failure::new(format!("{var}: {what} is not valid UTF-8 once percent-decoded")),
+        })?;
+        if url.database.as_deref().is_some_and(|d| d.contains('@')) {
+            // `postgres://app:p@ss/word@db/x` parses, with the wrong host: never quote it.
+            return Err(Failure::new(format!(
+                "{var} is malformed: its database name contains '@' (an unescaped '/' in the password?)"
+            ))
+            .with_hint(ENCODE_HINT));
         }
-        let parsed = url::Url::parse(url)
-            .map_err(|e| Failure::new(format!("DATABASE_URL is not a valid URL: {e}")).with_hint(ENCODE_HINT))?;
-        if parsed.fragment().is_some() {
-            return Err(Failure::new("DATABASE_URL contains '#', which cuts the URL short").with_hint(ENCODE_HINT));
-        }
-
-        let (mut q_host, mut q_port, mut q_user, mut q_password, mut q_dbname) = (None, None, None, None, None);
-        let (mut q_sslmode, mut q_rootcert) = (None, None);
-        for (key, value) in parsed.query_pairs() {
-            let value = value.into_owned();
-            match key.as_ref() {
-                "host" => q_host = Some(value),
-                "port" => q_port = Some(value),
-                "user" => q_user = Some(value),
-                "password" => q_password = Some(value),
-                "dbname" => q_dbname = Some(value),
-                "sslmode" => q_sslmode = Some(value),
-                "sslrootcert" => q_rootcert = Some(value),
-                // Other libpq/node-postgres options do not change where we connect.
-                _ => {}
-            }
-        }
-
-        let host = match parsed.host() {
-            Some(url::Host::Domain(d)) if !d.is_empty() => decode(d, "the host")?,
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            _ => q_host.unwrap_or_else(|| "localhost".to_string()),
-        };
+        let host = url.host.clone().or_else(|| env("PGHOST")).unwrap_or_else(|| "localhost".to_string());
         if host.contains(',') {
-            return Err(Failure::new("DATABASE_URL names several hosts")
-                .with_hint("name one host: mockmate-diag checks a single server"));
+            return Err(Failure::new(format!("{var} names several hosts"))
+                .with_hint("name one host: node-postgres connects to a single server"));
         }
-        let port = match (parsed.port(), q_port) {
-            (Some(p), _) => p,
-            (None, Some(p)) => parse_port(&p, "the port in DATABASE_URL")?,
-            (None, None) => DEFAULT_PORT,
+        let port = match url.port.clone().or_else(|| env("PGPORT")) {
+            Some(p) => parse_port(&p, &format!("the port in {var}"))?,
+            None => DEFAULT_PORT,
         };
-        let user = match decode(parsed.username(), "the user name")? {
-            u if !u.is_empty() => u,
-            _ => q_user.or_else(|| var("PGUSER")).ok_or_else(|| {
-                Failure::new("DATABASE_URL has no user name")
-                    .with_hint("add it: postgresql://<user>:<password>@<host>:<port>/<database>")
-            })?,
+        let user = url.user.clone().or_else(|| env("PGUSER")).ok_or_else(|| {
+            Failure::new(format!("{var} has no user name")).with_hint(
+                "add it: postgresql://<user>:<password>@<host>:<port>/<database> (without it node-postgres \
+                 logs in as PGUSER, or as the OS user running the API)",
+            )
+        })?;
+        let password = url.password.clone().or_else(|| get("PGPASSWORD").filter(|p| !p.is_empty())).map(Secret::new);
+        let dbname = url.database.clone().or_else(|| env("PGDATABASE")).unwrap_or_else(|| user.clone());
+        let unix_socket = host.starts_with('/');
+        let lookup = |name: &str| env(name);
+        let libpq = ssl::libpq(Some(&url), &lookup, unix_socket);
+        let tls = match api.client {
+            ClientKind::NodePostgres => ssl::node_postgres(Some(&url), api, &lookup, var)
+                .map_err(|r| Failure::new(r.message).with_hint(r.hint))?,
+            ClientKind::Libpq => libpq_choice(&libpq, Some(&url), &lookup, var)?,
         };
-        let password = match parsed.password() {
-            Some(p) => Some(decode(p, "the password")?),
-            None => q_password.or_else(|| var("PGPASSWORD")),
-        }
-        .map(Secret::new);
-        let dbname = match decode(parsed.path().trim_start_matches('/'), "the database name")? {
-            d if !d.is_empty() => d,
-            // libpq's default: the database named after the user.
-            _ => q_dbname.unwrap_or_else(|| user.clone()),
-        };
-        let (sslmode, sslrootcert) = tls_settings(q_sslmode, q_rootcert, get)?;
-        Ok(PgTarget { host, port, user, dbname, password, sslmode, sslrootcert, source: PgSource::DatabaseUrl })
+        Ok(PgTarget {
+            host,
+            port,
+            user,
+            dbname,
+            password,
+            source: if var == "DATABASE_URL" { PgSource::DatabaseUrl } else { PgSource::DbVars },
+            client: api.client,
+            tls,
+            libpq,
+            options: url.param("options").map(str::to_string),
+            direct_tls: url.param("sslnegotiation") == Some("direct"),
+            raw_at: url.raw_at_in_userinfo,
+            scheme: url.scheme.clone(),
+            var,
+        })
     }
 
-    fn from_db_vars(get: EnvLookup) -> Result<PgTarget, Failure> {
-        let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+    fn from_db_vars(get: EnvLookup, api: &ApiClient) -> Result<PgTarget, Failure> {
+        let env = |name: &str| get(name).filter(|v| !v.trim().is_empty()).map(|v| v.trim().to_string());
         let require = |name: &str| {
-            var(name).map(|v| v.trim().to_string()).ok_or_else(|| {
+            env(name).ok_or_else(|| {
                 Failure::new(format!("neither DATABASE_URL nor {name} is set")).with_hint(
                     "set DATABASE_URL=postgresql://<user>:<password>@<host>:<port>/<database>, \
                      or DB_HOST, DB_PORT, DB_USER, DB_PASSWORD and DB_NAME",
@@ -195,16 +206,39 @@ impl PgTarget {
             })
         };
         let host = require("DB_HOST")?;
-        let port = match var("DB_PORT") {
-            Some(p) => parse_port(p.trim(), "DB_PORT")?,
+        let port = match env("DB_PORT") {
+            Some(p) => parse_port(&p, "DB_PORT")?,
             None => DEFAULT_PORT,
         };
         let user = require("DB_USER")?;
         let dbname = require("DB_NAME")?;
         // A password may legitimately be empty-looking; only unset means none.
         let password = get("DB_PASSWORD").filter(|p| !p.is_empty()).map(Secret::new);
-        let (sslmode, sslrootcert) = tls_settings(None, None, get)?;
-        Ok(PgTarget { host, port, user, dbname, password, sslmode, sslrootcert, source: PgSource::DbVars })
+        let unix_socket = host.starts_with('/');
+        let lookup = |name: &str| env(name);
+        let libpq = ssl::libpq(None, &lookup, unix_socket);
+        let tls = match api.client {
+            ClientKind::NodePostgres => {
+                ssl::node_postgres(None, api, &lookup, "DB_*").map_err(|r| Failure::new(r.message).with_hint(r.hint))?
+            }
+            ClientKind::Libpq => libpq_choice(&libpq, None, &lookup, "DB_*")?,
+        };
+        Ok(PgTarget {
+            host,
+            port,
+            user,
+            dbname,
+            password,
+            source: PgSource::DbVars,
+            client: api.client,
+            tls,
+            libpq,
+            options: None,
+            direct_tls: false,
+            raw_at: false,
+            scheme: String::new(),
+            var: "DB_*",
+        })
     }
 
     /// Loopback address, `localhost`, or a Unix socket.
@@ -214,7 +248,7 @@ impl PgTarget {
             || self.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
 
-    /// The host is a socket directory (libpq: a host starting with `/`).
+    /// The host is a socket directory (a host starting with `/`).
     pub fn is_unix_socket(&self) -> bool {
         self.host.starts_with('/')
     }
@@ -239,7 +273,8 @@ impl PgTarget {
     /// The variable an operator edits to fix `what` ("password", "host" …).
     pub(in crate::probe) fn var_for(&self, what: &str) -> String {
         match self.source {
-            PgSource::DatabaseUrl => format!("the {what} in DATABASE_URL"),
+            PgSource::DatabaseUrl => format!("the {what} in {}", self.var),
+            PgSource::DbVars if self.var != "DB_*" => format!("the {what} in {}", self.var),
             PgSource::DbVars => match what {
                 "password" => "DB_PASSWORD",
                 "user" => "DB_USER",
@@ -250,46 +285,55 @@ impl PgTarget {
         }
     }
 
-    /// The TLS this target asks for (libpq's sslmode), `None` for none at all.
-    /// libpq: `require` with a root certificate verifies the chain like
-    /// `verify-ca`; a Unix socket is never encrypted.
-    pub fn tls(&self) -> Option<tls::Setup> {
-        let verify = match self.sslmode {
-            _ if self.is_unix_socket() => return None,
-            SslMode::Disable => return None,
-            SslMode::Prefer => tls::Verify::Nothing,
-            SslMode::Require if self.sslrootcert.is_some() => tls::Verify::Chain,
-            SslMode::Require => tls::Verify::Nothing,
-            SslMode::VerifyCa => tls::Verify::Chain,
-            SslMode::VerifyFull => tls::Verify::ChainAndName,
-        };
-        // No file (or libpq's `sslrootcert=system`): the public web PKI.
-        let file = self
-            .sslrootcert
-            .as_deref()
-            .filter(|f| *f != Path::new("system"))
-            .map(|f| tls::PemFile { path: f.to_path_buf(), origin: "sslrootcert" });
-        Some(tls::Setup { verify, trust: tls::Trust { public: file.is_none(), file }, identity: None })
+    /// The TLS the driver asks for, `None` for none at all.
+    pub fn tls_setup(&self) -> Option<&tls::Setup> {
+        match &self.tls.mode {
+            TlsMode::Off => None,
+            TlsMode::Prefer(setup) | TlsMode::Require(setup) => Some(setup),
+        }
     }
 }
 
-fn tls_settings(
-    url_sslmode: Option<String>,
-    url_rootcert: Option<String>,
-    get: EnvLookup,
-) -> Result<(SslMode, Option<PathBuf>), Failure> {
-    let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-    let sslmode = match (url_sslmode, var("PGSSLMODE")) {
-        (Some(m), _) => m.trim().parse().map_err(|f: Failure| in_origin(f, "DATABASE_URL"))?,
-        (None, Some(m)) => m.trim().parse().map_err(|f: Failure| in_origin(f, "PGSSLMODE"))?,
-        (None, None) => SslMode::Prefer,
+/// libpq's own TLS decision (the manifest says the client is libpq): `prefer`
+/// falls back to plain, `require` does not verify (unless a root certificate is
+/// given), the verifying modes trust `sslrootcert` or the public roots; never
+/// TLS over a Unix socket.
+fn libpq_choice(
+    libpq: &Libpq,
+    url: Option<&ConnString>,
+    var: ssl::Lookup,
+    origin_var: &str,
+) -> Result<TlsChoice, Failure> {
+    let sslmode = match libpq {
+        Libpq::Refuses(why) => {
+            return Err(Failure::new(format!("libpq refuses {origin_var}: {why}"))
+                .with_hint("use one of disable, prefer, require, verify-ca, verify-full"));
+        }
+        Libpq::Reads { sslmode, .. } => *sslmode,
     };
-    let rootcert = url_rootcert.or_else(|| var("PGSSLROOTCERT")).map(|p| PathBuf::from(p.trim()));
-    Ok((sslmode, rootcert))
-}
-
-fn in_origin(f: Failure, origin: &str) -> Failure {
-    Failure { message: format!("{} in {origin}", f.message), hint: f.hint }
+    let rootcert = url.and_then(|u| u.param("sslrootcert").map(str::to_string)).or_else(|| var("PGSSLROOTCERT"));
+    let origin = match url.and_then(|u| u.param("sslmode")) {
+        Some(m) => format!("sslmode={m} in {origin_var}"),
+        None => match var("PGSSLMODE") {
+            Some(m) => format!("PGSSLMODE={m}"),
+            None => "libpq's default (sslmode=prefer)".to_string(),
+        },
+    };
+    let file = rootcert
+        .as_deref()
+        .filter(|f| *f != "system")
+        .map(|f| tls::PemFile { path: PathBuf::from(f), origin: "sslrootcert" });
+    let trust = tls::Trust { public: file.is_none(), file: file.clone() };
+    let setup = |verify| tls::Setup { verify, trust: trust.clone(), identity: None };
+    let (mode, label) = match sslmode {
+        SslMode::Disable => (TlsMode::Off, "disable"),
+        SslMode::Prefer => (TlsMode::Prefer(setup(tls::Verify::Nothing)), "prefer"),
+        SslMode::Require if file.is_some() => (TlsMode::Require(setup(tls::Verify::Chain)), "require"),
+        SslMode::Require => (TlsMode::Require(setup(tls::Verify::Nothing)), "require"),
+        SslMode::VerifyCa => (TlsMode::Require(setup(tls::Verify::Chain)), "verify-ca"),
+        SslMode::VerifyFull => (TlsMode::Require(setup(tls::Verify::ChainAndName)), "verify-full"),
+    };
+    Ok(TlsChoice { mode, label, origin, sslmode: Some(sslmode.to_string()), pg9_change: false })
 }
 
 pub fn parse_port(value: &str, what: &str) -> Result<u16, Failure> {
@@ -298,12 +342,6 @@ pub fn parse_port(value: &str, what: &str) -> Result<u16, Failure> {
         _ => Err(Failure::new(format!("{what} is not a port number: \"{value}\""))
             .with_hint("use a number from 1 to 65535 (PostgreSQL's default is 5432)")),
     }
-}
-
-/// Percent-decodes one URL component. Never echoes the input (it may be a password).
-/// Percent-decodes one URL component. Never echoes the input (it may be a password).
-fn decode(s: &str, what: &str) -> Result<String, Failure> {
-    percent_decode(s).map_err(|_| Failure::new(format!("DATABASE_URL: {what} is not valid UTF-8 once percent-decoded")))
 }
 
 #[cfg(test)]
@@ -318,34 +356,44 @@ mod tests {
         target(&[("DATABASE_URL", u)])
     }
 
+    fn libpq_client(vars: &[(&str, &str)]) -> Result<PgTarget, Failure> {
+        let api = ApiClient { client: ClientKind::Libpq, ..ApiClient::default() };
+        PgTarget::from_env_for(&crate::probe::lookup(vars), &api)
+    }
+
     #[test]
     fn url_with_everything() {
-        let t = url("postgres://us%20er:p%40ss@db.internal:5433/my%20db?sslmode=verify-full&sslrootcert=/etc/ca.pem")
-            .unwrap();
+        let t =
+            url("postgres://us%20er:p%40ss@db.internal:5433/my%20db?sslmode=verify-full&options=-c%20search_path%3Dmm")
+                .unwrap();
         assert_eq!(t.host, "db.internal");
         assert_eq!(t.port, 5433);
         assert_eq!(t.user, "us er");
         assert_eq!(t.password.as_ref().map(Secret::expose), Some("p@ss"));
         assert_eq!(t.dbname, "my db");
-        assert_eq!(t.sslmode, SslMode::VerifyFull);
-        assert_eq!(t.sslrootcert, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!((t.tls.label, t.tls.origin.as_str()), ("verify-full", "sslmode=verify-full in DATABASE_URL"));
+        assert_eq!(t.options.as_deref(), Some("-c search_path=mm"));
         assert_eq!(t.source, PgSource::DatabaseUrl);
         assert!(!t.is_local());
     }
 
     #[test]
-    fn url_defaults_like_libpq() {
+    fn without_tls_settings_node_postgres_connects_in_plain_text() {
         let t = url("postgresql://app@localhost").unwrap();
-        assert_eq!((t.port, t.dbname.as_str(), t.sslmode), (5432, "app", SslMode::Prefer));
+        assert_eq!((t.port, t.dbname.as_str(), t.tls.label), (5432, "app", "disable"));
+        assert_eq!(t.tls.mode, TlsMode::Off);
         assert!(t.password.is_none());
         assert!(t.is_local());
+        // libpq would try TLS first.
+        assert_eq!(t.libpq, Libpq::Reads { sslmode: SslMode::Prefer, sslrootcert: false });
     }
 
     #[test]
-    fn unencoded_at_sign_in_password_still_parses() {
+    fn unencoded_at_sign_in_password_splits_at_the_last_as_node_does() {
         let t = url("postgresql://app:pa@ss@127.0.0.1/db").unwrap();
         assert_eq!(t.password.as_ref().map(Secret::expose), Some("pa@ss"));
         assert_eq!(t.host, "127.0.0.1");
+        assert!(t.raw_at, "libpq would split at the first @");
     }
 
     #[test]
@@ -357,25 +405,47 @@ mod tests {
     }
 
     #[test]
-    fn unix_socket_hosts() {
-        let t = url("postgresql://u@%2Fvar%2Frun%2Fpostgresql/db").unwrap();
-        assert_eq!(t.host, "/var/run/postgresql");
-        assert!(t.is_unix_socket() && t.is_local());
-        assert_eq!(t.endpoint(), "/var/run/postgresql/.s.PGSQL.5432");
+    fn unix_socket_forms() {
+        for u in [
+            "postgresql://u@%2Fvar%2Frun%2Fpostgresql/db",
+            "postgresql://u:pw@/db?host=/var/run/postgresql",
+            "socket://u:pw@/var/run/postgresql?db=db",
+            "socket:/var/run/postgresql?db=db&user=u",
+        ] {
+            let t = url(u).unwrap_or_else(|f| panic!("{u}: {f:?}"));
+            assert_eq!(
+                (t.host.as_str(), t.user.as_str(), t.dbname.as_str()),
+                ("/var/run/postgresql", "u", "db"),
+                "{u}"
+            );
+            assert!(t.is_unix_socket() && t.is_local(), "{u}");
+            assert_eq!(t.endpoint(), "/var/run/postgresql/.s.PGSQL.5432", "{u}");
+        }
         let t = url("postgresql:///db?host=/var/run/postgresql&user=u&port=5433").unwrap();
         assert_eq!((t.host.as_str(), t.user.as_str(), t.port), ("/var/run/postgresql", "u", 5433));
     }
 
     #[test]
-    fn sslmode_from_url_wins_over_pgsslmode() {
+    fn the_url_decides_tls_else_pgsslmode() {
         let t =
             target(&[("DATABASE_URL", "postgresql://u@h/db?sslmode=disable"), ("PGSSLMODE", "verify-full")]).unwrap();
-        assert_eq!(t.sslmode, SslMode::Disable);
-        let t =
-            target(&[("DATABASE_URL", "postgresql://u@h/db"), ("PGSSLMODE", "require"), ("PGSSLROOTCERT", "/ca.pem")])
-                .unwrap();
-        assert_eq!(t.sslmode, SslMode::Require);
-        assert_eq!(t.sslrootcert, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(t.tls.label, "disable");
+        let t = target(&[("DATABASE_URL", "postgresql://u@h/db"), ("PGSSLMODE", "require")]).unwrap();
+        assert_eq!((t.tls.label, t.tls.origin.as_str()), ("verify-full", "PGSSLMODE=require"));
+        // PGSSLROOTCERT is never read by node-postgres; libpq reads it.
+        let t = target(&[("DATABASE_URL", "postgresql://u@h/db?sslmode=verify-full"), ("PGSSLROOTCERT", "/ca.pem")])
+            .unwrap();
+        assert_eq!(t.tls_setup().and_then(|s| s.trust.file.clone()), None);
+    }
+
+    #[test]
+    fn a_libpq_client_reads_libpq_meanings() {
+        let t = libpq_client(&[("DATABASE_URL", "postgresql://u@h/db")]).unwrap();
+        assert_eq!((t.tls.label, &t.tls.mode), ("prefer", &TlsMode::Prefer(t.tls_setup().unwrap().clone())));
+        let t = libpq_client(&[("DATABASE_URL", "postgresql://u@h/db?sslmode=require&sslrootcert=/ca.pem")]).unwrap();
+        assert_eq!(t.tls_setup().map(|s| s.verify), Some(tls::Verify::Chain));
+        let f = libpq_client(&[("DATABASE_URL", "postgresql://u@h/db?sslmode=no-verify")]).unwrap_err();
+        assert!(f.message.contains("invalid sslmode value"), "{f:?}");
     }
 
     #[test]
@@ -383,16 +453,6 @@ mod tests {
         for mode in [SslMode::Disable, SslMode::Prefer, SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull] {
             assert_eq!(mode.to_string().parse::<SslMode>(), Ok(mode));
         }
-    }
-
-    #[test]
-    fn unknown_sslmode_is_named() {
-        let f = url("postgresql://u@h/db?sslmode=verify_full").unwrap_err();
-        assert_eq!(f.message, "unknown sslmode \"verify_full\" in DATABASE_URL");
-        assert!(f.hint.unwrap().contains("verify-full"));
-        let f = target(&[("DATABASE_URL", "postgresql://u@h/db"), ("PGSSLMODE", "on")]).unwrap_err();
-        assert_eq!(f.message, "unknown sslmode \"on\" in PGSSLMODE");
-        assert!("allow".parse::<SslMode>().is_err());
     }
 
     #[test]
@@ -422,14 +482,13 @@ mod tests {
                 &[("DB_HOST", "h"), ("DB_USER", "u"), ("DB_NAME", "d"), ("DB_PORT", "54x")],
                 "DB_PORT is not a port number: \"54x\"",
             ),
-            (&[("DATABASE_URL", "mysql://u:p@h/db")], "DATABASE_URL is not a PostgreSQL URL (it starts with mysql://)"),
             (
                 &[("DATABASE_URL", "postgresql://u:p@h:99999/db")],
                 "DATABASE_URL is not a valid URL: invalid port number",
             ),
             (&[("DATABASE_URL", "postgresql://h1,h2/db")], "DATABASE_URL names several hosts"),
             (&[("DATABASE_URL", "postgresql://h/db")], "DATABASE_URL has no user name"),
-            (&[("DATABASE_URL", "postgresql://u:p@h/db#x")], "DATABASE_URL contains '#', which cuts the URL short"),
+            (&[("DATABASE_URL", "postgresql://u:p#x@h/db")], "DATABASE_URL is not a valid URL: invalid port number"),
         ];
         for (vars, message) in cases {
             assert_eq!(target(vars).unwrap_err().message, *message, "{vars:?}");
@@ -449,8 +508,8 @@ mod tests {
         for bad in [
             format!("postgresql://u:{sentinel}#@h/db"),
             format!("postgresql://u:{sentinel}@h:0x/db"),
-            format!("postgresql://u:{sentinel}@h/db?sslmode=nope"),
-            format!("pg://u:{sentinel}@h/db"),
+            format!("postgresql://u:{sentinel}@h/db?ssl=false"),
+            format!("postgresql://u:{sentinel}@h/db?sslmode=require&sslrootcert=/nonexistent"),
         ] {
             let f = url(&bad).unwrap_err();
             assert!(!format!("{f:?}").contains(sentinel), "{f:?}");

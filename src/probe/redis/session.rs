@@ -74,7 +74,11 @@ impl RedisSession {
     }
 
     fn scrubbed(&self, f: Failure) -> Failure {
-        Failure { message: self.target.scrub(f.message), hint: f.hint.map(|h| self.target.scrub(h)) }
+        Failure {
+            message: self.target.scrub(f.message),
+            hint: f.hint.map(|h| self.target.scrub(h)),
+            details: f.details,
+        }
     }
 }
 
