@@ -96,7 +96,7 @@ pub fn execute(cli: Cli, process: Process<'_>, out: &mut Output) -> Result<ExitC
 }
 
 fn list(args: &ListArgs, out: &mut Output) -> Result<ExitCode, UsageError> {
-    let decls = load_manifests(&args.checks)?;
+    let decls = load_manifests(&args.checks)?.checks;
     match args.format {
         Format::Table => out.stdout(&format::list::table(&decls)),
         Format::Json => out.stdout_plain(&format::list::json(&decls)),

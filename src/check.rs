@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::envctx::EnvView;
-use crate::probe::postgres::{PgSession, PgWriter};
+use crate::probe::postgres::{PgSession, PgTarget, PgWriter};
 use crate::probe::redis::RedisSession;
 use crate::probe::{Failure, Probes};
 use crate::report::{CheckResult, Severity, Status};
@@ -48,6 +48,12 @@ impl Ctx {
     fn lookup(&self) -> impl Fn(&str) -> Option<String> + Send + Sync + use<> {
         let env = self.env.clone();
         move |name: &str| env.get(name)
+    }
+
+    /// Where the run's PostgreSQL connections go, read as the API's driver reads it
+    /// (the one parser: a check that judges the configuration reports this).
+    pub fn postgres_target(&self) -> Result<PgTarget, Failure> {
+        self.probes.postgres_target(&self.lookup())
     }
 
     /// The run's one PostgreSQL session (connected by the first check that asks).

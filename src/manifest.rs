@@ -12,6 +12,7 @@ use toml::Spanned;
 use crate::check::{Check, KindDef};
 use crate::error::UsageError;
 use crate::kinds;
+use crate::probe::postgres::{ApiClient, ClientKind, PoolSsl};
 use crate::report::Severity;
 
 /// The default MockMate suite, compiled into the binary.
@@ -83,12 +84,36 @@ type RawCheck = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 struct RawFile {
     #[serde(default)]
     check: Vec<Spanned<RawCheck>>,
+    /// What the API's code passes to `new Pool(...)`, which the environment cannot show.
+    postgres: Option<RawPostgres>,
+}
+
+/// `[postgres]`: the API's client and the `ssl` its code gives `new Pool`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostgres {
+    client: Option<ClientKind>,
+    ssl: Option<PoolSsl>,
+    ca: Option<std::path::PathBuf>,
+}
+
+/// Every manifest, loaded: the checks and the settings of the run's connections.
+pub struct Loaded {
+    pub checks: Vec<CheckDecl>,
+    /// `[postgres]`: a later manifest's value wins over an earlier one's.
+    pub postgres: ApiClient,
 }
 
 const COMMON_FIELDS: &[&str] = &["id", "kind", "severity", "needs", "title", "hint"];
 
 /// Loads, validates and builds every check of `sources`, in order.
 pub fn load(sources: &[Source]) -> Result<Vec<CheckDecl>, UsageError> {
+    load_all(sources).map(|loaded| loaded.checks)
+}
+
+/// [`load`], with the connection settings the manifests declare.
+pub fn load_all(sources: &[Source]) -> Result<Loaded, UsageError> {
+    let mut postgres = ApiClient::default();
     let mut decls: Vec<CheckDecl> = Vec::new();
     // id → where it was declared, for duplicate and `needs` errors.
     let mut seen: HashMap<String, String> = HashMap::new();
@@ -99,6 +124,17 @@ pub fn load(sources: &[Source]) -> Result<Vec<CheckDecl>, UsageError> {
             let where_ = e.span().map(&at).unwrap_or_else(|| src.label.clone());
             UsageError::new(format!("{where_}: {}", e.message().trim()))
         })?;
+        if let Some(pg) = raw.postgres {
+            postgres.client = pg.client.unwrap_or(postgres.client);
+            postgres.ssl = pg.ssl.or(postgres.ssl);
+            // A relative CA path is relative to the manifest that names it.
+            let dir = Path::new(&src.label).parent().filter(|d| !d.as_os_str().is_empty());
+            postgres.ca = match (pg.ca, dir) {
+                (Some(ca), Some(dir)) if ca.is_relative() => Some(dir.join(ca)),
+                (Some(ca), _) => Some(ca),
+                (None, _) => postgres.ca,
+            };
+        }
         for entry in raw.check {
             let table_at = at(entry.span());
             let mut fields: HashMap<String, (Range<usize>, Range<usize>, toml::Value)> = HashMap::new();
@@ -180,7 +216,7 @@ pub fn load(sources: &[Source]) -> Result<Vec<CheckDecl>, UsageError> {
         }
     }
     check_cycles(&decls)?;
-    Ok(decls)
+    Ok(Loaded { checks: decls, postgres })
 }
 
 /// `needs` must form no cycle, or the engine would wait forever.
@@ -277,6 +313,25 @@ mod tests {
     fn syntax_errors_have_positions() {
         let e = err("[[check]\nid = 1\n");
         assert!(e.starts_with("extra.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn the_postgres_table_declares_what_the_apis_code_sets() {
+        let loaded = load_all(&[
+            Source {
+                label: "/etc/mockmate/a.toml".into(),
+                text: "[postgres]\nssl = \"no-verify\"\nca = \"ca.pem\"\n".into(),
+            },
+            Source { label: "b.toml".into(), text: "[postgres]\nclient = \"libpq\"\n".into() },
+        ])
+        .expect("loads");
+        assert_eq!(loaded.postgres.client, ClientKind::Libpq);
+        assert_eq!(loaded.postgres.ssl, Some(PoolSsl::NoVerify));
+        assert_eq!(loaded.postgres.ca.as_deref(), Some(Path::new("/etc/mockmate/ca.pem")));
+        let e = err("[postgres]\nssl = \"maybe\"\n");
+        assert!(e.starts_with("extra.toml:2:7:") && e.contains("verify-full"), "{e}");
+        let e = err("[postgres]\nsslmode = \"require\"\n");
+        assert!(e.starts_with("extra.toml:2:1:") && e.contains("sslmode"), "{e}");
     }
 
     #[test]

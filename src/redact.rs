@@ -154,10 +154,16 @@ impl Redactor {
     }
 }
 
-/// The decoded password in `scheme://user:password@host…`, if any.
+/// The decoded password in `scheme://user:password@host…`, if any. In a Redis
+/// URL a lone `word@` is a user name to node-redis, but people write passwords
+/// there (`redis://secret@host`): it is treated as one.
 fn url_password(value: &str) -> Option<String> {
     let url = url::Url::parse(value.trim()).ok()?;
-    let password = url.password()?;
+    let password = match url.password() {
+        Some(p) => p,
+        None if url.scheme().starts_with("redis") && !url.username().is_empty() => url.username(),
+        None => return None,
+    };
     Some(crate::probe::url::percent_decode(password).unwrap_or_else(|_| password.to_string()))
 }
 

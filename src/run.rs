@@ -10,7 +10,9 @@ use crate::check::Ctx;
 use crate::engine::{self, Observer, Selection};
 use crate::envctx::{EnvSet, EnvView};
 use crate::error::UsageError;
-use crate::manifest::{self, CheckDecl, Source};
+use crate::manifest::{self, CheckDecl, Loaded, Source};
+use crate::probe::Probes;
+use crate::probe::postgres::ApiClient;
 use crate::redact::Redactor;
 use crate::report::{CheckResult, FailOn, Report, SCHEMA_VERSION, Status, Summary, TOOL, VERSION};
 
@@ -37,6 +39,8 @@ pub struct Plan {
     pub decls: Vec<CheckDecl>,
     pub selection: Selection,
     pub request: Request,
+    /// What the API's code sets for its PostgreSQL client (`[postgres]`).
+    pub postgres: ApiClient,
 }
 
 /// The environment being diagnosed: `--env`, else `$NODE_ENV`, else `development`.
@@ -48,12 +52,12 @@ pub fn environment_name(flag: Option<&str>, node_env: Option<&str>) -> String {
 }
 
 /// The built-in suite and every `--checks` path, loaded and validated.
-pub fn load_manifests(extra: &[PathBuf]) -> Result<Vec<CheckDecl>, UsageError> {
+pub fn load_manifests(extra: &[PathBuf]) -> Result<Loaded, UsageError> {
     let mut sources = vec![Source::builtin()];
     for path in extra {
         sources.extend(Source::from_path(path)?);
     }
-    manifest::load(&sources)
+    manifest::load_all(&sources)
 }
 
 impl Plan {
@@ -63,9 +67,9 @@ impl Plan {
         let node_env = vars.iter().find(|(k, _)| k == "NODE_ENV").map(|(_, v)| v.clone());
         let environment = environment_name(request.env.as_deref(), node_env.as_deref());
         let set = EnvSet::load(vars, cwd, &environment, &request.env_files)?;
-        let decls = load_manifests(&request.checks)?;
+        let Loaded { checks: decls, postgres } = load_manifests(&request.checks)?;
         let selection = Selection::new(&decls, &request.only, &request.skip)?;
-        Ok(Plan { environment, set: Arc::new(set), decls, selection, request })
+        Ok(Plan { environment, set: Arc::new(set), decls, selection, request, postgres })
     }
 
     /// The secrets of the environment this plan read (process and env files).
@@ -91,6 +95,7 @@ impl Plan {
         observer: Arc<dyn Observer>,
     ) -> Vec<CheckResult> {
         let mut ctx = Ctx::new(view.clone(), self.environment.clone(), self.request.timeout);
+        ctx.probes = Probes::new(self.postgres.clone());
         ctx.allow_writes = self.request.allow_writes;
         ctx.user_id = self.request.user_id;
         engine::run_observed(&self.decls, selection, Arc::new(ctx), observer).await

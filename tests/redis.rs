@@ -146,11 +146,16 @@ fn rediss_with_redis_ca_cert_connects_and_reports_tls() {
     assert_eq!(check(&report, "redis.connect")["details"]["tls"], true);
     assert!(message(&report, "redis.connect").contains(", TLS, "));
 
-    // Without the CA the certificate is not trusted; #insecure skips the check.
+    // Without the CA the certificate is not trusted; node-redis ignores #insecure,
+    // so it is not trusted then either.
     let (_, report) = run_redis(&server.url(), &[], &[]);
     assert!(message(&report, "redis.connect").contains("certificate not trusted"), "{report:#}");
-    assert!(hint(&report, "redis.connect").contains("REDIS_CA_CERT"));
+    assert!(hint(&report, "redis.connect").contains("NODE_EXTRA_CA_CERTS"));
     let (_, report) = run_redis(&format!("{}#insecure", server.url()), &[], &[]);
+    assert_status(&report, "redis.connect", "warn");
+    assert!(message(&report, "redis.connect").contains("certificate not trusted"), "{report:#}");
+    // What Node itself reads: NODE_EXTRA_CA_CERTS adds the CA to its roots.
+    let (_, report) = run_redis(&server.url(), &[("NODE_EXTRA_CA_CERTS", &ca)], &[]);
     assert_status(&report, "redis.connect", "pass");
 }
 

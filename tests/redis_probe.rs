@@ -199,10 +199,10 @@ async fn tls_without_the_ca_is_not_trusted() {
 }
 
 #[tokio::test]
-async fn tls_insecure_skips_the_certificate_check() {
+async fn the_insecure_fragment_is_ignored_as_node_redis_ignores_it() {
     let server = RedisServer::builder().tls().start();
-    let session = expect_session(probe_url(&format!("{}#insecure", server.url())).await);
-    assert!(session.info.tls);
+    let f = expect_failure(probe_url(&format!("{}#insecure", server.url())).await);
+    assert!(f.message.contains("certificate not trusted"), "{f:?}");
 }
 
 #[tokio::test]

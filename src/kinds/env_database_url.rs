@@ -1,13 +1,12 @@
 //! `env.database_url`: `DATABASE_URL` / `DB_*` are well-formed and agree.
 //!
-//! It reports the probe's own reading of them ([`PgTarget::from_env`]): the same
+//! It reports the probe's own reading of them (`Ctx::postgres_target`): the same
 //! parser, so the same words and the same hint as `postgres.connect` would give.
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::check::{Check, Ctx, KindDef, Outcome};
-use crate::probe::postgres::PgTarget;
 use crate::probe::postgres::target::parse_port;
 
 pub static KIND: KindDef = KindDef {
@@ -32,7 +31,7 @@ impl Check for DatabaseUrl {
             if !url_set && (db_host.is_none() || db_name.is_none()) {
                 return Outcome::skip("neither DATABASE_URL nor DB_HOST/DB_NAME is set (see env.required)");
             }
-            let target = match PgTarget::from_env(&|name: &str| ctx.env.get(name)) {
+            let target = match ctx.postgres_target() {
                 Ok(target) => target,
                 Err(failure) => return Outcome::from_failure(failure),
             };

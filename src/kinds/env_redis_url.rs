@@ -24,8 +24,26 @@ impl Check for RedisUrl {
             }
             match RedisTarget::from_env(&|name: &str| ctx.env.get(name)) {
                 Ok(t) => {
-                    let scheme = if t.tls == RedisTls::Off { "redis" } else { "rediss" };
-                    Outcome::pass(format!("{scheme}://{}/{}", t.addr(), t.db))
+                    let scheme = match (&t.socket, &t.tls) {
+                        (Some(_), _) => "unix",
+                        (None, RedisTls::Off) => "redis",
+                        (None, RedisTls::Verify { .. }) => "rediss",
+                    };
+                    let read = format!("{scheme}://{}/{}", t.addr(), t.db);
+                    let outcome = if t.user_without_password() {
+                        // Never the user name itself: people write passwords there.
+                        Outcome::problem(format!(
+                            "{read}: REDIS_URL has a user name and no password, so node-redis 6 sends no AUTH \
+                             (node-redis 4 and 5 send AUTH <user> \"\" and fail with WRONGPASS)"
+                        ))
+                        .hint("for a password alone, write redis://:<password>@host (mind the colon)")
+                    } else if !t.ignored.is_empty() {
+                        Outcome::problem(format!("{read}: node-redis ignores {}", t.ignored.join("; ")))
+                            .hint("drop what node-redis ignores; TLS options go in the API's code (socket: { ... })")
+                    } else {
+                        Outcome::pass(read)
+                    };
+                    outcome
                         .detail("tls", t.tls != RedisTls::Off)
                         .detail("host", t.host.clone())
                         .detail("port", t.port)
@@ -48,7 +66,9 @@ mod tests {
         let cases: &[(&str, Status)] = &[
             ("redis://localhost:6379", Status::Pass),
             ("rediss://:pw@cache.internal:6380/2", Status::Pass),
-            ("rediss://cache#insecure", Status::Pass),
+            ("rediss://cache#insecure", Status::Warn),
+            ("redis://word@cache", Status::Warn),
+            ("unix:///var/run/redis.sock?db=2", Status::Pass),
             ("http://cache", Status::Warn),
             ("redis://:pw@cache/x", Status::Warn),
             ("redis://:p#w@cache/0", Status::Warn),

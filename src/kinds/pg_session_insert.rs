@@ -120,7 +120,7 @@ impl Check for SessionInsert {
             }
             let budget = budget(ctx);
             let end = Instant::now() + budget;
-            let target = match PgTarget::from_env(&|name: &str| ctx.env.get(name)) {
+            let target = match ctx.postgres_target() {
                 Ok(t) => t,
                 Err(f) => return Outcome::from_failure(f),
             };

@@ -76,6 +76,8 @@ pub(crate) fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> +
 /// skipped) ends with its own deadline or with the runtime.
 #[derive(Default)]
 pub struct Probes {
+    /// What the API's code sets for its PostgreSQL client (the manifest's `[postgres]`).
+    api: postgres::ApiClient,
     postgres: OnceLock<SharedConnect<postgres::PgSession>>,
     redis: OnceLock<SharedConnect<redis::RedisSession>>,
     /// A read-only session for long scans (`postgres.user`, `postgres.orphan_sessions`):
@@ -88,10 +90,19 @@ pub struct Probes {
 }
 
 impl Probes {
+    pub fn new(api: postgres::ApiClient) -> Probes {
+        Probes { api, ..Probes::default() }
+    }
+
+    /// Where the run's PostgreSQL connections go, as the API's driver reads it.
+    pub fn postgres_target(&self, get: EnvLookup<'_>) -> Result<postgres::PgTarget, Failure> {
+        postgres::PgTarget::from_env_for(get, &self.api)
+    }
+
     /// The PostgreSQL session, connecting on first use with `deadline`.
     pub async fn postgres(&self, get: EnvLookup<'_>, deadline: Duration) -> Result<Arc<postgres::PgSession>, Failure> {
         let fut = self.postgres.get_or_init(|| {
-            let target = postgres::PgTarget::from_env(get);
+            let target = self.postgres_target(get);
             spawn_shared(async move {
                 postgres::connect(&target?, deadline).await.map(|c| postgres::PgSession::read_only(c, deadline))
             })
@@ -112,7 +123,7 @@ impl Probes {
 impl Probes {
     fn scan(&self, get: EnvLookup<'_>, deadline: Duration) -> SharedConnect<postgres::PgSession> {
         let fut = self.postgres_scan.get_or_init(|| {
-            let target = postgres::PgTarget::from_env(get);
+            let target = self.postgres_target(get);
             spawn_shared(async move {
                 postgres::connect(&target?, deadline).await.map(|c| postgres::PgSession::read_only(c, deadline))
             })
@@ -139,7 +150,7 @@ impl Probes {
     pub fn warm_postgres_write(&self, get: EnvLookup<'_>, deadline: Duration) {
         let mut slot = self.postgres_write.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
-            let target = postgres::PgTarget::from_env(get);
+            let target = self.postgres_target(get);
             *slot = Some(tokio::spawn(async move { postgres::connect(&target?, deadline).await }));
         }
     }
@@ -153,7 +164,7 @@ impl Probes {
                 Ok(result) => result,
                 Err(e) => Err(Failure::new(format!("internal error while connecting: {e}"))),
             },
-            None => postgres::connect(&postgres::PgTarget::from_env(get)?, deadline).await,
+            None => postgres::connect(&self.postgres_target(get)?, deadline).await,
         };
         conn.map(postgres::PgWriter::new)
     }

@@ -53,6 +53,14 @@ async fn connect_steps(target: &RedisTarget, deadline: Duration, phase: &PhaseCe
         None => None,
     };
 
+    if let Some(path) = &target.socket {
+        phase.set(Phase::Connect);
+        let stream = tokio::net::UnixStream::connect(path).await.map_err(|e| tcp_failure(target, &e))?;
+        let config =
+            AsyncConnectionConfig::new().set_connection_timeout(Some(deadline)).set_response_timeout(Some(deadline));
+        let conn = redis_over(stream, config, &addr).await?;
+        return session(target, conn, deadline, phase).await;
+    }
     let addrs = net::resolve(&target.host, target.port).await.map_err(|e| resolve_failure(target, &e))?;
     phase.set(Phase::Connect);
     let tcp = net::connect_any(&addrs).await.map_err(|e| tcp_failure(target, &e))?;
@@ -77,7 +85,16 @@ async fn connect_steps(target: &RedisTarget, deadline: Duration, phase: &PhaseCe
             redis_over(stream, config, &addr).await?
         }
     };
+    session(target, conn, deadline, phase).await
+}
 
+/// Login, then PINGs and INFO on an open connection.
+async fn session(
+    target: &RedisTarget,
+    conn: MultiplexedConnection,
+    deadline: Duration,
+    phase: &PhaseCell,
+) -> Result<RedisSession, Failure> {
     if target.password.is_some() || target.db != 0 {
         phase.set(Phase::Reply(if target.password.is_some() { "AUTH" } else { "SELECT" }));
         login(target, &conn, deadline).await?;
@@ -119,11 +136,10 @@ async fn login(target: &RedisTarget, conn: &MultiplexedConnection, deadline: Dur
     let addr = target.addr();
     let auth = async {
         let Some(password) = &target.password else { return Ok(Value::Okay) };
+        // Always the user too, as node-redis 6 does (HELLO 3 AUTH default <pw>): the
+        // one-argument AUTH fails on a server whose default user has no password.
         let mut cmd = redis::cmd("AUTH");
-        if let Some(user) = &target.username {
-            cmd.arg(user);
-        }
-        cmd.arg(password.expose());
+        cmd.arg(target.username.as_deref().unwrap_or("default")).arg(password.expose());
         send(conn.clone(), cmd).await
     };
     let select = async {

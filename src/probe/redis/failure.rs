@@ -49,11 +49,13 @@ pub(super) fn is_transport(e: &RedisError) -> bool {
 // as if REDIS_URL already had one.
 pub(super) fn noauth_failure(target: &RedisTarget, e: &RedisError) -> Option<Failure> {
     (e.code() == Some("NOAUTH")).then(|| {
-        Failure::new("NOAUTH: the server requires a password and REDIS_URL has none").with_hint(format!(
-            "set the password in REDIS_URL as {}://:<password>@{}",
-            target.scheme(),
-            target.addr()
-        ))
+        let read_as_user = if target.user_without_password() {
+            " (the part before '@' is read as a user name without a password)"
+        } else {
+            ""
+        };
+        Failure::new(format!("NOAUTH: the server requires a password and REDIS_URL has none{read_as_user}"))
+            .with_hint(format!("set the password in REDIS_URL as {}://:<password>@{}", target.scheme(), target.addr()))
     })
 }
 
@@ -156,7 +158,9 @@ pub(super) fn tls_failure(target: &RedisTarget, e: &io::Error) -> Failure {
             "the server certificate is not signed by REDIS_CA_CERT ({}): point it at the CA that signed the server certificate",
             ca.display()
         ),
-        _ => "set REDIS_CA_CERT to the PEM file of the CA that signed the server certificate (or use rediss://…#insecure to skip the check, never in production)".to_owned(),
+        _ => "node-redis verifies against Node's roots: add the CA with NODE_EXTRA_CA_CERTS=/path/to/ca.pem in the \
+              API's environment (or pass socket: { ca } in its code and set REDIS_CA_CERT to the same file here)"
+            .to_owned(),
     };
     let hint = match &problem {
         tls::Problem::UnknownIssuer | tls::Problem::Certificate(_) => ca_hint,
