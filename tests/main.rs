@@ -8,6 +8,7 @@
 mod support;
 
 mod cli;
+mod concordance;
 mod gate;
 mod incident;
 mod pg_probe;

@@ -34,10 +34,18 @@ hostssl all all 127.0.0.1/32 scram-sha-256
 hostnossl all all 127.0.0.1/32 reject
 ";
 
-/// pg_hba.conf of a plain cluster (TLS is not even offered).
+/// pg_hba.conf of a plain cluster (TLS is not even offered), or of a TLS cluster
+/// that also takes plain connections.
 pub const HBA_PLAIN: &str = "\
 local all all scram-sha-256
 host all all 127.0.0.1/32 scram-sha-256
+";
+
+/// pg_hba.conf of a TLS cluster that requires a client certificate (its CN must be
+/// the user name) on top of the password.
+pub const HBA_CLIENT_CERT: &str = "\
+local all all scram-sha-256
+hostssl all all 127.0.0.1/32 scram-sha-256 clientcert=verify-full
 ";
 
 /// What kind of cluster to start.
@@ -50,6 +58,12 @@ pub struct PgOptions {
     pub tls_sans: Option<Vec<String>>,
     /// Start after initdb (`false`: the test calls `start()` itself, later).
     pub no_start: bool,
+    /// With `tls`: take plain connections too (pg_hba `host`, not `hostssl` only).
+    pub tls_optional: bool,
+    /// With `tls`: a self-signed server certificate instead of one from a test CA.
+    pub self_signed: bool,
+    /// With `tls`: require a client certificate signed by the test CA.
+    pub client_cert: bool,
 }
 
 #[derive(Debug)]
@@ -110,7 +124,11 @@ impl PgServer {
                 Some(sans) => sans.iter().map(String::as_str).collect(),
                 None => SERVER_SANS.to_vec(),
             };
-            TestCa::generate_named(&root.join("certs"), "", &sans)
+            if options.self_signed {
+                TestCa::self_signed(&root.join("certs"))
+            } else {
+                TestCa::generate_named(&root.join("certs"), "", &sans)
+            }
         });
         if as_postgres {
             run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&root));
@@ -147,9 +165,16 @@ impl PgServer {
                 ca.server_cert.display(),
                 ca.server_key.display()
             ));
+            if options.client_cert {
+                conf.push_str(&format!("ssl_ca_file = '{}'\n", ca.ca_cert.display()));
+            }
         }
         append(&datadir.join("postgresql.conf"), &conf);
-        let hba = if tls.is_some() { HBA_TLS_ONLY } else { HBA_PLAIN };
+        let hba = match (&tls, options.client_cert, options.tls_optional) {
+            (None, _, _) | (Some(_), false, true) => HBA_PLAIN,
+            (Some(_), true, _) => HBA_CLIENT_CERT,
+            (Some(_), false, false) => HBA_TLS_ONLY,
+        };
         fs::write(datadir.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
         if as_postgres {
             run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&root));

@@ -209,6 +209,11 @@ impl RedisServer {
         }
     }
 
+    /// The server's own directory (for a Unix socket, say).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// `127.0.0.1:port`.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)

@@ -21,6 +21,10 @@ pub struct TestCa {
     pub server_cert: PathBuf,
     /// The server's private key (PKCS#8 PEM, mode 0600).
     pub server_key: PathBuf,
+    /// A client certificate signed by the CA for the cluster's superuser
+    /// (CN `postgres`), for servers that require one.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 impl TestCa {
@@ -58,16 +62,45 @@ impl TestCa {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let server_cert = params.signed_by(&server_key, &issuer).expect("sign the server certificate");
 
+        let client_key = KeyPair::generate().expect("generate the client key");
+        let mut client_params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        client_params.distinguished_name.push(DnType::CommonName, "postgres");
+        client_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = client_params.signed_by(&client_key, &issuer).expect("sign the client certificate");
+
         let ca = TestCa {
             dir: dir.to_path_buf(),
             ca_cert: dir.join(format!("{prefix}ca.crt")),
             server_cert: dir.join(format!("{prefix}server.crt")),
             server_key: dir.join(format!("{prefix}server.key")),
+            client_cert: dir.join(format!("{prefix}client.crt")),
+            client_key: dir.join(format!("{prefix}client.key")),
         };
         fs::write(&ca.ca_cert, ca_cert.pem()).expect("write the CA certificate");
         fs::write(&ca.server_cert, server_cert.pem()).expect("write the server certificate");
         fs::write(&ca.server_key, server_key.serialize_pem()).expect("write the server key");
+        fs::write(&ca.client_cert, client_cert.pem()).expect("write the client certificate");
+        fs::write(&ca.client_key, client_key.serialize_pem()).expect("write the client key");
         set_private(&ca.server_key);
+        set_private(&ca.client_key);
+        ca
+    }
+
+    /// A self-signed server certificate for `SERVER_SANS` (no CA at all): what
+    /// many managed databases and quick set-ups present. `ca_cert` is the
+    /// certificate itself.
+    pub fn self_signed(dir: &Path) -> TestCa {
+        let mut ca = TestCa::generate_named(dir, "self-", SERVER_SANS);
+        let key = KeyPair::generate().expect("generate the key");
+        let sans: Vec<String> = SERVER_SANS.iter().map(|s| s.to_string()).collect();
+        let mut params = CertificateParams::new(sans).expect("params");
+        params.distinguished_name.push(DnType::CommonName, "localhost");
+        let cert = params.self_signed(&key).expect("self-sign");
+        fs::write(&ca.server_cert, cert.pem()).expect("write the certificate");
+        fs::write(&ca.server_key, key.serialize_pem()).expect("write the key");
+        set_private(&ca.server_key);
+        ca.ca_cert = ca.server_cert.clone();
         ca
     }
 
