@@ -61,6 +61,11 @@ impl Ctx {
         self.probes.postgres(&self.lookup(), self.timeout).await
     }
 
+    /// PgBouncer's admin console, when `PGBOUNCER_URL` names one (else `None`).
+    pub async fn pgbouncer(&self) -> Option<Result<crate::probe::postgres::pgbouncer::BouncerState, Failure>> {
+        crate::probe::postgres::pgbouncer::admin_console(&self.lookup(), self.timeout).await
+    }
+
     /// The run's one Redis connection (connected by the first check that asks).
     pub async fn redis(&self) -> Result<Arc<RedisSession>, Failure> {
         self.probes.redis(&self.lookup(), self.timeout).await

@@ -161,3 +161,102 @@ fn a_read_only_run_through_the_pooler_writes_nothing() {
     assert_eq!(site.pg.sql(&site.db, others), "0", "the pooled backends did not exit");
     assert_eq!(site.pg.sql(&site.db, written), before, "a read-only run wrote rows");
 }
+
+#[test]
+fn behind_a_pooler_the_connection_headroom_is_the_pools_and_pgbouncer_url_shows_it() {
+    let site = Pooled::new("pooled_limits", BouncerOptions::transaction(1));
+    let (_, report) = site.run("postgres.connections", &[]);
+    let msg = message(&report, "postgres.connections");
+    assert!(msg.starts_with("server: ") && msg.contains("set PGBOUNCER_URL"), "{msg}");
+    assert_eq!(check(&report, "postgres.connections")["details"]["pooler"], "unknown");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |format: &str| {
+        let mut cmd = diag(dir.path());
+        cmd.env("DATABASE_URL", site.bouncer.superuser_url(&site.db))
+            .env("PGBOUNCER_URL", site.bouncer.admin_url())
+            .args(["--env", "production", "--only", "postgres.connections", "--format", format]);
+        cmd
+    };
+    for format in ["table", "markdown"] {
+        let out = run(format).output().expect("runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!text.contains(crate::support::pgbouncer::BOUNCER_ADMIN_PASSWORD), "{format}: {text}");
+    }
+    let (_, report) = json_run(&mut run("json"));
+    assert!(!report.to_string().contains(crate::support::pgbouncer::BOUNCER_ADMIN_PASSWORD));
+    assert_status(&report, "postgres.connections", "pass");
+    let msg = message(&report, "postgres.connections");
+    assert!(msg.starts_with("PgBouncer 1.") && msg.contains(" in transaction pooling: pool "), "{msg}");
+    assert!(msg.contains("named prepared statements"), "{msg}");
+    let d = &check(&report, "postgres.connections")["details"];
+    assert_eq!(
+        (&d["pool_mode"], &d["pool_size"], &d["cl_waiting"]),
+        (&Value::from("transaction"), &Value::from(1), &Value::from(0))
+    );
+}
+
+#[test]
+fn pgbouncers_own_answers_are_named_with_their_fix() {
+    // Only named databases: an unknown name is PgBouncer's "no such database".
+    let pg = PgServer::shared();
+    let db = pg.create_mockmate_db("pooled_named");
+    let bouncer = PgBouncer::start(pg, BouncerOptions::transaction(1).database("mockmate", &db, ""));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = diag(dir.path());
+    cmd.env("DATABASE_URL", bouncer.superuser_url("nosuchdb")).args([
+        "--env",
+        "production",
+        "--format",
+        "json",
+        "--only",
+        "postgres.connect",
+    ]);
+    let (_, report) = json_run(&mut cmd);
+    assert_status(&report, "postgres.connect", "fail");
+    assert_eq!(message(&report, "postgres.connect"), "the pooler (PgBouncer) says: no such database: nosuchdb (08P01)");
+    assert!(crate::support::cmd::hint(&report, "postgres.connect").contains("[databases]"));
+
+    // A wrong password: PgBouncer's SASL failure, not PostgreSQL's 28P01.
+    let mut cmd = diag(dir.path());
+    cmd.env("DATABASE_URL", bouncer.url(crate::support::pg::SUPERUSER, "wrong-pw", "mockmate")).args([
+        "--env",
+        "production",
+        "--format",
+        "json",
+        "--only",
+        "postgres.connect",
+    ]);
+    let (_, report) = json_run(&mut cmd);
+    let msg = message(&report, "postgres.connect");
+    assert!(msg.starts_with("the pooler (PgBouncer) says: ") && msg.contains("authentication failed"), "{msg}");
+}
+
+#[test]
+fn a_pooler_in_front_of_a_stopped_server_fails_the_connect_check_not_the_login() {
+    let pg = PgServer::new();
+    pg.sql("postgres", crate::support::pg::MOCKMATE_SCHEMA);
+    let bouncer = PgBouncer::start(&pg, BouncerOptions::transaction(1).set("query_wait_timeout", "30"));
+    // Warm the pool, so that the login is answered from PgBouncer's cache.
+    assert_eq!(bouncer.sql("postgres", "SELECT 1"), "1");
+    pg.stop();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = diag(dir.path());
+    cmd.env("DATABASE_URL", bouncer.superuser_url("postgres")).args([
+        "--env",
+        "production",
+        "--format",
+        "json",
+        "--timeout",
+        "2s",
+        "--only",
+        "postgres.connect",
+    ]);
+    let (code, report) = json_run(&mut cmd);
+    assert_eq!(code, 1, "{report:#}");
+    let msg = message(&report, "postgres.connect");
+    assert!(
+        msg.starts_with("the pooler (PgBouncer) says: ") || msg.starts_with("logged in, but the first query"),
+        "{msg}"
+    );
+}

@@ -4,6 +4,7 @@
 pub mod conn_string;
 pub mod connect;
 pub mod failure;
+pub mod pgbouncer;
 pub mod pooler;
 pub mod session;
 pub mod ssl;
