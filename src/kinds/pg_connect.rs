@@ -65,6 +65,7 @@ mod tests {
             user: "app".into(),
             dbname: "mockmate".into(),
             local: false,
+            certificates: Default::default(),
         };
         let o = connected(&info);
         assert_eq!(o.message, "PostgreSQL 15.4 in 12ms, TLSv1.3 (sslmode=prefer) via DATABASE_URL");

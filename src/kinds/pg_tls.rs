@@ -67,6 +67,7 @@ mod tests {
             user: "app".into(),
             dbname: "mockmate".into(),
             local,
+            certificates: Default::default(),
         }
     }
 

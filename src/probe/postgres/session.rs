@@ -56,6 +56,8 @@ pub struct PgInfo {
     pub user: String,
     pub dbname: String,
     pub local: bool,
+    /// The server's chain and the sslrootcert CA, as the handshake saw them.
+    pub certificates: crate::probe::certs::Certificates,
 }
 
 /// The session setup, one simple-query message. The `BEGIN … COMMIT` makes it fail

@@ -93,6 +93,7 @@ async fn connect_steps(target: &RedisTarget, deadline: Duration, phase: &PhaseCe
         mode: field("redis_mode").or_else(|| field("server_mode")).unwrap_or_else(|| "standalone".to_owned()),
         latency_p50_ms: percentile(&latencies, 0.50),
         latency_p99_ms: percentile(&latencies, 0.99),
+        certificates: seen.certificates(),
     };
     Ok(RedisSession::new(conn, info, info_fields, target.clone(), deadline))
 }
