@@ -28,7 +28,8 @@ fn run(env: &[(&str, &str)], only: &str, manifest: Option<&str>, args: &[&str]) 
         fs::write(dir.path().join("extra.toml"), manifest).expect("write manifest");
         cmd.args(["--checks", "extra.toml"]);
     }
-    cmd.envs(env.iter().copied()).args(["--format", "json", "--only", only]).args(args);
+    // States, not speed, are under test here: room for a machine loaded by other test binaries.
+    cmd.envs(env.iter().copied()).args(["--format", "json", "--timeout", "15s", "--only", only]).args(args);
     json_run(&mut cmd)
 }
 

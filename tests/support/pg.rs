@@ -461,8 +461,10 @@ impl Replicated {
     /// Commits on the primary and waits until the standby has replayed it.
     pub fn commit_and_sync(&self) {
         // A transaction with an xid writes a commit record, which the standby replays.
+        // The insert position, not the write position: with synchronous_commit = off
+        // the commits before this one may still be in WAL buffers.
         self.primary.sql("postgres", "SELECT txid_current()");
-        let lsn = self.primary.sql("postgres", "SELECT pg_current_wal_lsn()");
+        let lsn = self.primary.sql("postgres", "SELECT pg_current_wal_insert_lsn()");
         self.standby.wait_for(&format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn"), "t");
     }
 }
