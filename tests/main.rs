@@ -17,4 +17,5 @@ mod postgres;
 mod redaction;
 mod redis;
 mod redis_probe;
+mod topology;
 mod wait;

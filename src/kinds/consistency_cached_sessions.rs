@@ -106,6 +106,10 @@ impl Check for CachedSessions {
 impl CachedSessions {
     async fn sample(&self, ctx: &Ctx, until: Instant) -> Result<Sample, Outcome> {
         let redis = ctx.redis().await.map_err(Outcome::from_failure)?;
+        // A Sentinel holds no sessions (SCAN is an unknown command there): redis.topology says so.
+        if let Some(skip) = super::redis_common::on_sentinel(&redis) {
+            return Err(skip);
+        }
         let mut seen: BTreeSet<Vec<u8>> = BTreeSet::new();
         let mut sample = Sample::default();
         let mut cursor = String::from("0");

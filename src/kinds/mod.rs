@@ -14,8 +14,10 @@ pub mod env_secrets;
 pub mod expect;
 pub mod pg_common;
 pub mod redis_common;
+pub mod tls_common;
 // postgres kinds — one `pub mod` per kind, here
 pub mod pg_active_users;
+pub mod pg_cert_expiry;
 pub mod pg_connect;
 pub mod pg_connections;
 pub mod pg_extensions;
@@ -23,16 +25,19 @@ pub mod pg_locks;
 pub mod pg_migrations;
 pub mod pg_privileges;
 pub mod pg_query;
+pub mod pg_replication;
 pub mod pg_schema;
 pub mod pg_tls;
 pub mod pg_writable;
 // end postgres kinds
 // redis kinds — one `pub mod` per kind, here
+pub mod redis_cert_expiry;
 pub mod redis_connect;
 pub mod redis_info;
 pub mod redis_memory;
 pub mod redis_persistence;
 pub mod redis_roundtrip;
+pub mod redis_topology;
 pub mod redis_writable;
 // end redis kinds
 // incident kinds — one `pub mod` per kind, here
@@ -63,6 +68,12 @@ pub static KINDS: &[&KindDef] = &[
     &pg_migrations::KIND,
     &pg_query::KIND,
     // end postgres kinds
+    // topology kinds (issue 16)
+    &pg_replication::KIND,
+    &pg_cert_expiry::KIND,
+    &redis_cert_expiry::KIND,
+    &redis_topology::KIND,
+    // end topology kinds
     // redis kinds (issue 4)
     &redis_connect::KIND,
     &redis_writable::KIND,

@@ -122,6 +122,7 @@ mod tests {
             user: "app".into(),
             dbname: "mockmate".into(),
             local: false,
+            certificates: Default::default(),
         };
         let direct = Route { announced_pid: Some(7), backend_pid: 7, path: Path::Direct };
         let o = connected(&info, &direct);

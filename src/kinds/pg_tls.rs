@@ -83,6 +83,7 @@ mod tests {
             user: "app".into(),
             dbname: "mockmate".into(),
             local,
+            certificates: Default::default(),
         }
     }
 

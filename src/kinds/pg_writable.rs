@@ -6,22 +6,44 @@
 //! `default_transaction_read_only` is the value a session starts with — the
 //! server's, overridden by `ALTER DATABASE`/`ALTER ROLE … SET` — which is what the
 //! API's connections get.
+//!
+//! A standby is the classic leftover of a failover: `DATABASE_URL` still names the
+//! old primary, now a standby. This check is the one failure for that cause, so it
+//! says what the standby is doing, in the words on-call uses ("hot standby,
+//! replaying from 10.0.0.5:5432, 8.0 kB of WAL not yet replayed, last replayed
+//! commit 3s ago"), from the same query: its WAL receiver (`pg_stat_wal_receiver`,
+//! whose details need pg_read_all_stats) and its replay position. `postgres.replication` judges replication on primaries only.
+
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use serde_json::{Map, Value};
 
-use super::pg_common::{get, query_one, session};
+use super::pg_common::{get, human, query_one, session};
 use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.writable",
     title: "PostgreSQL accepts writes",
-    description: "the server is not a read-only standby (pg_is_in_recovery) and default_transaction_read_only is off for new sessions",
+    description: "the server is not a read-only standby (pg_is_in_recovery; a standby's upstream and replay lag are named) and default_transaction_read_only is off for new sessions",
     build: |t| crate::check::without_params(t, Writable),
 };
 
-const SQL: &str = "SELECT pg_is_in_recovery(), \
-    (SELECT reset_val FROM pg_settings WHERE name = 'default_transaction_read_only')";
+// One row. On a primary every standby column is NULL. `to_jsonb(w)` reads the WAL
+// receiver's columns by name, so a column a server version lacks is NULL, not an
+// error; `pg_is_wal_replay_paused()` raises outside recovery, hence the CASE.
+const SQL: &str = "SELECT pg_is_in_recovery(),
+    (SELECT reset_val FROM pg_settings WHERE name = 'default_transaction_read_only'),
+    w.pid IS NOT NULL,
+    to_jsonb(w) ->> 'status',
+    to_jsonb(w) ->> 'sender_host',
+    (to_jsonb(w) ->> 'sender_port')::int4,
+    CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END,
+    extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8,
+    pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8,
+    (SELECT setting FROM pg_settings WHERE name = 'primary_conninfo')
+  FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS w ON true";
 
 const HINT: &str = "point DATABASE_URL at the primary (read-write) endpoint, not a replica";
 
@@ -32,10 +54,28 @@ impl Check for Writable {
         async move {
             let result = async {
                 let session = session(ctx).await?;
-                let row = query_one(&session, "the read-only state", SQL, &[]).await?;
+                let what = "the read-only state";
+                let row = query_one(&session, what, SQL, &[]).await?;
                 let in_recovery: bool = get(&row, 0, "pg_is_in_recovery()")?;
                 let read_only: Option<String> = get(&row, 1, "default_transaction_read_only")?;
-                Ok(judge(in_recovery, read_only.as_deref() == Some("on")))
+                let standby = match in_recovery {
+                    false => None,
+                    true => {
+                        let host: Option<String> = get(&row, 4, what)?;
+                        let port: Option<i32> = get(&row, 5, what)?;
+                        let conninfo: Option<String> = get(&row, 9, what)?;
+                        Some(Standby {
+                            receiver: get(&row, 2, what)?,
+                            status: get(&row, 3, what)?,
+                            upstream: host.map(|h| endpoint(&h, port)),
+                            configured_upstream: conninfo.as_deref().and_then(conninfo_upstream),
+                            paused: get(&row, 6, what)?,
+                            last_replay_age: get(&row, 7, what)?,
+                            unreplayed_bytes: get(&row, 8, what)?,
+                        })
+                    }
+                };
+                Ok(judge(standby.as_ref(), read_only.as_deref() == Some("on")))
             };
             result.await.unwrap_or_else(|o| o)
         }
@@ -43,14 +83,98 @@ impl Check for Writable {
     }
 }
 
-fn judge(in_recovery: bool, read_only_default: bool) -> Outcome {
-    let outcome = match (in_recovery, read_only_default) {
-        (false, false) => Outcome::pass("read-write (primary, default_transaction_read_only off)"),
-        (true, _) => {
-            Outcome::problem("connected to a read-only standby (pg_is_in_recovery): every insert will fail (25006)")
-                .hint(HINT)
+/// What a standby is doing, as far as this role may see.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Standby {
+    /// A WAL receiver process runs (visible to every role).
+    receiver: bool,
+    /// Its status (`streaming`, `waiting` …); hidden without pg_read_all_stats.
+    status: Option<String>,
+    /// `host:port` it streams from; hidden without pg_read_all_stats.
+    upstream: Option<String>,
+    /// The upstream `primary_conninfo` names (superusers and pg_read_all_settings only).
+    configured_upstream: Option<String>,
+    paused: Option<bool>,
+    /// Seconds since the last replayed commit was committed on the primary.
+    last_replay_age: Option<f64>,
+    /// WAL received but not yet replayed, in bytes.
+    unreplayed_bytes: Option<f64>,
+}
+
+impl Standby {
+    /// `replaying from 10.0.0.5:5432, caught up`: what follows "hot standby".
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        parts.push(match (self.receiver, self.status.as_deref(), &self.upstream) {
+            (true, Some("streaming"), Some(up)) => format!("replaying from {up}"),
+            (true, Some(status), Some(up)) => format!("WAL receiver {status} (upstream {up})"),
+            (true, Some(status), None) => format!("WAL receiver {status}"),
+            (true, None, _) => {
+                "replaying from an upstream this role cannot see (GRANT pg_read_all_stats to see it)".to_string()
+            }
+            (false, _, _) => {
+                let named = match &self.configured_upstream {
+                    Some(up) => format!("; primary_conninfo names {up}"),
+                    None => String::new(),
+                };
+                format!(
+                    "not streaming (no WAL receiver: it replays archived WAL, or its connection to the upstream is down{named})"
+                )
+            }
+        });
+        if self.paused == Some(true) {
+            parts.push("replay paused (pg_wal_replay_resume() resumes it)".to_string());
         }
-        (false, true) => Outcome::problem(
+        // The age of the last replayed commit is how stale the data may be, not the
+        // lag: after a quiet spell on the primary it is large while the backlog is
+        // small. So it is said as what it is, beside the backlog in bytes.
+        let age = self.last_replay_age.map(|s| human(Duration::from_secs(s.max(0.0).round() as u64)));
+        match (self.receiver, self.unreplayed_bytes) {
+            (true, Some(b)) if b <= 0.0 => parts.push("caught up".to_string()),
+            (true, Some(b)) => parts.push(format!("{} of WAL not yet replayed", bytes(b))),
+            _ => {}
+        }
+        let caught_up = parts.last().is_some_and(|p| p == "caught up");
+        if let (Some(age), false) = (age, caught_up) {
+            parts.push(format!("last replayed commit {age} ago"));
+        }
+        parts.join(", ")
+    }
+
+    fn details(&self) -> Value {
+        let mut d = Map::new();
+        d.insert("wal_receiver".into(), self.receiver.into());
+        d.insert("status".into(), self.status.clone().into());
+        d.insert("upstream".into(), self.upstream.clone().or_else(|| self.configured_upstream.clone()).into());
+        d.insert("replay_paused".into(), self.paused.into());
+        d.insert("last_replay_age_seconds".into(), self.last_replay_age.map(|s| (s * 10.0).round() / 10.0).into());
+        d.insert("unreplayed_bytes".into(), self.unreplayed_bytes.map(|b| b.max(0.0) as u64).into());
+        Value::Object(d)
+    }
+}
+
+fn judge(standby: Option<&Standby>, read_only_default: bool) -> Outcome {
+    let outcome = match (standby, read_only_default) {
+        (None, false) => Outcome::pass("read-write (primary, default_transaction_read_only off)"),
+        (Some(standby), _) => {
+            let upstream = match (&standby.upstream, &standby.configured_upstream) {
+                (Some(up), _) => format!("; this standby replays from {up} (the primary, unless replication cascades)"),
+                (None, Some(up)) => {
+                    format!("; its primary_conninfo names {up} (the primary, unless replication cascades)")
+                }
+                (None, None) => String::new(),
+            };
+            Outcome::problem(format!(
+                "connected to a hot standby (pg_is_in_recovery), {}: every insert will fail (25006)",
+                standby.describe()
+            ))
+            .hint(format!(
+                "point DATABASE_URL at the primary, or at the failover endpoint that always names it \
+                 (a managed service's writer endpoint, a proxy that follows failovers){upstream}"
+            ))
+            .detail("standby", standby.details())
+        }
+        (None, true) => Outcome::problem(
             "connected to a read-only database (default_transaction_read_only = on): every insert will fail (25006)",
         )
         .hint(format!(
@@ -58,7 +182,76 @@ fn judge(in_recovery: bool, read_only_default: bool) -> Outcome {
              ALTER DATABASE … RESET default_transaction_read_only (or ALTER ROLE … RESET)"
         )),
     };
-    outcome.detail("in_recovery", in_recovery).detail("default_transaction_read_only", read_only_default)
+    outcome.detail("in_recovery", standby.is_some()).detail("default_transaction_read_only", read_only_default)
+}
+
+/// `host:port`, IPv6 in brackets.
+fn endpoint(host: &str, port: Option<i32>) -> String {
+    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+    match port {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    }
+}
+
+/// The upstream in a libpq connection string (`host=… port=…`, or a URI). Only
+/// the host and port are read: the string may hold a password.
+fn conninfo_upstream(conninfo: &str) -> Option<String> {
+    let conninfo = conninfo.trim();
+    if conninfo.starts_with("postgres://") || conninfo.starts_with("postgresql://") {
+        let url = url::Url::parse(conninfo).ok()?;
+        let host = url.host_str()?.trim_matches(|c| c == '[' || c == ']').to_string();
+        return Some(endpoint(&host, url.port().map(i32::from)));
+    }
+    let (mut host, mut port) = (None, None);
+    for (key, value) in conninfo_pairs(conninfo) {
+        match key.as_str() {
+            "host" | "hostaddr" if host.is_none() || key == "host" => host = Some(value),
+            "port" => port = value.parse::<i32>().ok(),
+            _ => {}
+        }
+    }
+    host.filter(|h| !h.is_empty()).map(|h| endpoint(&h, port))
+}
+
+/// `key = value` pairs; values may be single-quoted with `\'` and `\\` escapes.
+fn conninfo_pairs(s: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
+        if key.is_empty() {
+            return pairs;
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next_if_eq(&'=').is_none() {
+            return pairs;
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '\'' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            value.extend(std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace())));
+        }
+        pairs.push((key, value));
+    }
+}
+
+/// `512 B`, `16.0 MB`.
+fn bytes(b: f64) -> String {
+    match b {
+        b if b >= 1024.0 * 1024.0 => format!("{:.1} MB", b / (1024.0 * 1024.0)),
+        b if b >= 1024.0 => format!("{:.1} kB", b / 1024.0),
+        b => format!("{} B", b.max(0.0) as u64),
+    }
 }
 
 #[cfg(test)]
@@ -66,11 +259,78 @@ mod tests {
     use super::*;
     use crate::check::Verdict;
 
+    fn streaming() -> Standby {
+        Standby {
+            receiver: true,
+            status: Some("streaming".into()),
+            upstream: Some("10.0.0.5:5432".into()),
+            paused: Some(false),
+            last_replay_age: Some(3.2),
+            unreplayed_bytes: Some(8192.0),
+            ..Standby::default()
+        }
+    }
+
     #[test]
     fn standby_or_read_only_default_is_a_problem() {
-        assert_eq!(judge(false, false).verdict, Verdict::Pass);
-        assert!(judge(true, false).message.contains("standby"));
-        assert!(judge(false, true).message.contains("(25006)"));
-        assert_eq!(judge(false, true).verdict, Verdict::Problem);
+        assert_eq!(judge(None, false).verdict, Verdict::Pass);
+        assert!(judge(None, true).message.contains("(25006)"));
+        assert_eq!(judge(None, true).verdict, Verdict::Problem);
+        let o = judge(Some(&streaming()), false);
+        assert_eq!(o.verdict, Verdict::Problem);
+        assert_eq!(
+            o.message,
+            "connected to a hot standby (pg_is_in_recovery), replaying from 10.0.0.5:5432, 8.0 kB of WAL not yet \
+             replayed, last replayed commit 3s ago: every insert will fail (25006)"
+        );
+        let hint = o.hint.unwrap_or_default();
+        assert!(
+            hint.contains("failover endpoint")
+                && hint.ends_with("replays from 10.0.0.5:5432 (the primary, unless replication cascades)"),
+            "{hint}"
+        );
+        assert_eq!(o.details["standby"]["upstream"], "10.0.0.5:5432");
+        assert_eq!(o.details["standby"]["unreplayed_bytes"], 8192);
+    }
+
+    #[test]
+    fn a_standby_in_words() {
+        let caught_up = Standby { unreplayed_bytes: Some(0.0), ..streaming() };
+        assert_eq!(caught_up.describe(), "replaying from 10.0.0.5:5432, caught up");
+        let paused = Standby { paused: Some(true), last_replay_age: Some(125.0), ..streaming() };
+        assert_eq!(
+            paused.describe(),
+            "replaying from 10.0.0.5:5432, replay paused (pg_wal_replay_resume() resumes it), 8.0 kB of WAL not yet \
+             replayed, last replayed commit 2m 5s ago"
+        );
+        let hidden = Standby { status: None, upstream: None, ..streaming() };
+        assert_eq!(
+            hidden.describe(),
+            "replaying from an upstream this role cannot see (GRANT pg_read_all_stats to see it), 8.0 kB of WAL not \
+             yet replayed, last replayed commit 3s ago"
+        );
+        let no_ts = Standby { last_replay_age: None, unreplayed_bytes: Some(3.0 * 1024.0 * 1024.0), ..streaming() };
+        assert_eq!(no_ts.describe(), "replaying from 10.0.0.5:5432, 3.0 MB of WAL not yet replayed");
+        let down = Standby {
+            configured_upstream: Some("db-a:5432".into()),
+            last_replay_age: Some(600.0),
+            ..Standby::default()
+        };
+        assert_eq!(
+            down.describe(),
+            "not streaming (no WAL receiver: it replays archived WAL, or its connection to the upstream \
+             is down; primary_conninfo names db-a:5432), last replayed commit 10m ago"
+        );
+    }
+
+    #[test]
+    fn conninfo_yields_host_and_port_only() {
+        let c = "user=rep password='s3c\\'ret' host=10.0.0.5 port=5433 sslmode=prefer";
+        assert_eq!(conninfo_upstream(c).as_deref(), Some("10.0.0.5:5433"));
+        assert_eq!(conninfo_upstream("host = 'db a' ").as_deref(), Some("db a"));
+        assert_eq!(conninfo_upstream("postgresql://rep:pw@[::1]:6000/x").as_deref(), Some("[::1]:6000"));
+        assert_eq!(conninfo_upstream("hostaddr=10.1.1.1 host=db").as_deref(), Some("db"));
+        assert_eq!(conninfo_upstream(""), None);
+        assert_eq!(endpoint("::1", Some(5432)), "[::1]:5432");
     }
 }

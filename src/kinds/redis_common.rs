@@ -1,5 +1,7 @@
 //! What the `redis.*` kinds share: the run's Redis session with the runbook's
-//! impact in every hint, and checks judged from the connect-time INFO alone.
+//! impact in every hint, checks judged from the connect-time INFO alone, and
+//! stepping aside where `redis.topology` owns the finding (a Sentinel, a Cluster
+//! that is down): one cause, one warning.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +10,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::check::{Check, Ctx, Outcome};
-use crate::probe::redis::RedisSession;
+use crate::probe::redis::{Mode, RedisSession, Topology};
 
 /// The runbook's words for what a Redis problem costs MockMate.
 pub const IMPACT: &str = "non-fatal: interview sessions still work, but caching is disabled";
@@ -25,15 +27,41 @@ pub async fn session(ctx: &Ctx) -> Result<Arc<RedisSession>, Outcome> {
     })
 }
 
-/// A check judged from the connect-time INFO alone (`redis.writable`,
-/// `redis.memory`, `redis.persistence`): it sends no command of its own.
+/// A Sentinel holds no data and answers data commands with "unknown command":
+/// checks of data and writes have nothing to judge there, and `redis.topology`
+/// says why (and what to point REDIS_URL at).
+pub fn on_sentinel(session: &RedisSession) -> Option<Outcome> {
+    (session.mode() == Mode::Sentinel)
+        .then(|| Outcome::skip("REDIS_URL names a Sentinel, which holds no data: see redis.topology"))
+}
+
+/// [`on_sentinel`], and a Cluster that is down (every command answers
+/// CLUSTERDOWN): `redis.topology` reports the cause, these checks step aside.
+pub async fn defer_to_topology(session: &RedisSession) -> Option<Outcome> {
+    if let Some(skip) = on_sentinel(session) {
+        return Some(skip);
+    }
+    if session.mode() != Mode::Cluster {
+        return None;
+    }
+    match session.topology().await {
+        Ok(Topology::Cluster(state)) if !state.is_ok() => Some(Outcome::skip(format!(
+            "the Redis Cluster is down (cluster_state:{}), so every command on a key answers CLUSTERDOWN: see redis.topology",
+            state.state
+        ))),
+        _ => None,
+    }
+}
+
+/// A check judged from the connect-time INFO alone (`redis.memory`,
+/// `redis.persistence`): it sends no command of its own. Skipped on a Sentinel.
 pub struct FromInfo(pub fn(&HashMap<String, String>) -> Outcome);
 
 impl Check for FromInfo {
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
         async move {
             match session(ctx).await {
-                Ok(session) => (self.0)(&session.info_fields),
+                Ok(session) => on_sentinel(&session).unwrap_or_else(|| (self.0)(&session.info_fields)),
                 Err(outcome) => outcome,
             }
         }

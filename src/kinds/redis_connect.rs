@@ -37,17 +37,19 @@ fn connected(info: &RedisInfo, addr: &str) -> Outcome {
     let tls = if info.tls { "TLS" } else { "unencrypted" };
     let p50 = round2(info.latency_p50_ms);
     let p99 = round2(info.latency_p99_ms);
-    Outcome::pass(format!(
-        "Redis {} ({}, {}) at {addr}, {tls}, PING p50 {p50}ms / p99 {p99}ms",
-        info.version, info.mode, info.role
-    ))
-    .detail("version", info.version.clone())
-    .detail("role", info.role.clone())
-    .detail("mode", info.mode.clone())
-    .detail("tls", info.tls)
-    .detail("latency_p50_ms", p50)
-    .detail("latency_p99_ms", p99)
-    .detail("addr", addr)
+    // A Sentinel has no replication role; redis.topology says what it means here.
+    let what = match info.mode.as_str() {
+        "sentinel" => "sentinel".to_string(),
+        mode => format!("{mode}, {}", info.role),
+    };
+    Outcome::pass(format!("Redis {} ({what}) at {addr}, {tls}, PING p50 {p50}ms / p99 {p99}ms", info.version))
+        .detail("version", info.version.clone())
+        .detail("role", info.role.clone())
+        .detail("mode", info.mode.clone())
+        .detail("tls", info.tls)
+        .detail("latency_p50_ms", p50)
+        .detail("latency_p99_ms", p99)
+        .detail("addr", addr)
 }
 
 /// Sub-millisecond latencies are the normal case: keep two decimals.
@@ -70,6 +72,7 @@ mod tests {
             mode: "standalone".into(),
             latency_p50_ms: 0.1234,
             latency_p99_ms: 0.316,
+            certificates: Default::default(),
         };
         let o = connected(&info, "cache.internal:6380");
         assert_eq!(

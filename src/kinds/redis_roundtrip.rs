@@ -9,7 +9,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use redis::Value;
 
-use super::redis_common::{IMPACT, session};
+use super::redis_common::{IMPACT, defer_to_topology, session};
 use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::redis::Reply;
 
@@ -36,6 +36,11 @@ impl Check for Roundtrip {
                 Ok(s) => s,
                 Err(outcome) => return outcome,
             };
+            // A Sentinel answers "unknown command", a Cluster that is down CLUSTERDOWN:
+            // redis.topology's finding, not a second one here.
+            if let Some(skip) = defer_to_topology(&session).await {
+                return skip;
+            }
             let key = format!("{KEY_PREFIX}{}", uuid::Uuid::new_v4());
             let value = uuid::Uuid::new_v4().to_string();
             let mut pipe = redis::pipe();

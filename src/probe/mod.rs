@@ -1,7 +1,8 @@
 //! Shared connections to the services under diagnosis: one per service per run.
 //!
 //! In layers: [`net`] (TCP under the caller's deadline, addresses, phases),
-//! [`tls`] (one verifier, one PEM loader, one wording of certificate problems)
+//! [`tls`] (one verifier, one PEM loader, one wording of certificate problems),
+//! [`certs`] (what a connection saw of certificates: lifetimes, issuers)
 //! and [`url`] (one percent-decoder, passwords that cannot be printed), then one
 //! folder per service: `target` (parsing its configuration, once), `connect`,
 //! `session` and `failure`.
@@ -9,6 +10,7 @@
 //! A probe failure is data (`Failure`), not an error: the check that needed the
 //! connection turns it into its status, message and hint.
 
+pub mod certs;
 pub mod net;
 pub mod postgres;
 pub mod redis;

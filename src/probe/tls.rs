@@ -16,6 +16,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::Failure;
+use super::certs::Certificates;
 
 /// How much of the server's certificate is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +61,8 @@ pub struct Setup {
     pub identity: Option<Identity>,
 }
 
-/// What the handshake showed: its version, once it is known.
+/// What the handshake showed: its version, once it is known, and the
+/// certificates it dealt with (the server's chain, the private CA file).
 #[derive(Debug, Clone, Default)]
 pub struct Seen(Arc<Mutex<SeenState>>);
 
@@ -68,21 +70,40 @@ pub struct Seen(Arc<Mutex<SeenState>>);
 struct SeenState {
     version: Option<&'static str>,
     completed: bool,
+    certificates: Certificates,
 }
 
 impl Seen {
+    fn state(&self) -> std::sync::MutexGuard<'_, SeenState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn record_version(&self, version: &'static str) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).version = Some(version);
+        self.state().version = Some(version);
+    }
+
+    /// The chain the server presented, whether or not it is then trusted.
+    fn record_chain(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) {
+        self.state().certificates.presented = Certificates::presented(std::iter::once(end_entity).chain(intermediates));
+    }
+
+    fn record_ca_file(&self, file: &PemFile, certs: &[CertificateDer<'_>]) {
+        self.state().certificates.ca_file = Some(Certificates::ca_file(file, certs));
+    }
+
+    /// The certificates seen so far (none before the handshake, none without TLS).
+    pub fn certificates(&self) -> Certificates {
+        self.state().certificates.clone()
     }
 
     /// The handshake finished (the connector knows; the verifier may not have run).
     pub fn completed(&self) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).completed = true;
+        self.state().completed = true;
     }
 
     /// `TLSv1.3`, `TLSv1.2`, `on` (encrypted, version unseen), or `None` (no TLS).
     pub fn version(&self) -> Option<String> {
-        let state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = self.state();
         match (state.version, state.completed) {
             (Some(v), _) => Some(v.to_string()),
             (None, true) => Some("on".to_string()),
@@ -102,7 +123,7 @@ pub fn client_config(setup: &Setup, seen: &Seen) -> Result<ClientConfig, Failure
     let chain = match setup.verify {
         Verify::Nothing => None,
         Verify::Chain | Verify::ChainAndName => {
-            let roots = roots(&setup.trust)?;
+            let roots = roots(&setup.trust, seen)?;
             let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
                 .map_err(|e| Failure::new(format!("TLS: cannot use the root certificates: {e}")))?;
@@ -139,14 +160,17 @@ pub fn client_config(setup: &Setup, seen: &Seen) -> Result<ClientConfig, Failure
     }
 }
 
-fn roots(trust: &Trust) -> Result<RootCertStore, Failure> {
+fn roots(trust: &Trust, seen: &Seen) -> Result<RootCertStore, Failure> {
     let mut roots = if trust.public {
         RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }
     } else {
         RootCertStore::empty()
     };
     if let Some(file) = &trust.file {
-        for cert in load_certs(file)? {
+        let certs = load_certs(file)?;
+        // Webpki does not check a trust anchor's dates; OpenSSL (Node) does: the report must.
+        seen.record_ca_file(file, &certs);
+        for cert in certs {
             roots.add(cert).map_err(|e| {
                 Failure::new(format!("{} {} holds an unusable certificate: {e}", file.origin, file.path.display()))
                     .with_hint(pem_hint(file))
@@ -193,7 +217,7 @@ fn load_key(file: &PemFile) -> Result<PrivateKeyDer<'static>, Failure> {
 }
 
 /// Checks the server's certificate as far as asked (or not at all), always
-/// checks the handshake signatures, and notes the TLS version it saw.
+/// checks the handshake signatures, and notes the TLS version and the chain it saw.
 #[derive(Debug)]
 struct Verifier {
     chain: Option<Arc<WebPkiServerVerifier>>,
@@ -211,6 +235,7 @@ impl ServerCertVerifier for Verifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        self.seen.record_chain(end_entity, intermediates);
         let Some(chain) = &self.chain else {
             return Ok(ServerCertVerified::assertion());
         };
@@ -256,7 +281,10 @@ pub enum Problem {
     NameMismatch {
         presented: Vec<String>,
     },
-    Expired,
+    /// With the certificate's `notAfter` (seconds since the epoch) when rustls says it.
+    Expired {
+        not_after: Option<i64>,
+    },
     NotYetValid,
     /// Another certificate problem (revoked, bad signature …).
     Certificate(String),
@@ -276,7 +304,10 @@ impl Problem {
                 CertificateError::NotValidForNameContext { presented, .. } => {
                     Problem::NameMismatch { presented: presented.clone() }
                 }
-                CertificateError::Expired | CertificateError::ExpiredContext { .. } => Problem::Expired,
+                CertificateError::Expired => Problem::Expired { not_after: None },
+                CertificateError::ExpiredContext { not_after, .. } => {
+                    Problem::Expired { not_after: i64::try_from(not_after.as_secs()).ok() }
+                }
                 CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => Problem::NotYetValid,
                 other => Problem::Certificate(format!("{other:?}")),
             },
@@ -294,7 +325,7 @@ impl Problem {
             self,
             Problem::UnknownIssuer
                 | Problem::NameMismatch { .. }
-                | Problem::Expired
+                | Problem::Expired { .. }
                 | Problem::NotYetValid
                 | Problem::Certificate(_)
         )
@@ -309,7 +340,10 @@ impl Problem {
                     if presented.is_empty() { String::new() } else { format!("; it names {}", presented.join(", ")) };
                 format!("certificate not trusted (name mismatch: not valid for \"{host}\"{names})")
             }
-            Problem::Expired => "certificate not trusted (expired)".to_string(),
+            Problem::Expired { not_after: None } => "certificate not trusted (expired)".to_string(),
+            Problem::Expired { not_after: Some(at) } => {
+                format!("certificate not trusted (expired on {})", super::certs::date(*at))
+            }
             Problem::NotYetValid => "certificate not trusted (not valid yet)".to_string(),
             Problem::Certificate(why) => format!("certificate not trusted ({why})"),
             Problem::Alert(alert) => format!("the server sent alert {alert}"),
@@ -321,7 +355,7 @@ impl Problem {
     /// The fix for problems whose fix does not depend on the service.
     pub fn generic_hint(&self) -> Option<&'static str> {
         match self {
-            Problem::Expired => Some("renew the server's certificate"),
+            Problem::Expired { .. } => Some("renew the server's certificate"),
             Problem::NotYetValid => Some("check the clocks of this machine and of the certificate's issuer"),
             Problem::Alert(_) => {
                 Some("the server rejected our handshake: compare its TLS settings (versions, client certificates)")
@@ -370,6 +404,14 @@ mod tests {
             "certificate not trusted (name mismatch: not valid for \"127.0.0.1\"; it names DnsName(\"db.test\"))"
         );
         assert!(Problem::of(&rustls::Error::InvalidCertificate(CertificateError::Expired)).is_untrusted());
+        let expired = CertificateError::ExpiredContext {
+            time: UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_800_000_000)),
+            not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_797_206_400)),
+        };
+        assert_eq!(
+            Problem::of(&rustls::Error::InvalidCertificate(expired)).describe(host),
+            "certificate not trusted (expired on 2026-12-14T00:00:00Z)"
+        );
         assert!(!Problem::of(&rustls::Error::DecryptError).is_untrusted());
     }
 

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::tls::TestCa;
+use super::tls::{Lifetimes, SERVER_SANS, TestCa};
 
 /// How long a server gets to answer its first PING.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,6 +32,9 @@ pub struct RedisBuilder {
     replica_of: Option<(u16, Option<String>)>,
     maxmemory: Option<(String, String)>,
     args: Vec<String>,
+    /// Sentinel mode: (name, master port on 127.0.0.1, quorum) per monitored master.
+    monitors: Vec<(String, u16, u32)>,
+    tls_lifetimes: Option<Lifetimes>,
 }
 
 impl RedisBuilder {
@@ -73,6 +76,20 @@ impl RedisBuilder {
         self
     }
 
+    /// Makes this a Sentinel (`redis-server sentinel.conf --sentinel`) that
+    /// monitors the master at 127.0.0.1:`port` as `name`; repeat for more masters.
+    /// A master that is down is flagged `s_down` after 500 ms.
+    pub fn monitor(mut self, name: &str, port: u16, quorum: u32) -> Self {
+        self.monitors.push((name.to_owned(), port, quorum));
+        self
+    }
+
+    /// With `tls()`: the CA and server certificate have these validity windows.
+    pub fn tls_lifetimes(mut self, lifetimes: Lifetimes) -> Self {
+        self.tls_lifetimes = Some(lifetimes);
+        self
+    }
+
     /// Starts the server and waits until it answers PING.
     pub fn start(self) -> RedisServer {
         // Another test may grab the free port between our probe and redis binding
@@ -97,6 +114,8 @@ pub struct RedisServer {
     pub ca: Option<TestCa>,
     /// `requirepass`, used by `url()` and `cli()`.
     password: Option<String>,
+    /// `cli()` skips certificate checks (a certificate with chosen, maybe past, dates).
+    cli_insecure: bool,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -139,7 +158,9 @@ impl RedisServer {
         set("daemonize", &["no"]);
         // Replicas sync at once instead of after the default 5 s pause.
         set("repl-diskless-sync-delay", &["0"]);
-        let ca = options.tls.then(|| TestCa::generate(&dir.path().join("tls")));
+        let ca = options
+            .tls
+            .then(|| TestCa::generate_valid(&dir.path().join("tls"), "", SERVER_SANS, options.tls_lifetimes));
         match &ca {
             Some(ca) => {
                 set("port", &["0"]);
@@ -168,6 +189,21 @@ impl RedisServer {
             set("maxmemory-policy", &[policy]);
         }
         args.extend(options.args.iter().cloned());
+        if !options.monitors.is_empty() {
+            // A Sentinel reads (and rewrites) its monitors from a config file named first.
+            let conf = dir.path().join("sentinel.conf");
+            let monitors: String = options
+                .monitors
+                .iter()
+                .map(|(name, port, quorum)| {
+                    format!(
+                        "sentinel monitor {name} 127.0.0.1 {port} {quorum}\nsentinel down-after-milliseconds {name} 500\n"
+                    )
+                })
+                .collect();
+            fs::write(&conf, monitors).map_err(|e| format!("write {}: {e}", conf.display()))?;
+            args.splice(0..0, [conf.display().to_string(), "--sentinel".to_string()]);
+        }
 
         let child = Command::new(redis_server_bin())
             .args(&args)
@@ -178,7 +214,8 @@ impl RedisServer {
             .spawn()
             .unwrap_or_else(|e| panic!("{}", missing("redis-server", &redis_server_bin(), &e)));
 
-        let mut server = RedisServer { port, ca, password: options.requirepass.clone(), child, dir };
+        let cli_insecure = options.tls_lifetimes.is_some();
+        let mut server = RedisServer { port, ca, password: options.requirepass.clone(), cli_insecure, child, dir };
         server.watch_test_process();
         server.wait_until_ready(&log)?;
         Ok(server)
@@ -248,6 +285,9 @@ impl RedisServer {
         cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--no-auth-warning"]);
         if let Some(ca) = &self.ca {
             cmd.arg("--tls").arg("--cacert").arg(&ca.ca_cert);
+            if self.cli_insecure {
+                cmd.arg("--insecure");
+            }
         }
         if let Some(password) = &self.password {
             cmd.args(["-a", password]);
@@ -306,6 +346,77 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Three Redis Cluster masters on 127.0.0.1 that have met, each serving the
+/// slot range it was given (or none). Started once per test binary per shape.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// All 16384 slots served, `cluster_state:ok`.
+    pub fn healthy() -> &'static RedisCluster {
+        static SHARED: OnceLock<RedisCluster> = OnceLock::new();
+        SHARED.get_or_init(|| RedisCluster::start(&[Some((0, 5460)), Some((5461, 10922)), Some((10923, 16383))]))
+    }
+
+    /// Slots 10923–16383 assigned to no master: `cluster_state:fail`, CLUSTERDOWN.
+    pub fn with_unassigned_slots() -> &'static RedisCluster {
+        static SHARED: OnceLock<RedisCluster> = OnceLock::new();
+        SHARED.get_or_init(|| RedisCluster::start(&[Some((0, 5460)), Some((5461, 10922)), None]))
+    }
+
+    /// Starts one node per entry (cluster bus on a free port of its own), assigns
+    /// the slots, makes them meet, and waits until every node knows the others and
+    /// the slots they serve.
+    pub fn start(slots: &[Option<(u16, u16)>]) -> RedisCluster {
+        let nodes: Vec<RedisServer> = slots
+            .iter()
+            .map(|_| {
+                RedisServer::builder()
+                    .arg("--cluster-enabled")
+                    .arg("yes")
+                    .arg("--cluster-config-file")
+                    .arg("nodes.conf")
+                    .arg("--cluster-port")
+                    .arg(&free_port().to_string())
+                    .arg("--cluster-node-timeout")
+                    .arg("2000")
+                    .start()
+            })
+            .collect();
+        let assigned: u32 = slots.iter().flatten().map(|(a, b)| u32::from(b - a) + 1).sum();
+        for (epoch, (node, range)) in nodes.iter().zip(slots).enumerate() {
+            node.cli(&["CLUSTER", "SET-CONFIG-EPOCH", &(epoch + 1).to_string()]);
+            if let Some((first, last)) = range {
+                node.cli(&["CLUSTER", "ADDSLOTSRANGE", &first.to_string(), &last.to_string()]);
+            }
+        }
+        for node in &nodes[1..] {
+            let bus = node.cli(&["CONFIG", "GET", "cluster-port"]).lines().nth(1).unwrap_or_default().to_owned();
+            nodes[0].cli(&["CLUSTER", "MEET", "127.0.0.1", &node.port.to_string(), &bus]);
+        }
+        let started = Instant::now();
+        let want_state = if assigned == 16384 { "ok" } else { "fail" };
+        for node in &nodes {
+            loop {
+                let info = node.cli(&["CLUSTER", "INFO"]);
+                let field = |name: &str| {
+                    info.lines().find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':').map(str::to_owned))
+                };
+                if field("cluster_known_nodes") == Some(nodes.len().to_string())
+                    && field("cluster_slots_assigned") == Some(assigned.to_string())
+                    && field("cluster_state").as_deref() == Some(want_state)
+                {
+                    break;
+                }
+                assert!(started.elapsed() < Duration::from_secs(20), "cluster never settled:\n{info}");
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+        RedisCluster { nodes }
     }
 }
 

@@ -11,6 +11,35 @@ use rcgen::{
 /// The names every test server answers to.
 pub const SERVER_SANS: &[&str] = &["localhost", "127.0.0.1", "::1"];
 
+/// Validity windows, in days from now (negative: in the past), for certificates
+/// that expire, have expired, or come from a CA that has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// The CA's `(notBefore, notAfter)`.
+    pub ca: (i64, i64),
+    /// The server certificate's `(notBefore, notAfter)`.
+    pub server: (i64, i64),
+}
+
+impl Lifetimes {
+    /// A server certificate good for `days` more days (negative: expired that many
+    /// days ago), from a CA good for ten years.
+    pub fn server_for(days: i64) -> Lifetimes {
+        Lifetimes { ca: (-400, 3650), server: (-400, days) }
+    }
+
+    /// A CA that expired `days_ago` days ago, with a server certificate good for a year.
+    pub fn ca_expired(days_ago: i64) -> Lifetimes {
+        Lifetimes { ca: (-400, -days_ago), server: (-30, 365) }
+    }
+}
+
+/// Now plus `days`, and half an hour further from now, so that "in 5 days" and
+/// "2 days ago" still read so when the check runs seconds later.
+fn days_from_now(days: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc() + time::Duration::days(days) + time::Duration::minutes(30 * days.signum())
+}
+
 /// A CA and one server certificate signed by it, as PEM files in `dir`.
 #[derive(Debug, Clone)]
 pub struct TestCa {
@@ -43,6 +72,13 @@ impl TestCa {
 
     /// Like `generate`, with a file-name prefix and the server certificate's names.
     pub fn generate_named(dir: &Path, prefix: &str, sans: &[&str]) -> TestCa {
+        TestCa::generate_valid(dir, prefix, sans, None)
+    }
+
+    /// Like `generate_named`, with chosen validity windows (`None`: rcgen's
+    /// defaults, 1975 to 4096). Files of the same `dir` and `prefix` are replaced:
+    /// a server that reloads them has been issued a new certificate.
+    pub fn generate_valid(dir: &Path, prefix: &str, sans: &[&str], lifetimes: Option<Lifetimes>) -> TestCa {
         fs::create_dir_all(dir).expect("create the certificate directory");
 
         let ca_key = KeyPair::generate().expect("generate the CA key");
@@ -51,6 +87,9 @@ impl TestCa {
         ca_params.distinguished_name.push(DnType::CommonName, format!("mockmate-diag test CA {prefix}"));
         ca_params.key_usages =
             vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        if let Some(l) = lifetimes {
+            (ca_params.not_before, ca_params.not_after) = (days_from_now(l.ca.0), days_from_now(l.ca.1));
+        }
         let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign the CA");
         let issuer = Issuer::new(ca_params, ca_key);
 
@@ -60,6 +99,9 @@ impl TestCa {
         params.distinguished_name.push(DnType::CommonName, "localhost");
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        if let Some(l) = lifetimes {
+            (params.not_before, params.not_after) = (days_from_now(l.server.0), days_from_now(l.server.1));
+        }
         let server_cert = params.signed_by(&server_key, &issuer).expect("sign the server certificate");
 
         let client_key = KeyPair::generate().expect("generate the client key");

@@ -105,6 +105,7 @@ async fn establish(
             user: target.user.clone(),
             dbname: target.dbname.clone(),
             local: target.is_local(),
+            certificates: seen.certificates(),
         },
     })
 }

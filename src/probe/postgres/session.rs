@@ -202,4 +202,6 @@ pub struct PgInfo {
     pub user: String,
     pub dbname: String,
     pub local: bool,
+    /// The server's chain and the sslrootcert CA, as the handshake saw them.
+    pub certificates: crate::probe::certs::Certificates,
 }

@@ -59,7 +59,7 @@ async fn connect_steps(target: &RedisTarget, deadline: Duration, phase: &PhaseCe
         let config =
             AsyncConnectionConfig::new().set_connection_timeout(Some(deadline)).set_response_timeout(Some(deadline));
         let conn = redis_over(stream, config, &addr).await?;
-        return session(target, conn, deadline, phase).await;
+        return session(target, conn, deadline, phase, &seen).await;
     }
     let addrs = net::resolve(&target.host, target.port).await.map_err(|e| resolve_failure(target, &e))?;
     phase.set(Phase::Connect);
@@ -85,7 +85,7 @@ async fn connect_steps(target: &RedisTarget, deadline: Duration, phase: &PhaseCe
             redis_over(stream, config, &addr).await?
         }
     };
-    session(target, conn, deadline, phase).await
+    session(target, conn, deadline, phase, &seen).await
 }
 
 /// Login, then PINGs and INFO on an open connection.
@@ -94,6 +94,7 @@ async fn session(
     conn: MultiplexedConnection,
     deadline: Duration,
     phase: &PhaseCell,
+    seen: &tls::Seen,
 ) -> Result<RedisSession, Failure> {
     if target.password.is_some() || target.db != 0 {
         phase.set(Phase::Reply(if target.password.is_some() { "AUTH" } else { "SELECT" }));
@@ -112,6 +113,7 @@ async fn session(
         mode: field("redis_mode").or_else(|| field("server_mode")).unwrap_or_else(|| "standalone".to_owned()),
         latency_p50_ms: percentile(&latencies, 0.50),
         latency_p99_ms: percentile(&latencies, 0.99),
+        certificates: seen.certificates(),
     };
     Ok(RedisSession::new(conn, info, info_fields, target.clone(), deadline))
 }

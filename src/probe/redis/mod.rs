@@ -1,5 +1,6 @@
 //! The Redis probe: where to connect ([`target`]), how ([`connect`]), the open
-//! session ([`session`]) and the words for what failed ([`failure`]).
+//! session ([`session`]), what the server is part of ([`topology`]) and the words
+//! for what failed ([`failure`]).
 //!
 //! MockMate caches interview sessions in Redis, so the checks built on this
 //! probe report a non-fatal failure; the probe itself only says what broke.
@@ -8,7 +9,9 @@ pub mod connect;
 pub mod failure;
 pub mod session;
 pub mod target;
+pub mod topology;
 
 pub use connect::connect;
 pub use session::{RedisInfo, RedisSession, Reply, parse_info};
 pub use target::{RedisTarget, RedisTls};
+pub use topology::{ClusterState, Mode, Monitored, Topology};

@@ -10,6 +10,7 @@ use redis::{RedisError, Value};
 
 use super::failure::{command_failure, is_transport, server_words, transport_failure};
 use super::target::RedisTarget;
+use super::topology::{self, Mode, Topology};
 use crate::probe::Failure;
 
 /// A live connection and what the server said about itself.
@@ -23,6 +24,8 @@ pub struct RedisSession {
     /// Where we connected, for messages and for scrubbing the password.
     target: RedisTarget,
     deadline: Duration,
+    /// Fetched by the first check that asks (see [`RedisSession::topology`]).
+    topology: tokio::sync::OnceCell<Result<Topology, Failure>>,
 }
 
 /// One command's answer in a [`RedisSession::round`]: the value, or the server's
@@ -38,6 +41,18 @@ impl RedisSession {
     /// One field of the connect-time `INFO all`.
     pub fn field(&self, name: &str) -> Option<&str> {
         self.info_fields.get(name).map(String::as_str)
+    }
+
+    /// Standalone, Sentinel or Cluster node, from the connect-time INFO.
+    pub fn mode(&self) -> Mode {
+        Mode::of(&self.info_fields)
+    }
+
+    /// What the server is part of (a Sentinel's masters, a Cluster's state): one
+    /// round of read-only commands, sent once per run whoever asks first.
+    pub async fn topology(&self) -> Result<&Topology, Failure> {
+        let fetched = self.topology.get_or_init(|| async { topology::fetch(self).await.map_err(|f| self.scrubbed(f)) });
+        fetched.await.as_ref().map_err(Clone::clone)
     }
 
     /// A fresh `INFO <section>` (read-only), parsed.
@@ -101,6 +116,8 @@ pub struct RedisInfo {
     pub mode: String,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
+    /// The server's chain and the REDIS_CA_CERT CA, as the handshake saw them.
+    pub certificates: crate::probe::certs::Certificates,
 }
 
 impl RedisSession {
@@ -111,7 +128,7 @@ impl RedisSession {
         target: RedisTarget,
         deadline: Duration,
     ) -> RedisSession {
-        RedisSession { conn, info, info_fields, target, deadline }
+        RedisSession { conn, info, info_fields, target, deadline, topology: tokio::sync::OnceCell::new() }
     }
 }
 
