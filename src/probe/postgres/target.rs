@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::probe::url::{Secret, percent_decode};
-use crate::probe::{EnvLookup, Failure, net, tls};
+use crate::probe::{Cause, EnvLookup, Failure, net, tls};
 
 const DEFAULT_PORT: u16 = 5432;
 
@@ -104,7 +104,9 @@ impl PgTarget {
     pub fn from_env(get: EnvLookup) -> Result<PgTarget, Failure> {
         let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         match var("DATABASE_URL") {
-            Some(url) => PgTarget::from_url(url.trim(), get),
+            Some(url) => {
+                PgTarget::from_url(url.trim(), get).map_err(|f| f.because(Cause::Malformed("DATABASE_URL".into())))
+            }
             None => PgTarget::from_db_vars(get),
         }
     }
@@ -194,9 +196,10 @@ impl PgTarget {
                 )
             })
         };
+        let require = |name: &str| require(name).map_err(|f| f.because(Cause::Unset(name.to_string())));
         let host = require("DB_HOST")?;
         let port = match var("DB_PORT") {
-            Some(p) => parse_port(p.trim(), "DB_PORT")?,
+            Some(p) => parse_port(p.trim(), "DB_PORT").map_err(|f| f.because(Cause::Malformed("DB_PORT".into())))?,
             None => DEFAULT_PORT,
         };
         let user = require("DB_USER")?;
@@ -289,7 +292,7 @@ fn tls_settings(
 }
 
 fn in_origin(f: Failure, origin: &str) -> Failure {
-    Failure { message: format!("{} in {origin}", f.message), hint: f.hint }
+    Failure { message: format!("{} in {origin}", f.message), ..f }.because(Cause::Malformed(origin.to_string()))
 }
 
 pub fn parse_port(value: &str, what: &str) -> Result<u16, Failure> {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::probe::url::{Secret, percent_decode};
-use crate::probe::{EnvLookup, Failure, net, tls};
+use crate::probe::{Cause, EnvLookup, Failure, net, tls};
 
 /// Whether and how the connection is encrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,12 +35,19 @@ impl RedisTarget {
     /// `rediss://…#insecure` skips certificate checks; REDIS_CA_CERT (PEM path) adds a private CA.
     pub fn from_env(get: EnvLookup) -> Result<RedisTarget, Failure> {
         let raw = get("REDIS_URL").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).ok_or_else(|| {
-            Failure::new("REDIS_URL is not set").with_hint(
-                "set REDIS_URL, e.g. REDIS_URL=redis://localhost:6379 (MockMate caches interview sessions there)",
-            )
+            Failure::new("REDIS_URL is not set")
+                .with_hint(
+                    "set REDIS_URL, e.g. REDIS_URL=redis://localhost:6379 (MockMate caches interview sessions there)",
+                )
+                .because(Cause::Unset("REDIS_URL".into()))
         })?;
+        RedisTarget::parse(&raw, get).map_err(|f| f.because(Cause::Malformed("REDIS_URL".into())))
+    }
+
+    /// Reads a set `REDIS_URL`; every failure is a malformed URL.
+    fn parse(raw: &str, get: EnvLookup) -> Result<RedisTarget, Failure> {
         // url's errors never echo the input, so the password cannot leak here.
-        let url = url::Url::parse(&raw).map_err(|e| {
+        let url = url::Url::parse(raw).map_err(|e| {
             let message = match e {
                 url::ParseError::EmptyHost => "REDIS_URL has no host".to_owned(),
                 e => format!("REDIS_URL is not a valid URL: {e}"),
@@ -235,7 +242,15 @@ mod tests {
         let f = target(&[]).unwrap_err();
         assert_eq!(f.message, "REDIS_URL is not set");
         assert!(f.hint.unwrap().contains("redis://"));
-        assert!(url("  ").is_err());
+        assert_eq!(url("  ").unwrap_err().cause, Some(Cause::Unset("REDIS_URL".into())));
+    }
+
+    #[test]
+    fn every_failure_names_its_cause() {
+        assert_eq!(target(&[]).unwrap_err().cause, Some(Cause::Unset("REDIS_URL".into())));
+        for bad in ["http://h", "redis://", "redis://h/abc", "redis://:%FF@h", "rediss://h#verify"] {
+            assert_eq!(url(bad).unwrap_err().cause, Some(Cause::Malformed("REDIS_URL".into())), "{bad}");
+        }
     }
 
     #[test]
