@@ -4,7 +4,7 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::check::{Check, Ctx, KindDef, Outcome};
+use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service};
 use crate::probe::postgres::PgInfo;
 
 pub static KIND: KindDef = KindDef {
@@ -21,6 +21,11 @@ impl Check for Connect {
         async move {
             match ctx.postgres().await {
                 Ok(session) => connected(&session.info),
+                // A connection problem is this check's finding; a configuration one
+                // (an unset or malformed variable) is the env check's, which it rests on.
+                Err(failure) if failure.cause.is_none() => {
+                    Outcome::from_failure(failure).reports(Premise::Reachable(Service::Postgres))
+                }
                 Err(failure) => Outcome::from_failure(failure),
             }
         }

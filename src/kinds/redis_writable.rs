@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::redis_common::{FromInfo, IMPACT};
-use crate::check::{KindDef, Outcome};
+use crate::check::{KindDef, Outcome, Premise, Service};
 
 pub static KIND: KindDef = KindDef {
     name: "redis.writable",
@@ -39,7 +39,8 @@ fn judge(info: &HashMap<String, String>) -> Outcome {
                 )))
                 .hint(format!(
                     "point REDIS_URL at the primary ({primary}), or at the managed service's primary endpoint ({IMPACT} until then)"
-                )),
+                ))
+                .reports(Premise::Writable(Service::Redis)),
             }
         }
         Some(other) => {
