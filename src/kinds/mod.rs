@@ -13,6 +13,8 @@ pub mod env_required;
 pub mod env_secrets;
 pub mod expect;
 pub mod pg_common;
+pub mod pg_role_settings;
+pub mod pg_visibility;
 pub mod redis_common;
 // postgres kinds — one `pub mod` per kind, here
 pub mod pg_active_users;
@@ -24,6 +26,7 @@ pub mod pg_migrations;
 pub mod pg_privileges;
 pub mod pg_query;
 pub mod pg_schema;
+pub mod pg_settings;
 pub mod pg_tls;
 pub mod pg_writable;
 // end postgres kinds
@@ -31,6 +34,7 @@ pub mod pg_writable;
 pub mod redis_connect;
 pub mod redis_info;
 pub mod redis_memory;
+pub mod redis_permissions;
 pub mod redis_persistence;
 pub mod redis_roundtrip;
 pub mod redis_writable;
@@ -54,6 +58,7 @@ pub static KINDS: &[&KindDef] = &[
     &pg_connect::KIND,
     &pg_tls::KIND,
     &pg_writable::KIND,
+    &pg_settings::KIND,
     &pg_schema::KIND,
     &pg_extensions::KIND,
     &pg_active_users::KIND,
@@ -66,6 +71,7 @@ pub static KINDS: &[&KindDef] = &[
     // redis kinds (issue 4)
     &redis_connect::KIND,
     &redis_writable::KIND,
+    &redis_permissions::KIND,
     &redis_memory::KIND,
     &redis_persistence::KIND,
     &redis_roundtrip::KIND,
