@@ -90,7 +90,8 @@ fn sql(schema: Option<&str>) -> String {
              'owner', c.oid IS NOT NULL AND pg_has_role(c.relowner, 'USAGE'),
              'policies', (SELECT coalesce(json_agg(json_build_object(
                               'cmd', pol.polcmd::text,
-                              'permissive', pol.polpermissive,
+                              -- polpermissive exists from PostgreSQL 10; before, every policy was permissive.
+                              'permissive', (to_jsonb(pol) ->> 'polpermissive')::bool IS NOT FALSE,
                               'applies', EXISTS (SELECT 1 FROM unnest(pol.polroles) r(oid)
                                                  WHERE CASE WHEN r.oid = 0 THEN true ELSE pg_has_role(r.oid, 'MEMBER') END))), '[]')
                           FROM pg_policy pol WHERE pol.polrelid = c.oid),
