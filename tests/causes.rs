@@ -205,6 +205,10 @@ fn a_dropped_sessions_table_fails_once_and_is_sent_to_the_migrations() {
     let (_, report) = app.run(&["postgres.orphan_sessions"], &[]);
     assert_status(&report, "postgres.orphan_sessions", "warn");
     assert!(hint(&report, "postgres.orphan_sessions").contains("postgres.schema says which"), "{report:#}");
+    app.sql("DROP TABLE users");
+    let (_, report) = app.run(&["postgres.active_users"], &[]);
+    assert_status(&report, "postgres.active_users", "fail");
+    assert!(hint(&report, "postgres.active_users").contains("postgres.schema says which"), "{report:#}");
 }
 
 // ---- what the write path needs ------------------------------------------------
