@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use crate::envctx::EnvView;
 use crate::probe::postgres::{PgSession, PgTarget, PgWriter};
 use crate::probe::redis::RedisSession;
-use crate::probe::{Failure, Probes};
+use crate::probe::{Cause, Failure, Probes};
 use crate::report::{CheckResult, Severity, Status};
 
 /// Everything a check may see of the world.
@@ -123,6 +123,48 @@ impl Verdict {
     }
 }
 
+/// A service the checks reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    Postgres,
+    Redis,
+}
+
+/// A fact a finding rests on, which one check owns: "one root cause, one failure".
+///
+/// A check whose failure *reports* a premise owns that finding ([`Outcome::reports`]);
+/// a check whose failure *rests on* one ([`Outcome::premise`]) is turned into `skip`
+/// "see <owner>" by the engine when the owner, in the same run, did not pass. When
+/// the owner is not in the run (`--only`, `--skip`), the dependent keeps its failure.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Premise {
+    /// The variable is set and not empty (`env.required`).
+    Set(String),
+    /// The variable's value can be read (`env.database_url`, `env.redis_url`).
+    Valid(String),
+    /// The service accepts a connection and a login (`postgres.connect`, `redis.connect`).
+    Reachable(Service),
+    /// The service accepts writes (`postgres.writable`; `redis.writable`, and
+    /// `redis.memory`/`redis.persistence` when writes fail with OOM/MISCONF).
+    Writable(Service),
+    /// The table exists where the API's role finds it, with its columns (`postgres.schema`).
+    Table(String),
+    /// The API's role may do what the API does on the table: schema USAGE, GRANTs,
+    /// sequences, row-level security (`postgres.privileges`).
+    Privileges(String),
+    /// The Redis user may run the API's commands on its keys (`redis.permissions`).
+    RedisAcl,
+}
+
+impl From<&Cause> for Premise {
+    fn from(cause: &Cause) -> Premise {
+        match cause {
+            Cause::Unset(var) => Premise::Set(var.clone()),
+            Cause::Malformed(var) => Premise::Valid(var.clone()),
+        }
+    }
+}
+
 /// A check's finding: verdict, message, hint and machine-readable details.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -130,11 +172,22 @@ pub struct Outcome {
     pub message: String,
     pub hint: Option<String>,
     pub details: Map<String, Value>,
+    /// What the finding rests on and what it reports (boxed: most outcomes have neither).
+    pub causes: Box<Causes>,
+}
+
+/// The premises of an [`Outcome`]: what it rests on, what it reports as the owner.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Causes {
+    /// If another check of the run reports one of these, this finding defers to it.
+    pub premises: Vec<Premise>,
+    /// This finding is the one that reports these.
+    pub reports: Vec<Premise>,
 }
 
 impl Outcome {
     fn new(verdict: Verdict, message: impl Into<String>) -> Self {
-        Outcome { verdict, message: message.into(), hint: None, details: Map::new() }
+        Outcome { verdict, message: message.into(), hint: None, details: Map::new(), causes: Box::default() }
     }
     pub fn pass(message: impl Into<String>) -> Self {
         Self::new(Verdict::Pass, message)
@@ -159,9 +212,44 @@ impl Outcome {
         self.details.insert(key.to_string(), value.into());
         self
     }
-    /// A probe failure (connection refused, timeout …) as this check's problem.
+    /// Adds a premise this finding rests on: if another check in the run reports it
+    /// failing, this one is `skip` "see <that check>".
+    pub fn premise(mut self, premise: Premise) -> Self {
+        if !self.causes.premises.contains(&premise) {
+            self.causes.premises.push(premise);
+        }
+        self
+    }
+
+    /// Marks this finding as the one that reports `premise` failing.
+    pub fn reports(mut self, premise: Premise) -> Self {
+        if !self.causes.reports.contains(&premise) {
+            self.causes.reports.push(premise);
+        }
+        self
+    }
+
+    /// A probe failure as this check's problem; a configuration cause (an unset or
+    /// malformed variable) becomes its premise.
     pub fn from_failure(f: Failure) -> Self {
-        Outcome { verdict: Verdict::Problem, message: f.message, hint: f.hint, details: f.details }
+        let mut outcome = Outcome::problem(f.message);
+        outcome.details = f.details;
+        let outcome = match f.hint {
+            Some(hint) => outcome.hint(hint),
+            None => outcome,
+        };
+        match &f.cause {
+            Some(cause) => outcome.premise(cause.into()),
+            None => outcome,
+        }
+    }
+
+    /// A failure to reach `service` as this check's problem: it rests on the
+    /// configuration when that is the cause, else on the connection.
+    pub fn unreachable(f: Failure, service: Service) -> Self {
+        let configured = f.cause.is_none();
+        let outcome = Outcome::from_failure(f);
+        if configured { outcome.premise(Premise::Reachable(service)) } else { outcome }
     }
 
     /// The result a declared check reports: the verdict under its severity; a
@@ -173,6 +261,7 @@ impl Outcome {
             Status::Pass | Status::Skip => None,
         };
         CheckResult {
+            see: None,
             id: decl.id.to_string(),
             kind: decl.kind.name.to_string(),
             category: decl.kind.category().to_string(),

@@ -4,6 +4,11 @@
 //! once and waits only for what it needs. A check whose dependency did not pass
 //! is `skip`; a check that runs out of time or panics is a failure of that
 //! check, never of the run. Results come back in manifest order.
+//!
+//! One root cause, one failure: when every check has finished, a failure that
+//! rests on a premise another check of the run reported failing ([`Premise`]) is
+//! turned into `skip` "see <that check>" — decided by the cause each check
+//! names, not by the order the checks ran in.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -12,7 +17,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared, join_all};
 
-use crate::check::{Ctx, Declared, Outcome};
+use crate::check::{Causes, Ctx, Declared, Outcome, Premise};
 use crate::error::UsageError;
 use crate::manifest::CheckDecl;
 use crate::report::{CheckResult, Status};
@@ -74,7 +79,17 @@ impl Selection {
     }
 }
 
-type SharedResult = Shared<BoxFuture<'static, CheckResult>>;
+type SharedResult = Shared<BoxFuture<'static, Ran>>;
+
+/// A finished check: its result, and what the engine needs to settle causes.
+#[derive(Clone)]
+struct Ran {
+    result: CheckResult,
+    premises: Vec<Premise>,
+    reports: Vec<Premise>,
+    /// The need whose failure made this check `skip`.
+    blocked_by: Option<String>,
+}
 
 /// Sees checks start and finish (the terminal progress line).
 pub trait Observer: Send + Sync {
@@ -134,15 +149,17 @@ pub async fn run_observed(
             if let Some(reason) = skip {
                 return finish(&decl, Outcome::skip(reason), Duration::ZERO);
             }
-            let results = join_all(deps.into_iter().map(|(n, f)| f.map(move |r| (n, r.status)))).await;
+            let results = join_all(deps.into_iter().map(|(n, f)| f.map(move |r| (n, r.result.status)))).await;
             if let Some((need, status)) = results.into_iter().find(|(_, s)| *s != Status::Pass) {
                 let why = format!("needs {need}, which is {}", status.as_str());
-                return finish(&decl, Outcome::skip(why), Duration::ZERO);
+                let mut ran = finish(&decl, Outcome::skip(why), Duration::ZERO);
+                ran.blocked_by = Some(need);
+                return ran;
             }
             observer.started(&decl.id);
-            let result = run_one(decl, ctx).await;
-            observer.finished(&result);
-            result
+            let ran = run_one(decl, ctx).await;
+            observer.finished(&ran.result);
+            ran
         }
         .boxed()
         .shared();
@@ -151,14 +168,72 @@ pub async fn run_observed(
     }
     let ordered: Vec<SharedResult> =
         decls.iter().filter_map(|d| build(&d.id, &by_id, selection, &ctx, &observer, &mut futures)).collect();
-    join_all(ordered).await
+    settle(join_all(ordered).await)
+}
+
+/// One root cause, one failure: a failure resting on a premise that another
+/// check of the run reported (did not pass) becomes `skip` "see <root>", its
+/// details kept; `root` is where the chain of causes ends (`postgres.connect`
+/// rests on `env.required`'s missing variable: its dependents see `env.required`).
+/// A check skipped because a need failed, whose need was settled so, says so.
+fn settle(ran: Vec<Ran>) -> Vec<CheckResult> {
+    let failed = |r: &Ran| matches!(r.result.status, Status::Warn | Status::Fail);
+    // The check a failure defers to: the first other one (manifest order) that did
+    // not pass and reports one of its premises.
+    let direct: Vec<Option<usize>> = ran
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if !failed(r) {
+                return None;
+            }
+            r.premises
+                .iter()
+                .find_map(|p| ran.iter().enumerate().position(|(j, o)| j != i && failed(o) && o.reports.contains(p)))
+        })
+        .collect();
+    // Follow the chain to its root; a cycle (never built by the kinds) redirects nothing.
+    let root = |i: usize| -> Option<usize> {
+        let mut seen = vec![i];
+        let mut at = direct[i]?;
+        while let Some(next) = direct[at] {
+            if seen.contains(&next) || seen.contains(&at) {
+                return None;
+            }
+            seen.push(at);
+            at = next;
+        }
+        (!seen.contains(&at)).then_some(at)
+    };
+    let roots: Vec<Option<usize>> = (0..ran.len()).map(root).collect();
+    let ids: Vec<String> = ran.iter().map(|r| r.result.id.clone()).collect();
+    let mut results: Vec<CheckResult> = ran.iter().map(|r| r.result.clone()).collect();
+    for (result, root) in results.iter_mut().zip(&roots) {
+        if let Some(owner) = root {
+            let owner = &ids[*owner];
+            result.message = format!("see {owner}: {}", result.message);
+            result.status = Status::Skip;
+            result.hint = None;
+            result.see = Some(owner.clone());
+        }
+    }
+    for (i, r) in ran.iter().enumerate() {
+        let Some(need) = &r.blocked_by else { continue };
+        let Some(j) = ids.iter().position(|id| id == need) else { continue };
+        if let Some(owner) = roots[j] {
+            let owner = ids[owner].clone();
+            results[i].message = format!("needs {need}, which is skip (see {owner})");
+            results[i].see = Some(owner);
+        }
+    }
+    results
 }
 
 /// How long after `--timeout` the engine's own deadline fires.
 const BACKSTOP_GRACE: Duration = Duration::from_millis(100);
 
 /// Runs one check on its own task, under the deadline, catching panics.
-async fn run_one(decl: CheckDecl, ctx: Arc<Ctx>) -> CheckResult {
+async fn run_one(decl: CheckDecl, ctx: Arc<Ctx>) -> Ran {
     let started = Instant::now();
     let deadline = ctx.timeout;
     let check = decl.check.clone();
@@ -181,7 +256,7 @@ async fn run_one(decl: CheckDecl, ctx: Arc<Ctx>) -> CheckResult {
     finish(&decl, outcome, started.elapsed())
 }
 
-fn finish(decl: &CheckDecl, outcome: Outcome, elapsed: Duration) -> CheckResult {
+fn finish(decl: &CheckDecl, mut outcome: Outcome, elapsed: Duration) -> Ran {
     let declared = Declared {
         id: &decl.id,
         kind: decl.kind,
@@ -189,7 +264,8 @@ fn finish(decl: &CheckDecl, outcome: Outcome, elapsed: Duration) -> CheckResult 
         title: &decl.title,
         hint: decl.hint.as_deref(),
     };
-    outcome.into_result(&declared, elapsed)
+    let Causes { premises, reports } = *std::mem::take(&mut outcome.causes);
+    Ran { result: outcome.into_result(&declared, elapsed), premises, reports, blocked_by: None }
 }
 
 #[cfg(test)]
@@ -209,6 +285,8 @@ mod tests {
         Sleep(Duration),
         /// Counts `warm` calls; passes.
         Warms(Arc<std::sync::atomic::AtomicUsize>),
+        /// Answers this outcome (with its premises and reports).
+        Answers(Outcome),
     }
 
     impl Check for Behaviour {
@@ -228,6 +306,7 @@ mod tests {
                         tokio::time::sleep(*d).await;
                         Outcome::pass("slept")
                     }
+                    Behaviour::Answers(o) => o.clone(),
                 }
             }
             .boxed()
@@ -320,5 +399,78 @@ mod tests {
         assert_eq!(warmed, [1, 0, 1]);
         assert_eq!(r[1].status, Status::Skip);
         assert_eq!(r[3].status, Status::Pass);
+    }
+
+    #[tokio::test]
+    async fn a_failure_whose_premise_another_check_reports_is_a_skip_that_names_the_root_cause() {
+        use crate::check::{Premise, Service};
+        let unset = || Premise::Set("DB_HOST".into());
+        let reachable = || Premise::Reachable(Service::Postgres);
+        let decls = vec![
+            // The owner of the missing variable.
+            decl(
+                "env.required",
+                Severity::Fail,
+                &[],
+                Behaviour::Answers(Outcome::problem("missing: DB_HOST").reports(unset())),
+            ),
+            // Rests on the variable: deferred to env.required. Reports the connection,
+            // as the real connect check does.
+            decl(
+                "pg.connect",
+                Severity::Fail,
+                &[],
+                Behaviour::Answers(
+                    Outcome::problem("DB_HOST is not set")
+                        .hint("set it")
+                        .premise(unset())
+                        .reports(reachable())
+                        .detail("k", 1),
+                ),
+            ),
+            // Rests on the connection, whose failure rests on the variable: the root is env.required.
+            decl(
+                "pg.custom",
+                Severity::Warn,
+                &[],
+                Behaviour::Answers(Outcome::problem("no session").premise(reachable())),
+            ),
+            // Blocked by its need, which was deferred.
+            decl("pg.schema", Severity::Fail, &["pg.connect"], Behaviour::Pass),
+            // A premise nobody reports: its own failure stands.
+            decl(
+                "redis.x",
+                Severity::Warn,
+                &[],
+                Behaviour::Answers(Outcome::problem("refused").premise(Premise::RedisAcl)),
+            ),
+            // A pass stays a pass whatever it rests on.
+            decl("pg.fine", Severity::Fail, &[], Behaviour::Answers(Outcome::pass("ok").premise(unset()))),
+        ];
+        let r = run_all(&decls, Duration::from_secs(1)).await;
+        let by = |id: &str| r.iter().find(|c| c.id == id).expect("present");
+        assert_eq!(by("env.required").status, Status::Fail);
+        let c = by("pg.connect");
+        assert_eq!((c.status, c.message.as_str()), (Status::Skip, "see env.required: DB_HOST is not set"));
+        assert_eq!(
+            (c.hint.as_deref(), c.see.as_deref(), c.details["k"].clone()),
+            (None, Some("env.required"), 1.into())
+        );
+        assert_eq!(by("pg.custom").message, "see env.required: no session");
+        let s = by("pg.schema");
+        assert_eq!(
+            (s.status, s.message.as_str()),
+            (Status::Skip, "needs pg.connect, which is skip (see env.required)")
+        );
+        assert_eq!((by("redis.x").status, by("redis.x").see.as_deref()), (Status::Warn, None));
+        assert_eq!(by("pg.fine").status, Status::Pass);
+
+        // Without the owner in the run, the dependent keeps its own failure.
+        let sel = Selection::new(&decls, &[], &["env.required".into()]).expect("valid");
+        let ctx = Arc::new(Ctx::new(EnvView::new(Arc::new(EnvSet::default())), "test", Duration::from_secs(1)));
+        let r = run(&decls, &sel, ctx).await;
+        assert_eq!((r[1].status, r[1].message.as_str()), (Status::Fail, "DB_HOST is not set"));
+        assert_eq!(r[1].hint.as_deref(), Some("set it"));
+        assert_eq!(r[2].message, "see pg.connect: no session");
     }
 }

@@ -61,6 +61,10 @@ pub struct CheckResult {
     pub hint: Option<String>,
     pub duration_ms: u64,
     pub details: Map<String, Value>,
+    /// For a `skip` whose failure had its cause reported by another check of the
+    /// run: that check's id ("one root cause, one failure"). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub see: Option<String>,
 }
 
 /// Where a variable the checks looked at came from. Never its value.
@@ -194,6 +198,14 @@ mod tests {
     fn summary_line_pluralises_warnings() {
         let s = Summary { status: SummaryStatus::Fail, pass: 12, warn: 1, fail: 1, skip: 2 };
         assert_eq!(s.line(), "12 passed, 1 warning, 1 failed, 2 skipped");
+    }
+
+    #[test]
+    fn see_is_in_the_json_only_when_another_check_owns_the_cause() {
+        let mut r = crate::format::fixture().checks.remove(0);
+        assert!(serde_json::to_value(&r).expect("serialises").get("see").is_none());
+        r.see = Some("env.required".into());
+        assert_eq!(serde_json::to_value(&r).expect("serialises")["see"], "env.required");
     }
 
     #[test]

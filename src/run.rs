@@ -119,8 +119,10 @@ impl Plan {
     }
 
     /// Whether another attempt could change this check's result: a service check
-    /// that trips `fail_on`, or one skipped because a need worth retrying failed.
-    /// The environment is read once per run, so env checks never qualify.
+    /// that trips `fail_on`, or one skipped because a need worth retrying failed or
+    /// because its cause is another check's finding worth retrying (`see`). The
+    /// environment is read once per run, so env checks never qualify, nor what
+    /// defers to them (a missing variable ends the wait at once).
     pub fn worth_retrying(&self, id: &str, checks: &[CheckResult], fail_on: FailOn) -> bool {
         let decls = &self.decls;
         let (Some(decl), Some(result)) = (decls.iter().find(|d| d.id == id), checks.iter().find(|c| c.id == id)) else {
@@ -128,6 +130,9 @@ impl Plan {
         };
         if decl.kind.category() == "env" {
             return false;
+        }
+        if let Some(owner) = &result.see {
+            return owner != id && self.worth_retrying(owner, checks, fail_on);
         }
         fail_on.trips(result.status)
             || (result.status == Status::Skip

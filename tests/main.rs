@@ -7,6 +7,7 @@
 
 mod support;
 
+mod causes;
 mod cli;
 mod concordance;
 mod gate;

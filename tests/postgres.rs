@@ -136,13 +136,14 @@ fn missing_sessions_table_then_postgres_schema_fails_with_run_the_migrations() {
 }
 
 #[test]
-fn missing_users_table_then_active_users_says_so() {
+fn missing_users_table_then_active_users_defers_to_postgres_schema() {
     let pg = PgServer::shared();
     let db = pg.create_db("no_users_table");
     let (_, report) = run_url(&pg.superuser_url(&db));
     assert_eq!(message(&report, "postgres.schema"), "missing tables: sessions, users");
-    assert_status(&report, "postgres.active_users", "fail");
-    assert!(message(&report, "postgres.active_users").starts_with("users table missing"), "{report:#}");
+    // One cause, one failure: the schema check owns the missing table.
+    assert_eq!(check(&report, "postgres.active_users")["see"], "postgres.schema", "{report:#}");
+    assert!(message(&report, "postgres.active_users").starts_with("see postgres.schema: cannot read users: "));
 }
 
 #[test]
@@ -307,9 +308,15 @@ fn read_only_database_then_postgres_writable_fails_with_25006() {
     assert_status(&report, "postgres.writable", "fail");
     assert_eq!(
         message(&report, "postgres.writable"),
-        "connected to a read-only database (default_transaction_read_only = on): every insert will fail (25006)"
+        format!(
+            "connected to a read-only database (default_transaction_read_only = on, set by ALTER DATABASE \"{db}\"): \
+             every insert will fail (25006)"
+        )
     );
-    assert!(hint(&report, "postgres.writable").contains("primary"));
+    let reset = format!("ALTER DATABASE \"{db}\" RESET default_transaction_read_only;");
+    assert!(
+        hint(&report, "postgres.writable").contains("primary") && hint(&report, "postgres.writable").ends_with(&reset)
+    );
     // Our own read-only session is not mistaken for a read-only database.
     let (_, report) = run_url(&healthy("writable_db").2);
     assert_status(&report, "postgres.writable", "pass");

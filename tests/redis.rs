@@ -13,8 +13,9 @@ use crate::support::redis::{RedisServer, free_port};
 use crate::support::tarpit::Tarpit;
 use serde_json::Value;
 
-const REDIS_IDS: &str = "redis.connect,redis.writable,redis.memory,redis.persistence,redis.roundtrip";
-const READ_ONLY_IDS: [&str; 4] = ["redis.connect", "redis.writable", "redis.memory", "redis.persistence"];
+const REDIS_IDS: &str = "redis.connect,redis.writable,redis.permissions,redis.memory,redis.persistence,redis.roundtrip";
+const READ_ONLY_IDS: [&str; 5] =
+    ["redis.connect", "redis.writable", "redis.permissions", "redis.memory", "redis.persistence"];
 /// A password that must never be printed, in any format.
 const SENTINEL: &str = "sentinel-Rk7q-redis-secret";
 
@@ -30,7 +31,7 @@ fn run_redis(url: &str, env: &[(&str, &str)], args: &[&str]) -> (i32, Value) {
 /// The checks after `redis.connect` are skipped because it did not pass.
 #[track_caller]
 fn assert_rest_skipped(report: &Value) {
-    for id in ["redis.writable", "redis.memory", "redis.persistence"] {
+    for id in ["redis.writable", "redis.permissions", "redis.memory", "redis.persistence"] {
         assert_status(report, id, "skip");
         assert_eq!(message(report, id), "needs redis.connect, which is warn");
     }
@@ -235,9 +236,13 @@ fn replica_warns_that_cache_writes_will_fail_with_readonly() {
     assert!(
         hint(&report, "redis.writable").starts_with(&format!("point REDIS_URL at the primary ({})", primary.addr()))
     );
-    // And the round trip proves it.
+    // The round trip proves it, and says so once: READONLY is redis.writable's finding.
+    assert_status(&report, "redis.roundtrip", "skip");
+    assert!(message(&report, "redis.roundtrip").starts_with("see redis.writable: SET failed: READONLY"), "{report:#}");
+    // The user may write: READONLY comes after the ACL check.
+    assert_status(&report, "redis.permissions", "pass");
+    let (_, report) = run_redis(&replica.url(), &[], &["--allow-writes", "--skip", "redis.writable"]);
     assert_status(&report, "redis.roundtrip", "warn");
-    assert!(message(&report, "redis.roundtrip").starts_with("SET failed: READONLY"), "{report:#}");
 }
 
 #[test]
@@ -322,7 +327,7 @@ fn allow_writes_round_trip_passes_and_leaves_no_key_behind() {
 }
 
 #[test]
-fn without_allow_writes_no_write_command_reaches_redis_and_the_keyspace_is_unchanged() {
+fn without_allow_writes_only_no_op_probes_reach_redis_and_no_data_changes() {
     let server = RedisServer::start();
     server.cli(&["SET", "session:1", "cached"]);
     server.cli(&["SET", "session:2", "cached", "EX", "3600"]);
@@ -333,6 +338,7 @@ fn without_allow_writes_no_write_command_reaches_redis_and_the_keyspace_is_uncha
         "[[check]]\nid = \"custom.redis_clients\"\nkind = \"redis.info\"\nsection = \"clients\"\nfield = \"connected_clients\"\nexpect = \">= 1\"\n",
     )
     .expect("write manifest");
+    let dirty = server.info_field("rdb_changes_since_last_save");
     // From here on every command counts; the harness's own calls are named below.
     server.cli(&["CONFIG", "RESETSTAT"]);
 
@@ -351,10 +357,21 @@ fn without_allow_writes_no_write_command_reaches_redis_and_the_keyspace_is_uncha
     let calls = command_calls(&server);
     let run: BTreeMap<&str, u64> =
         calls.iter().filter(|(c, _)| c.as_str() != "config|resetstat").map(|(c, n)| (c.as_str(), *n)).collect();
-    // Five PINGs and INFO all at connect, one INFO clients for the custom check.
-    assert_eq!(run, BTreeMap::from([("info", 2), ("ping", 5)]), "{calls:?}");
+    // Five PINGs and INFO all at connect, one INFO clients for the custom check, and
+    // redis.permissions' four no-ops on one absent session:* key.
+    assert_eq!(
+        run,
+        BTreeMap::from([("info", 2), ("ping", 5), ("set", 1), ("get", 1), ("expire", 1), ("del", 1)]),
+        "{calls:?}"
+    );
+    // No data changed: the same keys and expiries, nothing dirty since the last save.
     assert_eq!(keys_and_expires(&server.cli(&["INFO", "keyspace"])), keys_and_expires(&keyspace));
+    assert_eq!(server.cli(&["DBSIZE"]), "2");
+    assert_eq!(server.info_field("rdb_changes_since_last_save"), dirty);
     assert_eq!(server.cli(&["GET", "session:1"]), "cached");
+    let probe = check(&report, "redis.permissions")["details"]["probe_key"].as_str().unwrap_or_default().to_string();
+    assert!(probe.starts_with("session:mockmate-diag-acl-probe-"), "{report:#}");
+    assert_eq!(server.cli(&["EXISTS", &probe]), "0");
 }
 
 /// `db0:keys=2,expires=1` of INFO keyspace, without `avg_ttl`, which ticks down.

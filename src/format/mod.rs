@@ -62,6 +62,7 @@ pub(crate) fn fixture() -> crate::report::Report {
             hint: hint.map(Into::into),
             duration_ms: ms,
             details: serde_json::Map::new(),
+            see: None,
         };
     let mut connect =
         check("postgres.connect", Status::Pass, Severity::Fail, "PostgreSQL 15.4 in 12ms (tls off)", None, 12);

@@ -17,8 +17,8 @@ use serde::Deserialize;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::pg_common::{ident, query_failed, session};
-use crate::check::{Check, Ctx, KindDef, Outcome};
+use super::pg_common::{ident, on_tables, query_failed, session};
+use crate::check::{Check, Ctx, KindDef, Outcome, Service};
 
 pub static KIND: KindDef = KindDef {
     name: "consistency.cached_sessions",
@@ -105,7 +105,7 @@ impl Check for CachedSessions {
 
 impl CachedSessions {
     async fn sample(&self, ctx: &Ctx, until: Instant) -> Result<Sample, Outcome> {
-        let redis = ctx.redis().await.map_err(Outcome::from_failure)?;
+        let redis = ctx.redis().await.map_err(|f| Outcome::unreachable(f, Service::Redis))?;
         // A Sentinel holds no sessions (SCAN is an unknown command there): redis.topology says so.
         if let Some(skip) = super::redis_common::on_sentinel(&redis) {
             return Err(skip);
@@ -170,7 +170,7 @@ impl CachedSessions {
         let rows = pg
             .query_typed(&sql, &[(&ids, Type::UUID_ARRAY)])
             .await
-            .map_err(|e| query_failed("the sessions lookup", &e))?;
+            .map_err(|e| on_tables(query_failed("the sessions lookup", &e), &e, &[&self.p.table]))?;
         rows.iter()
             .map(|r| r.try_get::<_, Uuid>(0).map_err(|e| Outcome::problem(format!("unexpected reply: {e}"))))
             .collect()

@@ -6,8 +6,9 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::check::{Check, Ctx, KindDef, Outcome};
+use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
 use crate::probe::postgres::target::parse_port;
+use crate::probe::{Cause, Failure};
 
 pub static KIND: KindDef = KindDef {
     name: "env.database_url",
@@ -25,7 +26,7 @@ impl Check for DatabaseUrl {
             let db_name = ctx.env.non_empty("DB_NAME");
             let db_port = match ctx.env.non_empty("DB_PORT").map(|p| parse_port(p.trim(), "DB_PORT")).transpose() {
                 Ok(port) => port,
-                Err(failure) => return Outcome::from_failure(failure),
+                Err(failure) => return owned(failure.because(Cause::Malformed("DB_PORT".into()))),
             };
             let url_set = ctx.env.non_empty("DATABASE_URL").is_some();
             if !url_set && (db_host.is_none() || db_name.is_none()) {
@@ -33,7 +34,7 @@ impl Check for DatabaseUrl {
             }
             let target = match ctx.postgres_target() {
                 Ok(target) => target,
-                Err(failure) => return Outcome::from_failure(failure),
+                Err(failure) => return owned(failure),
             };
             let mut outcome = Outcome::pass(format!("{} on {}", target.dbname, target.endpoint()))
                 .detail("source", target.source.as_str())
@@ -73,6 +74,21 @@ impl Check for DatabaseUrl {
             outcome
         }
         .boxed()
+    }
+}
+
+/// The parser's failure as this check's finding: a malformed variable is this
+/// check's to report (`postgres.connect`, failing on the same parse, defers to it);
+/// an unset one is `env.required`'s.
+fn owned(failure: Failure) -> Outcome {
+    let malformed = match &failure.cause {
+        Some(Cause::Malformed(var)) => Some(Premise::Valid(var.clone())),
+        _ => None,
+    };
+    let outcome = Outcome::from_failure(failure);
+    match malformed {
+        Some(premise) => outcome.reports(premise),
+        None => outcome,
     }
 }
 

@@ -3,7 +3,7 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::check::{Check, Ctx, KindDef, Outcome};
+use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
 
 pub static KIND: KindDef = KindDef {
     name: "env.node_env",
@@ -24,7 +24,8 @@ impl Check for NodeEnv {
                     .hint(format!("set NODE_ENV={want}, or run with --env {}", v.trim())),
                 None if want == "development" => Outcome::pass("NODE_ENV unset: Express defaults to development"),
                 None => Outcome::problem(format!("NODE_ENV is not set: the app runs as development, not {want}"))
-                    .hint(format!("set NODE_ENV={want}")),
+                    .hint(format!("set NODE_ENV={want}"))
+                    .premise(Premise::Set("NODE_ENV".into())),
             }
         }
         .boxed()

@@ -4,7 +4,7 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::check::{Check, Ctx, KindDef, Outcome};
+use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
 use crate::probe::redis::{RedisTarget, RedisTls};
 
 pub static KIND: KindDef = KindDef {
@@ -49,7 +49,9 @@ impl Check for RedisUrl {
                         .detail("port", t.port)
                         .detail("db", t.db)
                 }
-                Err(failure) => Outcome::from_failure(failure),
+                // A malformed REDIS_URL is this check's finding: redis.connect fails on the
+                // same parse and defers to it.
+                Err(failure) => Outcome::from_failure(failure).reports(Premise::Valid("REDIS_URL".into())),
             }
         }
         .boxed()

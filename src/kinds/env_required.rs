@@ -4,7 +4,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use crate::check::{Check, Ctx, KindDef, Outcome};
+use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
 
 pub static KIND: KindDef = KindDef {
     name: "env.required",
@@ -38,6 +38,9 @@ impl Check for EnvRequired {
         async move {
             let p = &self.0;
             let mut missing: Vec<String> = p.vars.iter().filter(|v| ctx.env.non_empty(v).is_none()).cloned().collect();
+            // Every variable whose absence this check reports: checks that fail
+            // because one is missing defer to this one ("see env.required").
+            let mut unset = missing.clone();
             let mut set_count = p.vars.len() - missing.len();
             let mut database = serde_json::Value::Null;
             if p.database {
@@ -51,18 +54,21 @@ impl Check for EnvRequired {
                         database = "DB_*".into();
                     } else {
                         missing.push(format!("DATABASE_URL (or {})", absent.join(", ")));
+                        unset.push("DATABASE_URL".to_string());
+                        unset.extend(absent.iter().map(|v| v.to_string()));
                     }
                 }
             }
             if missing.is_empty() {
                 Outcome::pass(format!("all {set_count} set")).detail("database", database)
             } else {
-                Outcome::problem(format!("missing or empty: {}", missing.join(", ")))
+                let outcome = Outcome::problem(format!("missing or empty: {}", missing.join(", ")))
                     .hint(format!(
                         "set them in the environment or in .env.{} (DATABASE_URL=postgres://<user>:<password>@<host>:5432/<db>)",
                         ctx.environment
                     ))
-                    .detail("missing", missing)
+                    .detail("missing", missing);
+                unset.into_iter().fold(outcome, |o, var| o.reports(Premise::Set(var)))
             }
         }
         .boxed()

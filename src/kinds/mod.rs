@@ -13,6 +13,8 @@ pub mod env_required;
 pub mod env_secrets;
 pub mod expect;
 pub mod pg_common;
+pub mod pg_role_settings;
+pub mod pg_visibility;
 pub mod redis_common;
 pub mod tls_common;
 // postgres kinds — one `pub mod` per kind, here
@@ -27,6 +29,7 @@ pub mod pg_privileges;
 pub mod pg_query;
 pub mod pg_replication;
 pub mod pg_schema;
+pub mod pg_settings;
 pub mod pg_tls;
 pub mod pg_writable;
 // end postgres kinds
@@ -35,6 +38,7 @@ pub mod redis_cert_expiry;
 pub mod redis_connect;
 pub mod redis_info;
 pub mod redis_memory;
+pub mod redis_permissions;
 pub mod redis_persistence;
 pub mod redis_roundtrip;
 pub mod redis_topology;
@@ -59,6 +63,7 @@ pub static KINDS: &[&KindDef] = &[
     &pg_connect::KIND,
     &pg_tls::KIND,
     &pg_writable::KIND,
+    &pg_settings::KIND,
     &pg_schema::KIND,
     &pg_extensions::KIND,
     &pg_active_users::KIND,
@@ -77,6 +82,7 @@ pub static KINDS: &[&KindDef] = &[
     // redis kinds (issue 4)
     &redis_connect::KIND,
     &redis_writable::KIND,
+    &redis_permissions::KIND,
     &redis_memory::KIND,
     &redis_persistence::KIND,
     &redis_roundtrip::KIND,

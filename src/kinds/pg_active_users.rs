@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use tokio_postgres::SimpleQueryMessage;
 
-use super::pg_common::{CREATE_USER, MIGRATE_HINT, human, ident, session, sqlstate};
+use super::pg_common::{CREATE_USER, NOT_FOUND_HINT, human, ident, on_tables, session, sqlstate};
 use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::postgres::describe;
 use tokio_postgres::error::SqlState;
@@ -89,14 +89,14 @@ impl Check for ActiveUsers {
                     .hint(format!("create a user: {CREATE_USER}")),
                     _ => Outcome::problem("unexpected reply to the active-user query"),
                 },
-                Err(e) => match sqlstate(&e) {
+                Err(e) => on_tables(match sqlstate(&e) {
                     Some(&SqlState::QUERY_CANCELED) => Outcome::warn(format!("could not determine within {} (57014)", human(limit)))
                         .hint(format!("{} is slow to search for {pred}: an index on the predicate's columns helps; or raise timeout/--timeout", self.table)),
                     Some(&SqlState::LOCK_NOT_AVAILABLE) => Outcome::warn(format!("could not determine: {} is locked ({})", self.table, describe(&e)))
                         .hint("a session holds a lock on the table: see postgres.locks"),
-                    Some(&SqlState::UNDEFINED_TABLE) => Outcome::problem(format!("{} table missing ({})", self.table, describe(&e))).hint(MIGRATE_HINT),
+                    Some(&SqlState::UNDEFINED_TABLE) => Outcome::problem(format!("cannot read {}: {}", self.table, describe(&e))).hint(NOT_FOUND_HINT),
                     _ => Outcome::problem(format!("the active-user query failed: {}", describe(&e))),
-                },
+                }, &e, &[self.table.as_str()]),
             };
             outcome.detail("predicate", pred.as_str()).detail("estimated_active_users", estimate)
         }

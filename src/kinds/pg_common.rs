@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
 
-use crate::check::{Ctx, Outcome};
+use crate::check::{Ctx, Outcome, Premise, Service};
 pub use crate::probe::postgres::sqlstate;
 use crate::probe::postgres::{PgSession, describe};
 use tokio_postgres::error::SqlState;
@@ -25,6 +25,12 @@ pub const CREATE_USER: &str = "INSERT INTO users (id, email, first_name, last_na
 /// The runbook's fix for "Issue 3: Missing Database Tables".
 pub const MIGRATE_HINT: &str = "run the database migrations (npm run migrate)";
 
+/// The fix for "relation does not exist" (42P01) seen by a check that cannot tell
+/// why: absent and invisible tables have different fixes, and `postgres.schema`
+/// (which this failure defers to when it is in the run) tells them apart.
+pub const NOT_FOUND_HINT: &str = "the table is absent (run the database migrations: npm run migrate) or invisible to \
+     the role (a schema outside its search_path, or without USAGE): postgres.schema says which";
+
 /// The read-only connection for long scans, so that they do not hold up the
 /// shared session's pipeline (see `postgres.orphan_sessions`). Same target and session
 /// settings as the shared one; connecting since the run started when the engine
@@ -35,6 +41,7 @@ pub async fn scan_session(ctx: &Ctx) -> Result<Arc<PgSession>, Outcome> {
     ctx.postgres_scan().await.map_err(|f| {
         Outcome::problem(format!("cannot open a connection for the scan: {}", f.message))
             .hint(f.hint.unwrap_or_else(|| "see postgres.connect".into()))
+            .premise(Premise::Reachable(Service::Postgres))
     })
 }
 
@@ -70,9 +77,10 @@ impl From<ApiError> for serde_json::Value {
 }
 
 /// The run's session, or the connect failure as this check's outcome (normally
-/// unreachable: every `postgres.*` check needs `postgres.connect`).
+/// unreachable: every `postgres.*` check needs `postgres.connect`; a manifest's own
+/// check without `needs` defers to it through the premise).
 pub async fn session(ctx: &Ctx) -> Result<Arc<PgSession>, Outcome> {
-    ctx.postgres().await.map_err(Outcome::from_failure)
+    ctx.postgres().await.map_err(|f| Outcome::unreachable(f, Service::Postgres))
 }
 
 /// A query that failed, as this check's problem: `{what}: {message} (SQLSTATE)`.
@@ -93,6 +101,48 @@ pub fn query_failed(what: &str, e: &tokio_postgres::Error) -> Outcome {
         Some(&SqlState::INSUFFICIENT_PRIVILEGE) => Outcome::problem(format!("{what}: {text}"))
             .hint("the role cannot read this catalog or table: grant it, or run as the application's role"),
         _ => Outcome::problem(format!("{what}: {text}")),
+    }
+}
+
+/// A failed query on the API's `tables` as resting on what caused it, by SQLSTATE:
+/// a table or column the role cannot find (42P01, 42703) is `postgres.schema`'s
+/// finding, a denied privilege (42501) is `postgres.privileges`'; when those checks
+/// report the table in the same run, this failure defers to them.
+pub fn on_tables(outcome: Outcome, e: &tokio_postgres::Error, tables: &[&str]) -> Outcome {
+    let premise: fn(String) -> Premise = match sqlstate(e) {
+        Some(&SqlState::UNDEFINED_TABLE | &SqlState::UNDEFINED_COLUMN) => Premise::Table,
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE) => Premise::Privileges,
+        _ => return outcome,
+    };
+    tables.iter().fold(outcome, |o, t| o.premise(premise(t.to_string())))
+}
+
+/// What a 42501 denied, from the server's text: PostgreSQL has no field for it
+/// (`permission denied for sequence sessions_n_seq`, `new row violates row-level
+/// security policy for table "sessions"`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Denied<'a> {
+    /// Row-level security rejected the new row: the GRANTs are there, a policy is not.
+    RowSecurity,
+    Sequence(&'a str),
+    Schema(&'a str),
+    Table(&'a str),
+    Other,
+}
+
+pub fn denied(message: &str) -> Denied<'_> {
+    if message.starts_with("new row violates row-level security policy") {
+        return Denied::RowSecurity;
+    }
+    let Some(rest) = message.strip_prefix("permission denied for ") else { return Denied::Other };
+    let (kind, name) = rest.split_once(' ').unwrap_or((rest, ""));
+    let name = name.trim().trim_matches('"');
+    match kind {
+        "sequence" => Denied::Sequence(name),
+        "schema" => Denied::Schema(name),
+        // "relation" before PostgreSQL 11.
+        "table" | "relation" => Denied::Table(name),
+        _ => Denied::Other,
     }
 }
 
@@ -178,6 +228,20 @@ mod tests {
         assert_eq!(ident("users"), "\"users\"");
         assert_eq!(ident("app.Users"), "\"app\".\"Users\"");
         assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
+    }
+
+    #[test]
+    fn a_42501_is_read_for_what_was_denied() {
+        assert_eq!(denied("new row violates row-level security policy for table \"sessions\""), Denied::RowSecurity);
+        assert_eq!(
+            denied("new row violates row-level security policy \"p\" for table \"sessions\""),
+            Denied::RowSecurity
+        );
+        assert_eq!(denied("permission denied for sequence sessions_n_seq"), Denied::Sequence("sessions_n_seq"));
+        assert_eq!(denied("permission denied for schema mm"), Denied::Schema("mm"));
+        assert_eq!(denied("permission denied for table sessions"), Denied::Table("sessions"));
+        assert_eq!(denied("permission denied for relation users"), Denied::Table("users"));
+        assert_eq!(denied("must be owner of table sessions"), Denied::Other);
     }
 
     #[test]

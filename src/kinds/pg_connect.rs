@@ -13,7 +13,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::json;
 
-use crate::check::{Check, Ctx, KindDef, Outcome};
+use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service};
 use crate::probe::postgres::PgInfo;
 use crate::probe::postgres::pooler::{Path, Route};
 
@@ -32,12 +32,17 @@ impl Check for Connect {
             let end = Instant::now() + ctx.timeout;
             let session = match ctx.postgres().await {
                 Ok(session) => session,
+                // A connection problem is this check's finding; a configuration one
+                // (an unset or malformed variable) is the env check's, which it rests on.
+                Err(failure) if failure.cause.is_none() => {
+                    return Outcome::from_failure(failure).reports(Premise::Reachable(Service::Postgres));
+                }
                 Err(failure) => return Outcome::from_failure(failure),
             };
             let left = end.saturating_duration_since(Instant::now()).max(Duration::from_millis(50));
             match tokio::time::timeout(left, session.route()).await {
                 Ok(Ok(route)) => connected(&session.info, &route),
-                Ok(Err(failure)) => Outcome::from_failure(failure),
+                Ok(Err(failure)) => Outcome::from_failure(failure).reports(Premise::Reachable(Service::Postgres)),
                 Err(_) => Outcome::problem(format!(
                     "logged in, but the first query got no answer within {}",
                     humantime::format_duration(ctx.timeout)
@@ -45,7 +50,8 @@ impl Check for Connect {
                 .hint(
                     "the login was answered but no statement runs: behind a pooler (PgBouncer), PostgreSQL may be down \
                      or every server connection busy (SHOW POOLS: cl_waiting); otherwise the server is overloaded",
-                ),
+                )
+                .reports(Premise::Reachable(Service::Postgres)),
             }
         }
         .boxed()

@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use tokio_postgres::SimpleQueryMessage;
 
-use super::pg_common::{MIGRATE_HINT, human, ident, literal, regclass_sql, scan_session, sqlstate};
+use super::pg_common::{NOT_FOUND_HINT, human, ident, literal, on_tables, regclass_sql, scan_session, sqlstate};
 use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::postgres::describe;
 use tokio_postgres::error::SqlState;
@@ -114,9 +114,10 @@ impl Check for Orphans {
                 Ok(m) => rows(&m).first().map(|(v, _)| v == "t").unwrap_or(false),
                 Err(e) => return super::pg_common::query_failed("the foreign key lookup", &e),
             };
+            let tables = [self.p.users.as_str(), self.p.sessions.as_str()];
             let outcome = match search {
                 Ok(messages) => self.judge(&rows(&messages)),
-                Err(e) => match sqlstate(&e) {
+                Err(e) => on_tables(match sqlstate(&e) {
                     Some(&SqlState::QUERY_CANCELED) => Outcome::warn(format!(
                         "could not determine within {} (57014)",
                         human(limit_time)
@@ -125,9 +126,9 @@ impl Check for Orphans {
                         "{} is large or the server is busy: raise this check's timeout (and --timeout), or run it off-peak",
                         self.p.sessions
                     )),
-                    Some(&SqlState::UNDEFINED_TABLE) => Outcome::problem(format!("table missing: {}", describe(&e))).hint(MIGRATE_HINT),
+                    Some(&SqlState::UNDEFINED_TABLE) => Outcome::problem(format!("cannot read the tables: {}", describe(&e))).hint(NOT_FOUND_HINT),
                     _ => super::pg_common::query_failed("the orphan search", &e),
-                },
+                }, &e, &tables),
             };
             outcome.detail("limit", self.p.limit).detail("foreign_key", fk)
         }

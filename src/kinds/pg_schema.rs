@@ -1,8 +1,12 @@
 //! `postgres.schema`: the tables, columns and foreign keys session creation relies on
-//! exist (runbook: "relation 'sessions' does not exist" → run the migrations).
+//! exist where the API's role finds them (runbook: "relation 'sessions' does not
+//! exist" → run the migrations — but only when the table really is absent).
 //!
 //! One query over `pg_catalog` — not `information_schema`, which hides the objects
-//! the role has no privilege on and would report them as missing.
+//! the role has no privilege on and would report them as missing. A table the role
+//! cannot find is told apart from an absent one (see `pg_visibility`): in a schema
+//! outside its search_path, or in one it has no USAGE on, the fix is not the
+//! migrations.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,13 +16,14 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio_postgres::types::Type;
 
-use super::pg_common::{MIGRATE_HINT, SchemaParam, get, plural, query_one, regclass_sql, session};
-use crate::check::{Check, Ctx, KindDef, Outcome};
+use super::pg_common::{MIGRATE_HINT, SchemaParam, get, plural, query_one, session};
+use super::pg_visibility::{Candidate, Place, SCOPE_SQL, Scope, candidates_sql, place, resolved_sql};
+use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.schema",
     title: "Database schema",
-    description: "the manifest's tables, columns and foreign keys exist (pg_catalog); unindexed foreign keys are reported",
+    description: "the manifest's tables, columns and foreign keys exist where the role finds them (pg_catalog): absent, outside search_path or without schema USAGE are told apart; unindexed foreign keys are reported",
     build: |t| {
         let params: Params = crate::check::params(t)?;
         let fks = params.foreign_keys.iter().map(|s| ForeignKey::parse(s)).collect::<Result<Vec<_>, _>>()?;
@@ -114,13 +119,15 @@ struct Schema {
 }
 
 /// For each table name in `$1`: whether it resolves, its columns, and its foreign keys
-/// (columns, referenced table and columns, whether an index leads with the columns).
+/// (columns, referenced table and columns, whether an index leads with the columns);
+/// for one that does not, the relations of that name in every schema. With the
+/// role's point of view (search_path and where it is set).
 fn sql(schema: Option<&str>) -> String {
     format!(
-        "SELECT coalesce(json_agg(json_build_object(
+        "SELECT json_build_object('scope', {SCOPE_SQL}, 'tables', coalesce(json_agg(json_build_object(
             'name', t.name,
             'found', c.oid IS NOT NULL,
-            'qualified', c.oid::regclass::text,
+            'candidates', CASE WHEN c.oid IS NULL THEN {candidates} ELSE '[]'::json END,
             'columns', (SELECT coalesce(json_agg(a.attname::text ORDER BY a.attnum), '[]')
                         FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
             'fks', (SELECT coalesce(json_agg(json_build_object(
@@ -137,17 +144,26 @@ fn sql(schema: Option<&str>) -> String {
                               AND (string_to_array(i.indkey::text, ' ')::int2[])[1:cardinality(con.conkey)] @> con.conkey
                               AND (string_to_array(i.indkey::text, ' ')::int2[])[1:cardinality(con.conkey)] <@ con.conkey))), '[]')
                     FROM pg_constraint con WHERE con.conrelid = c.oid AND con.contype = 'f')
-         ) ORDER BY t.ord), '[]')
+         ) ORDER BY t.ord), '[]'))
          FROM unnest($1::text[]) WITH ORDINALITY AS t(name, ord)
-         LEFT JOIN pg_class c ON c.oid = {}",
-        regclass_sql("t.name", schema)
+         LEFT JOIN pg_class c ON c.oid = {resolved}",
+        candidates = candidates_sql("t.name"),
+        resolved = resolved_sql("t.name", schema),
     )
+}
+
+#[derive(Debug, Deserialize)]
+struct Reply {
+    scope: Scope,
+    tables: Vec<Found>,
 }
 
 #[derive(Debug, Deserialize)]
 struct Found {
     name: String,
     found: bool,
+    #[serde(default)]
+    candidates: Vec<Candidate>,
     #[serde(default)]
     columns: Vec<String>,
     #[serde(default)]
@@ -176,9 +192,9 @@ impl Check for Schema {
                     query_one(&session, "the catalog query", &sql(self.schema.get()), &[(&names, Type::TEXT_ARRAY)])
                         .await?;
                 let json: Value = get(&row, 0, "the catalog query")?;
-                let found: Vec<Found> = serde_json::from_value(json)
+                let reply: Reply = serde_json::from_value(json)
                     .map_err(|e| Outcome::problem(format!("unexpected reply to the catalog query: {e}")))?;
-                Ok(self.judge(&found))
+                Ok(self.judge(&reply.tables, &reply.scope))
             };
             result.await.unwrap_or_else(|o| o)
         }
@@ -187,14 +203,32 @@ impl Check for Schema {
 }
 
 impl Schema {
-    fn judge(&self, found: &[Found]) -> Outcome {
+    fn judge(&self, found: &[Found], scope: &Scope) -> Outcome {
         let by_name: BTreeMap<&str, &Found> = found.iter().filter(|f| f.found).map(|f| (f.name.as_str(), f)).collect();
+        // Where each table the role cannot find is (absent, or invisible to the role).
+        let where_is = |table: &str| {
+            let f = found.iter().find(|f| f.name == table);
+            place(false, f.map(|f| f.candidates.as_slice()).unwrap_or_default(), self.schema.get(), scope)
+        };
         let mut missing_tables = Vec::new();
+        let mut invisible: Vec<(String, Place)> = Vec::new();
         let mut missing_columns = Vec::new();
         let mut column_count = 0;
+        let mut not_found = |table: &String, missing_tables: &mut Vec<String>| match where_is(table) {
+            Place::Absent | Place::Found => {
+                if !missing_tables.contains(table) {
+                    missing_tables.push(table.clone());
+                }
+            }
+            other => {
+                if !invisible.iter().any(|(t, _)| t == table) {
+                    invisible.push((table.clone(), other));
+                }
+            }
+        };
         for (table, columns) in &self.tables {
             match by_name.get(table.as_str()) {
-                None => missing_tables.push(table.clone()),
+                None => not_found(table, &mut missing_tables),
                 Some(f) => {
                     for c in columns {
                         if f.columns.iter().any(|x| x == c) {
@@ -211,9 +245,7 @@ impl Schema {
         let mut unindexed = Vec::new();
         for fk in &self.fks {
             let Some(f) = by_name.get(fk.table.as_str()) else {
-                if !missing_tables.contains(&fk.table) {
-                    missing_tables.push(fk.table.clone());
-                }
+                not_found(&fk.table, &mut missing_tables);
                 continue;
             };
             let matching = f.fks.iter().find(|x| {
@@ -235,6 +267,7 @@ impl Schema {
                 missing_tables.join(", ")
             ));
         }
+        parts.extend(invisible.iter().filter_map(|(t, p)| p.problem(t, scope)));
         if !missing_columns.is_empty() {
             parts.push(format!(
                 "missing {}: {}",
@@ -261,9 +294,41 @@ impl Schema {
             }
             Outcome::pass(message)
         } else {
-            Outcome::problem(parts.join("; ")).hint(MIGRATE_HINT)
+            // The migrations only for what is absent; a table the role cannot see has
+            // its own fix, and never the migrations.
+            let mut fixes: Vec<String> = Vec::new();
+            if !missing_tables.is_empty() || !missing_columns.is_empty() || !missing_fks.is_empty() {
+                fixes.push(MIGRATE_HINT.to_string());
+            }
+            for (table, p) in &invisible {
+                if let Some(fix) = p.fix(table, scope).filter(|f| !fixes.contains(f)) {
+                    fixes.push(fix);
+                }
+            }
+            Outcome::problem(parts.join("; ")).hint(fixes.join("; "))
         };
+        // This check owns every table the API cannot use as it is: the others'
+        // "relation does not exist" defer to it.
+        let mut unusable: Vec<&String> = missing_tables.iter().chain(invisible.iter().map(|(t, _)| t)).collect();
+        unusable.extend(self.tables.keys().filter(|t| missing_columns.iter().any(|c| c.starts_with(&format!("{t}.")))));
+        let outcome = unusable.into_iter().fold(outcome, |o, t| o.reports(Premise::Table(t.clone())));
+        let invisible_detail: Vec<Value> = invisible
+            .iter()
+            .map(|(table, p)| {
+                let (schema, reason) = match p {
+                    Place::NoUsage { schema } => (schema, "no_schema_usage"),
+                    Place::OutsidePath { schema } => (schema, "outside_search_path"),
+                    Place::OtherSchema { schema, .. } => (schema, "other_schema"),
+                    Place::Absent | Place::Found => (table, "absent"),
+                };
+                serde_json::json!({"table": table, "schema": schema, "reason": reason})
+            })
+            .collect();
         outcome
+            .detail("role", scope.role.clone())
+            .detail("search_path", scope.search_path.clone())
+            .detail("effective_search_path", scope.effective_path.clone())
+            .detail("invisible_tables", invisible_detail)
             .detail("missing_tables", missing_tables)
             .detail("missing_columns", missing_columns)
             .detail("missing_foreign_keys", missing_fks)
@@ -286,8 +351,46 @@ mod tests {
     }
 
     fn found(name: &str, columns: &[&str], fks: Vec<FoundFk>) -> Found {
-        Found { name: name.into(), found: true, columns: columns.iter().map(|s| s.to_string()).collect(), fks }
+        Found {
+            name: name.into(),
+            found: true,
+            candidates: vec![],
+            columns: columns.iter().map(|s| s.to_string()).collect(),
+            fks,
+        }
     }
+
+    fn elsewhere(name: &str, schema: &str, usage: bool) -> Found {
+        Found {
+            name: name.into(),
+            found: false,
+            candidates: vec![Candidate { schema: schema.into(), usage, in_path: false }],
+            columns: vec![],
+            fks: vec![],
+        }
+    }
+
+    fn scope() -> Scope {
+        Scope {
+            role: "app".into(),
+            database: "mockmate".into(),
+            search_path: "\"$user\", public".into(),
+            search_path_source: Some("user".into()),
+            effective_path: vec!["public".into()],
+        }
+    }
+
+    fn schema() -> Schema {
+        let p = Params::default();
+        Schema {
+            schema: p.schema,
+            tables: p.tables,
+            fks: p.foreign_keys.iter().map(|f| ForeignKey::parse(f).unwrap()).collect(),
+        }
+    }
+
+    const USERS: [&str; 8] =
+        ["id", "email", "first_name", "last_name", "credits", "is_active", "is_verified", "created_at"];
 
     fn fk(indexed: bool) -> FoundFk {
         FoundFk {
@@ -300,23 +403,41 @@ mod tests {
 
     #[test]
     fn message_names_every_missing_thing() {
-        let p = Params::default();
-        let s = Schema {
-            schema: p.schema,
-            tables: p.tables,
-            fks: p.foreign_keys.iter().map(|f| ForeignKey::parse(f).unwrap()).collect(),
-        };
-        let users = ["id", "email", "first_name", "last_name", "credits", "is_active", "is_verified", "created_at"];
+        let s = schema();
+        let users = USERS;
         let sessions = ["id", "user_id", "job_title", "difficulty", "duration", "session_type", "status", "created_at"];
-        let o = s.judge(&[found("sessions", &sessions, vec![fk(false)]), found("users", &users, vec![])]);
+        let o = s.judge(&[found("sessions", &sessions, vec![fk(false)]), found("users", &users, vec![])], &scope());
         assert_eq!(o.message, "2 tables, 16 columns and 1 foreign key present (no index on sessions.user_id)");
-        let o = s.judge(&[found("users", &users[..5], vec![])]);
+        let o = s.judge(&[found("users", &users[..5], vec![])], &scope());
         assert_eq!(
             o.message,
             "missing table: sessions; missing columns: users.is_active, users.is_verified, users.created_at"
         );
         assert_eq!(o.hint.as_deref(), Some(MIGRATE_HINT));
-        let o = s.judge(&[found("sessions", &sessions, vec![]), found("users", &users, vec![])]);
+        assert_eq!(o.causes.reports, [Premise::Table("sessions".into()), Premise::Table("users".into())]);
+        let o = s.judge(&[found("sessions", &sessions, vec![]), found("users", &users, vec![])], &scope());
         assert_eq!(o.message, "missing foreign key: sessions.user_id → users.id");
+    }
+
+    #[test]
+    fn a_table_the_role_cannot_see_is_not_sent_to_the_migrations() {
+        let s = schema();
+        let o = s.judge(&[elsewhere("sessions", "app", true), found("users", &USERS, vec![])], &scope());
+        assert_eq!(o.message, "sessions is in schema app, outside role \"app\"'s search_path ($user, public)");
+        let hint = o.hint.clone().unwrap_or_default();
+        assert!(hint.starts_with("ALTER ROLE \"app\" SET search_path = \"$user\", public, app;"), "{hint}");
+        assert!(!hint.contains("migrat"), "{hint}");
+        assert_eq!(o.causes.reports, [Premise::Table("sessions".into())]);
+        assert_eq!(o.details["invisible_tables"][0]["reason"], "outside_search_path");
+
+        let o = s.judge(&[elsewhere("sessions", "app", false), elsewhere("users", "app", false)], &scope());
+        assert_eq!(
+            o.message,
+            "sessions is in schema app, on which role \"app\" has no USAGE (the table is invisible to it); \
+             users is in schema app, on which role \"app\" has no USAGE (the table is invisible to it)"
+        );
+        let hint = o.hint.unwrap_or_default();
+        assert!(hint.starts_with("GRANT USAGE ON SCHEMA app TO \"app\";"), "{hint}");
+        assert!(!hint.contains("migrat"), "{hint}");
     }
 }

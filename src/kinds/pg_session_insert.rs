@@ -25,8 +25,8 @@ use tokio_postgres::error::{DbError, SqlState};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::pg_common::{ApiError, CREATE_USER, MIGRATE_HINT, Param, human, ident};
-use crate::check::{Check, Ctx, KindDef, Outcome};
+use super::pg_common::{ApiError, CREATE_USER, Denied, MIGRATE_HINT, NOT_FOUND_HINT, Param, denied, human, ident};
+use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service};
 use crate::probe::postgres::{APPLICATION_NAME, PgSession, PgTarget, PgWriter, describe};
 
 pub static KIND: KindDef = KindDef {
@@ -375,18 +375,27 @@ fn insert_error(e: &tokio_postgres::Error, step: &str, role: &str, p: &Params, u
     outcome.detail("sqlstate", code.code())
 }
 
-/// A failed statement the API has no error code of its own for, by SQLSTATE.
+/// A failed statement the API has no error code of its own for, by SQLSTATE. A cause
+/// another check owns is this failure's premise (read-only: `postgres.writable`; a
+/// table the role cannot find: `postgres.schema`; a denied privilege:
+/// `postgres.privileges`), so that one cause fails once.
 fn statement_error(db: &DbError, text: &str, step: &str, role: &str, p: &Params) -> Outcome {
     let table = db.table().unwrap_or(&p.sessions);
+    let both = |o: Outcome, premise: fn(String) -> Premise| {
+        o.premise(premise(p.users.clone())).premise(premise(p.sessions.clone()))
+    };
     match db.code() {
         &SqlState::READ_ONLY_SQL_TRANSACTION => {
             Outcome::problem(format!("the database is read-only (a standby, or default_transaction_read_only): {text}"))
                 .hint("point DATABASE_URL at the primary; if it is the primary: ALTER DATABASE … RESET default_transaction_read_only (or ALTER ROLE … RESET)")
+                .premise(Premise::Writable(Service::Postgres))
         }
-        &SqlState::INSUFFICIENT_PRIVILEGE => Outcome::problem(format!("role \"{role}\" cannot do {step}: {text}"))
-            .hint(format!("GRANT SELECT ON {} TO \"{role}\"; GRANT SELECT, INSERT ON {} TO \"{role}\"", p.users, p.sessions)),
-        &SqlState::UNDEFINED_TABLE | &SqlState::UNDEFINED_COLUMN => {
-            Outcome::problem(format!("schema drift: {step} failed: {text}")).hint(MIGRATE_HINT)
+        &SqlState::INSUFFICIENT_PRIVILEGE => denied_error(db, text, step, role, p),
+        &SqlState::UNDEFINED_TABLE => {
+            both(Outcome::problem(format!("schema drift: {step} failed: {text}")).hint(NOT_FOUND_HINT), Premise::Table)
+        }
+        &SqlState::UNDEFINED_COLUMN => {
+            both(Outcome::problem(format!("schema drift: {step} failed: {text}")).hint(MIGRATE_HINT), Premise::Table)
         }
         &SqlState::NOT_NULL_VIOLATION => {
             let column = db.column().unwrap_or("?");
@@ -410,6 +419,45 @@ fn statement_error(db: &DbError, text: &str, step: &str, role: &str, p: &Params)
                 .hint("the constraint and the API disagree about allowed values: align the migration with the API")
         }
         _ => Outcome::problem(format!("{step} failed: {text}")),
+    }
+}
+
+/// 42501, with the fix for what was really denied: a missing policy is not a
+/// missing GRANT.
+fn denied_error(db: &DbError, text: &str, step: &str, role: &str, p: &Params) -> Outcome {
+    let (users, sessions) = (&p.users, &p.sessions);
+    // `public.sessions` in the manifest, `sessions` in the server's text.
+    let is = |name: &str, table: &str| table == name || table.rsplit('.').next() == Some(name);
+    let problem = Outcome::problem(format!("role \"{role}\" cannot do {step}: {text}"));
+    match denied(db.message()) {
+        Denied::RowSecurity => Outcome::problem(format!(
+            "row-level security on {sessions} rejects the API's new row: role \"{role}\" has its GRANTs but no policy lets it insert ({text})"
+        ))
+        .hint(format!(
+            "CREATE POLICY mockmate_api_insert ON {sessions} FOR INSERT TO \"{role}\" WITH CHECK (true); (narrow (true) to the \
+             rows the API may insert; the API reads the session back, so it needs a SELECT policy too) — or, if row-level \
+             security was not meant for the API: ALTER TABLE {sessions} DISABLE ROW LEVEL SECURITY"
+        ))
+        .premise(Premise::Privileges(sessions.clone())),
+        Denied::Sequence(seq) => problem
+            .hint(format!("the insert's default calls nextval() on {seq}: GRANT USAGE ON SEQUENCE {seq} TO \"{role}\";"))
+            .premise(Premise::Privileges(sessions.clone())),
+        Denied::Schema(schema) => problem
+            .hint(format!("GRANT USAGE ON SCHEMA {schema} TO \"{role}\";"))
+            .premise(Premise::Privileges(users.clone()))
+            .premise(Premise::Privileges(sessions.clone()))
+            .premise(Premise::Table(users.clone()))
+            .premise(Premise::Table(sessions.clone())),
+        Denied::Table(t) if is(t, users) => {
+            problem.hint(format!("GRANT SELECT ON {users} TO \"{role}\";")).premise(Premise::Privileges(users.clone()))
+        }
+        Denied::Table(t) if is(t, sessions) => problem
+            .hint(format!("GRANT SELECT, INSERT ON {sessions} TO \"{role}\";"))
+            .premise(Premise::Privileges(sessions.clone())),
+        Denied::Table(_) | Denied::Other => problem.hint(format!(
+            "GRANT SELECT ON {users} TO \"{role}\"; GRANT SELECT, INSERT ON {sessions} TO \"{role}\"; \
+             and check the tables' triggers and foreign keys for what else the insert touches"
+        )),
     }
 }
 

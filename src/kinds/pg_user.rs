@@ -25,7 +25,7 @@ use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::pg_common::{ApiError, human, ident, plural, query_failed, scan_session, session, sqlstate};
+use super::pg_common::{ApiError, human, ident, on_tables, plural, query_failed, scan_session, session, sqlstate};
 use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::postgres::{PgSession, describe};
 use tokio_postgres::error::SqlState;
@@ -184,7 +184,7 @@ impl UserCheck {
         let row = pg
             .query_typed_opt(&sql, &[(&id, Type::UUID), (&sessions_table, Type::TEXT)])
             .await
-            .map_err(|e| query_failed("the user lookup", &e))?;
+            .map_err(|e| on_tables(query_failed("the user lookup", &e), &e, &[&self.0.users]))?;
         let Some(row) = row else { return Ok(None) };
         let unexpected =
             |e: tokio_postgres::Error| Outcome::problem(format!("unexpected reply to the user lookup: {e}"));

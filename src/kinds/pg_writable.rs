@@ -21,7 +21,8 @@ use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
 use super::pg_common::{get, human, query_one, session};
-use crate::check::{Check, Ctx, KindDef, Outcome};
+use super::pg_role_settings::{Inherited, inherited_one_sql};
+use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.writable",
@@ -33,6 +34,14 @@ pub static KIND: KindDef = KindDef {
 // One row. On a primary every standby column is NULL. `to_jsonb(w)` reads the WAL
 // receiver's columns by name, so a column a server version lacks is NULL, not an
 // error; `pg_is_wal_replay_paused()` raises outside recovery, hence the CASE.
+const SETTING: &str = "default_transaction_read_only";
+
+/// The standby's state (NULLs on a primary) and where a read-only default is set
+/// (to name the exact RESET), in one row.
+fn sql() -> String {
+    SQL.replace("{inherited}", &inherited_one_sql(SETTING))
+}
+
 const SQL: &str = "SELECT pg_is_in_recovery(),
     (SELECT reset_val FROM pg_settings WHERE name = 'default_transaction_read_only'),
     w.pid IS NOT NULL,
@@ -42,7 +51,8 @@ const SQL: &str = "SELECT pg_is_in_recovery(),
     CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END,
     extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8,
     pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8,
-    (SELECT setting FROM pg_settings WHERE name = 'primary_conninfo')
+    (SELECT setting FROM pg_settings WHERE name = 'primary_conninfo'),
+    {inherited}
   FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS w ON true";
 
 const HINT: &str = "point DATABASE_URL at the primary (read-write) endpoint, not a replica";
@@ -55,7 +65,7 @@ impl Check for Writable {
             let result = async {
                 let session = session(ctx).await?;
                 let what = "the read-only state";
-                let row = query_one(&session, what, SQL, &[]).await?;
+                let row = query_one(&session, what, &sql(), &[]).await?;
                 let in_recovery: bool = get(&row, 0, "pg_is_in_recovery()")?;
                 let read_only: Option<String> = get(&row, 1, "default_transaction_read_only")?;
                 let standby = match in_recovery {
@@ -75,7 +85,10 @@ impl Check for Writable {
                         })
                     }
                 };
-                Ok(judge(standby.as_ref(), read_only.as_deref() == Some("on")))
+                let inherited: serde_json::Value = get(&row, 10, "default_transaction_read_only")?;
+                // Where it is set only sharpens the hint: an odd reply costs that, not the verdict.
+                let inherited: Inherited = serde_json::from_value(inherited).unwrap_or_default();
+                Ok(judge(standby.as_ref(), read_only.as_deref() == Some("on"), &inherited))
             };
             result.await.unwrap_or_else(|o| o)
         }
@@ -153,7 +166,11 @@ impl Standby {
     }
 }
 
-fn judge(standby: Option<&Standby>, read_only_default: bool) -> Outcome {
+fn judge(standby: Option<&Standby>, read_only_default: bool, inherited: &Inherited) -> Outcome {
+    // Resetting one level exposes the next one down: name every level that sets it.
+    let levels = inherited.levels_of(SETTING);
+    let resets: Vec<String> = levels.iter().map(|at| inherited.reset(at.level, SETTING)).collect();
+    let set_by = levels.first().map(|at| format!(", set by {}", inherited.set_by(at.level))).unwrap_or_default();
     let outcome = match (standby, read_only_default) {
         (None, false) => Outcome::pass("read-write (primary, default_transaction_read_only off)"),
         (Some(standby), _) => {
@@ -174,6 +191,10 @@ fn judge(standby: Option<&Standby>, read_only_default: bool) -> Outcome {
             ))
             .detail("standby", standby.details())
         }
+        (None, true) if !resets.is_empty() => Outcome::problem(format!(
+            "connected to a read-only database (default_transaction_read_only = on{set_by}): every insert will fail (25006)"
+        ))
+        .hint(format!("{HINT}; or, if this is the primary: {}", resets.join(" "))),
         (None, true) => Outcome::problem(
             "connected to a read-only database (default_transaction_read_only = on): every insert will fail (25006)",
         )
@@ -181,6 +202,11 @@ fn judge(standby: Option<&Standby>, read_only_default: bool) -> Outcome {
             "{HINT}; or, if this is the primary, find who set it: \
              ALTER DATABASE … RESET default_transaction_read_only (or ALTER ROLE … RESET)"
         )),
+    };
+    let outcome = if standby.is_some() || read_only_default {
+        outcome.reports(Premise::Writable(Service::Postgres))
+    } else {
+        outcome
     };
     outcome.detail("in_recovery", standby.is_some()).detail("default_transaction_read_only", read_only_default)
 }
@@ -273,10 +299,10 @@ mod tests {
 
     #[test]
     fn standby_or_read_only_default_is_a_problem() {
-        assert_eq!(judge(None, false).verdict, Verdict::Pass);
-        assert!(judge(None, true).message.contains("(25006)"));
-        assert_eq!(judge(None, true).verdict, Verdict::Problem);
-        let o = judge(Some(&streaming()), false);
+        assert_eq!(judge(None, false, &Inherited::default()).verdict, Verdict::Pass);
+        assert!(judge(None, true, &Inherited::default()).message.contains("(25006)"));
+        assert_eq!(judge(None, true, &Inherited::default()).verdict, Verdict::Problem);
+        let o = judge(Some(&streaming()), false, &Inherited::default());
         assert_eq!(o.verdict, Verdict::Problem);
         assert_eq!(
             o.message,
@@ -332,5 +358,30 @@ mod tests {
         assert_eq!(conninfo_upstream("hostaddr=10.1.1.1 host=db").as_deref(), Some("db"));
         assert_eq!(conninfo_upstream(""), None);
         assert_eq!(endpoint("::1", Some(5432)), "[::1]:5432");
+    }
+
+    #[test]
+    fn a_read_only_default_names_where_it_is_set_and_the_reset() {
+        let set = Inherited {
+            role: "app".into(),
+            database: "mockmate".into(),
+            settings: vec![],
+            levels: vec![crate::kinds::pg_role_settings::RawLevel {
+                role: false,
+                database: true,
+                config: "default_transaction_read_only=on".into(),
+            }],
+        };
+        let o = judge(None, true, &set);
+        assert_eq!(
+            o.message,
+            "connected to a read-only database (default_transaction_read_only = on, set by ALTER DATABASE \"mockmate\"): \
+             every insert will fail (25006)"
+        );
+        assert!(
+            o.hint
+                .unwrap_or_default()
+                .ends_with("if this is the primary: ALTER DATABASE \"mockmate\" RESET default_transaction_read_only;")
+        );
     }
 }

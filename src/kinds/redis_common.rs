@@ -9,22 +9,27 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::check::{Check, Ctx, Outcome};
+use crate::check::{Check, Ctx, Outcome, Service};
+use crate::probe::Failure;
 use crate::probe::redis::{Mode, RedisSession, Topology};
 
 /// The runbook's words for what a Redis problem costs MockMate.
 pub const IMPACT: &str = "non-fatal: interview sessions still work, but caching is disabled";
 
 /// The run's Redis session, or the connect failure as this check's problem,
-/// with the runbook's impact appended to the fix.
+/// with the runbook's impact appended to the fix; it rests on the connection
+/// (or on the configuration, when that is the cause).
 pub async fn session(ctx: &Ctx) -> Result<Arc<RedisSession>, Outcome> {
-    ctx.redis().await.map_err(|f| {
-        let hint = match f.hint {
-            Some(fix) => format!("{fix} ({IMPACT} until then)"),
-            None => format!("until Redis answers, MockMate runs {IMPACT}"),
-        };
-        Outcome::problem(f.message).hint(hint)
-    })
+    ctx.redis().await.map_err(|f| Outcome::unreachable(with_impact(f), Service::Redis))
+}
+
+/// A connect failure with the runbook's impact appended to its fix.
+pub fn with_impact(mut f: Failure) -> Failure {
+    f.hint = Some(match f.hint.take() {
+        Some(fix) => format!("{fix} ({IMPACT} until then)"),
+        None => format!("until Redis answers, MockMate runs {IMPACT}"),
+    });
+    f
 }
 
 /// A Sentinel holds no data and answers data commands with "unknown command":

@@ -7,8 +7,8 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::redis_common::session;
-use crate::check::{Check, Ctx, KindDef, Outcome};
+use super::redis_common::with_impact;
+use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service};
 use crate::probe::redis::RedisInfo;
 
 pub static KIND: KindDef = KindDef {
@@ -23,9 +23,14 @@ struct Connect;
 impl Check for Connect {
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
         async move {
-            match session(ctx).await {
+            match ctx.redis().await {
                 Ok(session) => connected(&session.info, &session.addr()),
-                Err(outcome) => outcome,
+                // A connection problem is this check's finding; a configuration one
+                // (REDIS_URL unset or malformed) is the env check's, which it rests on.
+                Err(failure) if failure.cause.is_none() => {
+                    Outcome::from_failure(with_impact(failure)).reports(Premise::Reachable(Service::Redis))
+                }
+                Err(failure) => Outcome::from_failure(with_impact(failure)),
             }
         }
         .boxed()

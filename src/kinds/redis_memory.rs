@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use super::redis_common::FromInfo;
-use crate::check::{KindDef, Outcome};
+use crate::check::{KindDef, Outcome, Premise, Service};
 
 pub static KIND: KindDef = KindDef {
     name: "redis.memory",
@@ -60,7 +60,8 @@ fn judge(info: &HashMap<String, String>) -> Outcome {
         return details(Outcome::problem(format!(
             "{used_h} used of maxmemory {max_h} ({percent}%) under noeviction: writes will fail with OOM"
         )))
-        .hint("raise maxmemory (or the instance size), or find what fills it: redis-cli --bigkeys");
+        .hint("raise maxmemory (or the instance size), or find what fills it: redis-cli --bigkeys")
+        .reports(Premise::Writable(Service::Redis));
     }
     details(Outcome::pass(format!("{used_h} used of maxmemory {max_h} ({percent}%), policy {policy}")))
 }

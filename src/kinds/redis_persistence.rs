@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use super::redis_common::FromInfo;
-use crate::check::{KindDef, Outcome};
+use crate::check::{KindDef, Outcome, Premise, Service};
 
 pub static KIND: KindDef = KindDef {
     name: "redis.persistence",
@@ -54,7 +54,8 @@ fn judge(info: &HashMap<String, String>) -> Outcome {
         .hint(
             "read the Redis log for the save error (disk full, permissions on Redis's dir) and fix it, then run BGSAVE; \
              a pure cache can run without persistence (save \"\", appendonly no)",
-        );
+        )
+        .reports(Premise::Writable(Service::Redis));
     }
     match (aof_on, rdb_saved) {
         (false, false) => {

@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use redis::Value;
 
 use super::redis_common::{IMPACT, defer_to_topology, session};
-use crate::check::{Check, Ctx, KindDef, Outcome};
+use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service};
 use crate::probe::redis::Reply;
 
 pub static KIND: KindDef = KindDef {
@@ -70,13 +70,13 @@ fn judge(replies: &[Reply], value: &str) -> Outcome {
         return Outcome::problem(format!("expected 3 replies to SET/GET/DEL, got {}", replies.len()));
     };
     if let Err(words) = set {
-        return Outcome::problem(format!("SET failed: {words}")).hint(write_hint(words));
+        return refused(Outcome::problem(format!("SET failed: {words}")), words);
     }
     let got = match get {
         Ok(Value::BulkString(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
         Ok(Value::SimpleString(s)) => Some(s.clone()),
         Ok(_) => None,
-        Err(words) => return Outcome::problem(format!("GET failed: {words}")).hint(write_hint(words)),
+        Err(words) => return refused(Outcome::problem(format!("GET failed: {words}")), words),
     };
     if got.as_deref() != Some(value) {
         return Outcome::problem("GET did not return the value just SET: another client or a proxy changed or evicted it")
@@ -89,16 +89,34 @@ fn judge(replies: &[Reply], value: &str) -> Outcome {
         Ok(other) => Outcome::problem(format!("DEL answered {other:?} instead of removing the 1 probe key")).hint(
             format!("the probe key expires by itself within {TTL_SECS}s; check who else touches {KEY_PREFIX}* keys"),
         ),
-        Err(words) => {
-            Outcome::problem(format!("DEL failed: {words} (the probe key expires by itself within {TTL_SECS}s)"))
-                .hint(write_hint(words))
-        }
+        Err(words) => refused(
+            Outcome::problem(format!("DEL failed: {words} (the probe key expires by itself within {TTL_SECS}s)")),
+            words,
+        ),
     }
+}
+
+/// A refused command with its fix and the finding it rests on, by the server's
+/// error code: NOPERM is `redis.permissions`' finding; READONLY, OOM and MISCONF
+/// are those of the checks that see why writes fail (`redis.writable`,
+/// `redis.memory`, `redis.persistence`).
+fn refused(outcome: Outcome, words: &str) -> Outcome {
+    let outcome = outcome.hint(write_hint(words));
+    match error_code(words) {
+        "NOPERM" => outcome.premise(Premise::RedisAcl),
+        "READONLY" | "OOM" | "MISCONF" => outcome.premise(Premise::Writable(Service::Redis)),
+        _ => outcome,
+    }
+}
+
+/// The server's error code: the first word of its reply (`READONLY`, `NOPERM: …`).
+fn error_code(words: &str) -> &str {
+    words.split([' ', ':']).next().unwrap_or_default()
 }
 
 /// The fix for a refused write, by the server's error code.
 fn write_hint(words: &str) -> String {
-    let fix = match words.split([' ', ':']).next().unwrap_or_default() {
+    let fix = match error_code(words) {
         "READONLY" => "REDIS_URL points at a read-only replica: point it at the primary",
         "OOM" => "Redis is at maxmemory under noeviction: raise maxmemory or free memory (see redis.memory)",
         "MISCONF" => {
@@ -147,7 +165,10 @@ mod tests {
             assert!(o.message.starts_with(start), "{replies:?}: {}", o.message);
         }
         let o = judge(&[Err("OOM command not allowed".into()), ok(Value::Nil), ok(Value::Int(0))], v);
+        assert_eq!(o.causes.premises, [Premise::Writable(Service::Redis)]);
         assert!(o.hint.unwrap_or_default().contains("maxmemory"));
+        let o = judge(&[Err("NOPERM User app has no permissions".into()), ok(Value::Nil), ok(Value::Int(0))], v);
+        assert_eq!(o.causes.premises, [Premise::RedisAcl]);
     }
 
     #[tokio::test]

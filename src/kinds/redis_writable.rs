@@ -11,7 +11,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::redis_common::{IMPACT, defer_to_topology, session};
-use crate::check::{Check, Ctx, KindDef, Outcome};
+use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service};
 use crate::probe::redis::Mode;
 
 pub static KIND: KindDef = KindDef {
@@ -53,6 +53,7 @@ fn judge(info: &HashMap<String, String>, cluster: bool) -> Outcome {
                 "cluster replica of {primary}: the app's writes are redirected to its master (MOVED)"
             ))
             .hint(format!("point REDIS_URL at a master node, e.g. {primary} ({IMPACT} until then)"))
+            .reports(Premise::Writable(Service::Redis))
             .detail("role", "slave")
             .detail("primary", primary)
         }
@@ -76,7 +77,8 @@ fn judge(info: &HashMap<String, String>, cluster: bool) -> Outcome {
                 )))
                 .hint(format!(
                     "point REDIS_URL at the primary ({primary}), or at the managed service's primary endpoint ({IMPACT} until then)"
-                )),
+                ))
+                .reports(Premise::Writable(Service::Redis)),
             }
         }
         Some(other) => {

@@ -32,11 +32,24 @@ pub struct Failure {
     pub hint: Option<String>,
     /// Facts for the report's `details` (which client's view, the TLS mode …).
     pub details: serde_json::Map<String, serde_json::Value>,
+    /// Why, when the configuration is to blame rather than the service: set where
+    /// the target parsers fail, so a check can tell "REDIS_URL is not set" (which
+    /// `env.required` reports) from "connection refused" (which is its own finding).
+    pub cause: Option<Cause>,
+}
+
+/// A configuration problem behind a [`Failure`], naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// The variable is unset or empty (`REDIS_URL`, `DB_HOST` …).
+    Unset(String),
+    /// The variable is set but cannot be read (`DATABASE_URL` with a `#` in the password).
+    Malformed(String),
 }
 
 impl Failure {
     pub fn new(message: impl Into<String>) -> Self {
-        Failure { message: message.into(), hint: None, details: serde_json::Map::new() }
+        Failure { message: message.into(), hint: None, details: serde_json::Map::new(), cause: None }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -47,6 +60,18 @@ impl Failure {
     pub fn detail(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
         self.details.insert(key.to_string(), value.into());
         self
+    }
+
+    /// Names the configuration problem behind this failure (keeps one already named:
+    /// the innermost parser knows best which variable it was reading).
+    pub fn because(mut self, cause: Cause) -> Self {
+        self.cause.get_or_insert(cause);
+        self
+    }
+
+    /// The same failure with its texts passed through `f` (to scrub a password).
+    pub fn map_text(self, f: impl Fn(String) -> String) -> Self {
+        Failure { message: f(self.message), hint: self.hint.map(&f), ..self }
     }
 }
 
@@ -184,4 +209,34 @@ fn spawn_shared<T: Send + Sync + 'static>(
     }
     .boxed()
     .shared()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configuration causes the target parsers name (kept here, outside
+    /// `postgres/target.rs`, so the parser can be rewritten against them).
+    #[test]
+    fn target_failures_name_their_cause() {
+        let pg = |vars: &[(&str, &str)]| postgres::PgTarget::from_env(&lookup(vars)).unwrap_err().cause;
+        let unset = |v: &str| Some(Cause::Unset(v.into()));
+        let malformed = |v: &str| Some(Cause::Malformed(v.into()));
+        assert_eq!(pg(&[]), unset("DB_HOST"));
+        assert_eq!(pg(&[("DB_HOST", "h"), ("DB_NAME", "d")]), unset("DB_USER"));
+        assert_eq!(pg(&[("DB_HOST", "h"), ("DB_USER", "u")]), unset("DB_NAME"));
+        assert_eq!(pg(&[("DB_HOST", "h"), ("DB_USER", "u"), ("DB_NAME", "d"), ("DB_PORT", "x")]), malformed("DB_PORT"));
+        // node-postgres reads an unknown PGSSLMODE as no TLS, not an error.
+        let unknown_mode = [("DB_HOST", "h"), ("DB_USER", "u"), ("DB_NAME", "d"), ("PGSSLMODE", "on")];
+        assert!(postgres::PgTarget::from_env(&lookup(&unknown_mode)).is_ok());
+        for url in [
+            "postgresql://u:p#w@h/d",
+            "postgresql://u:p/w@h/d",
+            "postgresql://h/d",
+            "postgresql://u@h/d?ssl=false",
+            "postgresql://u@h/d?sslmode=require&sslrootcert=/nonexistent/ca.pem",
+        ] {
+            assert_eq!(pg(&[("DATABASE_URL", url)]), malformed("DATABASE_URL"), "{url}");
+        }
+    }
 }

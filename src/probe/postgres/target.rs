@@ -12,7 +12,7 @@ use std::str::FromStr;
 use super::conn_string::{self, ConnString, ParseError};
 use super::ssl::{self, ApiClient, ClientKind, Libpq, TlsChoice, TlsMode};
 use crate::probe::url::Secret;
-use crate::probe::{EnvLookup, Failure, net, tls};
+use crate::probe::{Cause, EnvLookup, Failure, net, tls};
 
 const DEFAULT_PORT: u16 = 5432;
 
@@ -131,7 +131,8 @@ impl PgTarget {
     pub fn from_env_for(get: EnvLookup, api: &ApiClient) -> Result<PgTarget, Failure> {
         let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         match var("DATABASE_URL") {
-            Some(url) => PgTarget::from_url_as(url.trim(), "DATABASE_URL", get, api),
+            Some(url) => PgTarget::from_url_as(url.trim(), "DATABASE_URL", get, api)
+                .map_err(|f| f.because(Cause::Malformed("DATABASE_URL".into()))),
             None => PgTarget::from_db_vars(get, api),
         }
     }
@@ -205,9 +206,10 @@ impl PgTarget {
                 )
             })
         };
+        let require = |name: &str| require(name).map_err(|f| f.because(Cause::Unset(name.to_string())));
         let host = require("DB_HOST")?;
         let port = match env("DB_PORT") {
-            Some(p) => parse_port(&p, "DB_PORT")?,
+            Some(p) => parse_port(&p, "DB_PORT").map_err(|f| f.because(Cause::Malformed("DB_PORT".into())))?,
             None => DEFAULT_PORT,
         };
         let user = require("DB_USER")?;

@@ -35,11 +35,7 @@ const PINGS: usize = 5;
 pub async fn connect(target: &RedisTarget, deadline: Duration) -> Result<RedisSession, Failure> {
     let phase = PhaseCell::new(Phase::Resolve);
     match tokio::time::timeout(deadline, connect_steps(target, deadline, &phase)).await {
-        Ok(result) => result.map_err(|f| Failure {
-            message: target.scrub(f.message),
-            hint: f.hint.map(|h| target.scrub(h)),
-            details: f.details,
-        }),
+        Ok(result) => result.map_err(|f| f.map_text(|t| target.scrub(t))),
         Err(_) => Err(timeout_failure(target, deadline, phase.get())),
     }
 }

@@ -38,6 +38,11 @@ impl RedisSession {
         self.target.addr()
     }
 
+    /// The ACL user REDIS_URL logs in as (`default` when it names none).
+    pub fn username(&self) -> &str {
+        self.target.username.as_deref().unwrap_or("default")
+    }
+
     /// One field of the connect-time `INFO all`.
     pub fn field(&self, name: &str) -> Option<&str> {
         self.info_fields.get(name).map(String::as_str)
@@ -89,11 +94,7 @@ impl RedisSession {
     }
 
     fn scrubbed(&self, f: Failure) -> Failure {
-        Failure {
-            message: self.target.scrub(f.message),
-            hint: f.hint.map(|h| self.target.scrub(h)),
-            details: f.details,
-        }
+        f.map_text(|t| self.target.scrub(t))
     }
 }
 

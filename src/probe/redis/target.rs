@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 
 use crate::probe::url::{Secret, percent_decode};
-use crate::probe::{EnvLookup, Failure, net, tls};
+use crate::probe::{Cause, EnvLookup, Failure, net, tls};
 
 const FORM_HINT: &str = "use the form redis://[:<password>@]<host>[:<port>][/<db>] (or rediss:// for TLS)";
 
@@ -52,11 +52,14 @@ impl RedisTarget {
     pub fn from_env(get: EnvLookup) -> Result<RedisTarget, Failure> {
         let var = |name: &str| get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let raw = var("REDIS_URL").ok_or_else(|| {
-            Failure::new("REDIS_URL is not set").with_hint(
-                "set REDIS_URL, e.g. REDIS_URL=redis://localhost:6379 (MockMate caches interview sessions there)",
-            )
+            Failure::new("REDIS_URL is not set")
+                .with_hint(
+                    "set REDIS_URL, e.g. REDIS_URL=redis://localhost:6379 (MockMate caches interview sessions there)",
+                )
+                .because(Cause::Unset("REDIS_URL".into()))
         })?;
-        let mut target = if raw.starts_with("unix:") { unix_url(&raw)? } else { tcp_url(&raw)? };
+        let parsed = if raw.starts_with("unix:") { unix_url(&raw) } else { tcp_url(&raw) };
+        let mut target = parsed.map_err(|f| f.because(Cause::Malformed("REDIS_URL".into())))?;
         target.extra_ca = var("NODE_EXTRA_CA_CERTS").map(PathBuf::from);
         if let RedisTls::Verify { ca } = &mut target.tls {
             *ca = var("REDIS_CA_CERT").map(PathBuf::from);
@@ -318,7 +321,15 @@ mod tests {
         let f = target(&[]).unwrap_err();
         assert_eq!(f.message, "REDIS_URL is not set");
         assert!(f.hint.unwrap().contains("redis://"));
-        assert!(url("  ").is_err());
+        assert_eq!(url("  ").unwrap_err().cause, Some(Cause::Unset("REDIS_URL".into())));
+    }
+
+    #[test]
+    fn every_failure_names_its_cause() {
+        assert_eq!(target(&[]).unwrap_err().cause, Some(Cause::Unset("REDIS_URL".into())));
+        for bad in ["http://h", "redis://", "redis://h/abc", "redis://:%FF@h", "unix:/tmp/redis.sock"] {
+            assert_eq!(url(bad).unwrap_err().cause, Some(Cause::Malformed("REDIS_URL".into())), "{bad}");
+        }
     }
 
     #[test]
