@@ -341,6 +341,8 @@ impl SessionInsert {
                 user.id
             ))
             .hint(format!("a row-level security policy or a rule on {sessions} hides new rows from the API's role"))
+            // postgres.privileges reports row-level security on the table, when it is the cause.
+            .premise(Premise::Privileges(sessions.clone()))
             .detail("api_error", serde_json::Value::Null)
             .detail("user_id", user.id.to_string())
             .detail("session_id", session.to_string()),
