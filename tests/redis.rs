@@ -32,7 +32,7 @@ fn run_redis(url: &str, env: &[(&str, &str)], args: &[&str]) -> (i32, Value) {
 fn assert_rest_skipped(report: &Value) {
     for id in ["redis.writable", "redis.memory", "redis.persistence"] {
         assert_status(report, id, "skip");
-        assert_eq!(message(report, id), "needs redis.connect, which is warn");
+        assert_eq!(message(report, id), "needs redis.connect, which warned");
     }
 }
 

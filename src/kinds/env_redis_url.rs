@@ -25,7 +25,14 @@ impl Check for RedisUrl {
             match RedisTarget::from_env(&|name: &str| ctx.env.get(name)) {
                 Ok(t) => {
                     let scheme = if t.tls == RedisTls::Off { "redis" } else { "rediss" };
-                    Outcome::pass(format!("{scheme}://{}/{}", t.addr(), t.db))
+                    // Show that a password is there (the redactor's mark), never what it is.
+                    let login = match (&t.username, t.has_password()) {
+                        (Some(user), true) => format!("{user}:****@"),
+                        (Some(user), false) => format!("{user}@"),
+                        (None, true) => ":****@".to_string(),
+                        (None, false) => String::new(),
+                    };
+                    Outcome::pass(format!("{scheme}://{login}{}/{}", t.addr(), t.db))
                         .detail("tls", t.tls != RedisTls::Off)
                         .detail("host", t.host.clone())
                         .detail("port", t.port)
@@ -60,5 +67,13 @@ mod tests {
         }
         let r = run_kind(&super::KIND, "", &[], "production").await;
         assert_eq!(r.status, Status::Skip);
+        for (url, shown) in [
+            ("redis://cache:6379/0", "redis://cache:6379/0"),
+            ("redis://:s3cret@cache:6379/0", "redis://:****@cache:6379/0"),
+            ("rediss://app:s3cret@cache:6380/1", "rediss://app:****@cache:6380/1"),
+        ] {
+            let r = run_kind(&super::KIND, "", &[("REDIS_URL", url)], "production").await;
+            assert_eq!(r.message, shown);
+        }
     }
 }

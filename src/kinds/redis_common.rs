@@ -18,7 +18,8 @@ pub const IMPACT: &str = "non-fatal: interview sessions still work, but caching 
 pub async fn session(ctx: &Ctx) -> Result<Arc<RedisSession>, Outcome> {
     ctx.redis().await.map_err(|f| {
         let hint = match f.hint {
-            Some(fix) => format!("{fix} ({IMPACT} until then)"),
+            // Not a parenthetical: the fix often ends with one already.
+            Some(fix) => format!("{fix}; {IMPACT} until then"),
             None => format!("until Redis answers, MockMate runs {IMPACT}"),
         };
         Outcome::problem(f.message).hint(hint)
