@@ -32,9 +32,11 @@ fn table_is_the_default_format_and_exit_1_on_failure() {
         .stdout(predicate::str::contains("env.required").and(predicate::str::contains("FAIL")))
         .stdout(predicate::str::contains("What to do\nFAIL  env.required: missing or empty: NODE_ENV"))
         .stdout(predicate::str::contains("\n      set them in the environment"))
-        .stdout(predicate::str::ends_with("FAIL  production is not ready: 1 failed, 23 skipped (0ms)\n").or(
-            predicate::str::is_match(r"FAIL  production is not ready: 1 failed, 23 skipped \(\d+ms\)\n$").expect("regex"),
-        ));
+        .stdout(
+            predicate::str::ends_with("FAIL  production is not ready: 1 failed, 23 skipped (0ms)\n")
+                .or(predicate::str::is_match(r"FAIL  production is not ready: 1 failed, 23 skipped \(\d+ms\)\n$")
+                    .expect("regex")),
+        );
 }
 
 #[test]

@@ -15,4 +15,5 @@ mod postgres;
 mod redaction;
 mod redis;
 mod redis_probe;
+mod terminal;
 mod wait;

@@ -101,7 +101,10 @@ pub(super) fn run(
     let shown: &Output = out;
     let observe = |selection: &Selection| -> Arc<dyn Observer> {
         if show_progress {
-            Arc::new(Progress::new(plan.running(selection), shown.stderr_term(width)))
+            // indicatif pads its line to the width it is given. Three columns short of the
+            // edge, the "^C" the terminal echoes after it stays on the same line, which the
+            // bar then clears; at the edge it would wrap onto a line the bar never clears.
+            Arc::new(Progress::new(plan.running(selection), shown.stderr_term(width.saturating_sub(3))))
         } else {
             Arc::new(Quiet)
         }

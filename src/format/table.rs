@@ -288,20 +288,21 @@ fn verdict(report: &Report, width: usize) -> String {
     let s = &report.summary;
     let status = overall(report);
     let env = &report.environment;
-    let counts = |with_skips: bool| {
-        let mut parts: Vec<String> = [(s.fail, "failed"), (s.warn, "warned"), (s.pass, "passed")]
+    // After an interrupt the skips are the line above the table's business; the
+    // verdict says how many checks got an answer.
+    let stopped = report.checks.iter().filter(|c| interrupted(c)).count();
+    let counts = || {
+        let skipped = if report.interrupted { 0 } else { s.skip };
+        [(s.fail, "failed"), (s.warn, "warned"), (s.pass, "passed"), (skipped, "skipped")]
             .iter()
             .filter(|(n, _)| *n > 0)
             .map(|(n, w)| format!("{n} {w}"))
-            .collect();
-        if with_skips && s.skip > 0 {
-            parts.push(format!("{} skipped", s.skip));
-        }
-        parts.join(", ")
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let judgement = if report.interrupted {
-        let finished = report.checks.iter().filter(|c| !interrupted(c)).count();
-        format!("interrupted after {finished} of {} checks: {}", report.checks.len(), counts(false))
+        let finished = report.checks.len() - stopped;
+        format!("interrupted after {finished} of {} checks: {}", report.checks.len(), counts())
     } else {
         let words = match status {
             Status::Fail => format!("{env} is not ready"),
@@ -311,7 +312,7 @@ fn verdict(report: &Report, width: usize) -> String {
             Status::Warn => format!("{env} works, with {}", if s.warn == 1 { "a warning" } else { "warnings" }),
             Status::Pass | Status::Skip => format!("{env} is ready"),
         };
-        format!("{words}: {}", counts(true))
+        format!("{words}: {}", counts())
     };
     let mut timing = short_duration(report.duration_ms);
     if report.attempts > 1 {

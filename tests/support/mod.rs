@@ -3,6 +3,7 @@
 
 pub mod cmd;
 pub mod pg;
+pub mod pty;
 pub mod redis;
 pub mod tarpit;
 pub mod tls;
