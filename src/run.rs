@@ -270,7 +270,8 @@ impl Check for Bounded {
     }
 }
 
-/// Leave this much of `--wait` for the engine's grace and the report.
+/// Each attempt's `--timeout` ends this much before the wait does, so that the
+/// probes' own words ("timed out after 1s waiting for …") win over the cut.
 const WAIT_SLACK: Duration = Duration::from_millis(150);
 /// An attempt with less time than this is not worth starting.
 const MIN_ATTEMPT: Duration = Duration::from_millis(100);
@@ -397,7 +398,8 @@ impl Plan {
         let deadline = Instant::now() + wait;
         let bounds_now = || {
             let left = deadline.saturating_duration_since(Instant::now()).saturating_sub(WAIT_SLACK);
-            Bounds { timeout: self.request.timeout.min(left), deadline: Some(deadline), interrupt: interrupt.clone() }
+            let timeout = self.request.timeout.min(left).max(MIN_ATTEMPT);
+            Bounds { timeout, deadline: Some(deadline), interrupt: interrupt.clone() }
         };
         let first = bounds_now();
         let mut checks = self.attempt_within(&self.selection, view, observe(&self.selection), &first).await.checks;
@@ -407,9 +409,10 @@ impl Plan {
             let retry: Vec<&CheckResult> =
                 checks.iter().filter(|c| self.worth_retrying(&c.id, &checks, self.request.fail_on)).collect();
             let left = deadline.saturating_duration_since(Instant::now());
-            // Pause, then an attempt of at least MIN_ATTEMPT, within the wait.
-            let this_pause = pause.min(left.saturating_sub(WAIT_SLACK + MIN_ATTEMPT));
-            if retry.is_empty() || left < WAIT_SLACK + MIN_ATTEMPT {
+            // Pause, then an attempt of at least MIN_ATTEMPT, within the wait (the
+            // attempt's deadline cuts whatever is still running when the wait ends).
+            let this_pause = pause.min(left.saturating_sub(MIN_ATTEMPT));
+            if retry.is_empty() || left < MIN_ATTEMPT {
                 break;
             }
             let failing: Vec<&CheckResult> = retry.iter().copied().filter(|c| c.status != Status::Skip).collect();

@@ -93,7 +93,7 @@ fn no_password_against_requirepass_warns_noauth() {
     assert_status(&report, "redis.connect", "warn");
     assert_eq!(message(&report, "redis.connect"), "NOAUTH: the server requires a password and REDIS_URL has none");
     // Printed as is: the placeholder must not look like a (masked) password.
-    let expected = format!("set the password in REDIS_URL as redis://:<password>@{} (non-fatal", server.addr());
+    let expected = format!("set the password in REDIS_URL as redis://:<password>@{}; non-fatal", server.addr());
     assert!(hint(&report, "redis.connect").starts_with(&expected), "{report:#}");
     assert_rest_skipped(&report);
 }
