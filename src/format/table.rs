@@ -45,6 +45,29 @@ fn interrupted(c: &CheckResult) -> bool {
     c.details.get(crate::run::INTERRUPTED).and_then(Value::as_bool) == Some(true)
 }
 
+/// `Status` and its padding.
+const STATUS_WIDTH: usize = 8;
+/// `Duration` (its header is the widest value) and its padding.
+const DURATION_WIDTH: usize = 10;
+
+/// `text` cut to `room` columns, at a word when one ends late enough, with `…`.
+fn truncate(text: &str, room: usize) -> String {
+    if super::text::width(text) <= room {
+        return text.to_string();
+    }
+    let mut cut = String::new();
+    for c in text.chars() {
+        if super::text::width(&cut) + super::text::width(c.encode_utf8(&mut [0; 4])) + 1 > room {
+            break;
+        }
+        cut.push(c);
+    }
+    if let Some(space) = cut.rfind(' ').filter(|i| *i > room / 2) {
+        cut.truncate(space);
+    }
+    format!("{}…", cut.trim_end_matches([' ', ',', ';', ':']))
+}
+
 /// Why a row is folded out of the default table, if it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Folded {
@@ -110,6 +133,13 @@ fn table(report: &Report, verbosity: Verbosity, width: usize) -> String {
         })
         .collect();
     let mut out = String::new();
+    // Ids and statuses are never wrapped; the message takes what is left. By
+    // default one line per check (the non-passing ones are in full under What to
+    // do); --verbose wraps every message in full.
+    let id_width = rows.iter().map(|c| c.id.len()).max().unwrap_or(5).max(5);
+    let room = width.saturating_sub(STATUS_WIDTH + id_width + 2 + DURATION_WIDTH);
+    let one_line = verbosity != Verbosity::Verbose && room >= 24;
+    let mut truncated = false;
     if !rows.is_empty() {
         let mut table = Table::new();
         table.load_style(presets::NOTHING).force_no_tty();
@@ -124,15 +154,19 @@ fn table(report: &Report, verbosity: Verbosity, width: usize) -> String {
                 Cell::new(format!("{st}{}{st:#}", status_label(c.status))),
                 Cell::new(&c.id),
                 Cell::new(short_duration(c.duration_ms)).set_alignment(CellAlignment::Right),
-                Cell::new(&c.message),
+                Cell::new(if one_line {
+                    let line = truncate(&c.message, room);
+                    truncated |= line.len() != c.message.len();
+                    line
+                } else {
+                    c.message.clone()
+                }),
             ]);
         }
-        // One space between columns, none at the edges: the message gets the room.
+        // Two spaces between columns, none at the edges: the message gets the room.
         for (i, column) in table.column_iter_mut().enumerate() {
             column.set_padding((0, if i == 3 { 0 } else { 2 }));
         }
-        // Ids and statuses are never wrapped; the message takes what is left.
-        let id_width = rows.iter().map(|c| c.id.len()).max().unwrap_or(5).max(5);
         if let Some(column) = table.column_mut(1) {
             column.set_constraint(ColumnConstraint::Absolute(Width::Fixed(u16::try_from(id_width + 2).unwrap_or(40))));
         }
@@ -140,7 +174,7 @@ fn table(report: &Report, verbosity: Verbosity, width: usize) -> String {
             let _ = writeln!(out, "{}", line.trim_end());
         }
     }
-    let hidden = hidden_line(report, verbosity);
+    let hidden = hidden_line(report, verbosity, truncated);
     if !hidden.is_empty() {
         let dim = Style::new().dimmed();
         for line in wrap(&hidden, width, 0, 2) {
@@ -152,7 +186,7 @@ fn table(report: &Report, verbosity: Verbosity, width: usize) -> String {
 
 /// What the table folded away, in one sentence: `12 checks not run: they need
 /// postgres.connect, which failed; 4 need redis.connect, which warned. --verbose lists them.`
-fn hidden_line(report: &Report, verbosity: Verbosity) -> String {
+fn hidden_line(report: &Report, verbosity: Verbosity, truncated: bool) -> String {
     let mut blocked: Vec<(String, usize)> = Vec::new();
     let (mut not_selected, mut stopped) = (0, 0);
     for c in &report.checks {
@@ -185,11 +219,19 @@ fn hidden_line(report: &Report, verbosity: Verbosity) -> String {
     if not_selected > 0 {
         parts.push(format!("{not_selected} not selected by --only"));
     }
-    if parts.is_empty() {
-        return String::new();
+    let folded = !blocked.is_empty() || stopped > 0;
+    let more = match (folded, truncated) {
+        (true, true) => "--verbose lists them, and every message in full.",
+        (true, false) => "--verbose lists them.",
+        (false, true) => "--verbose shows every message in full.",
+        (false, false) => "",
+    };
+    match (parts.is_empty(), more.is_empty()) {
+        (true, true) => String::new(),
+        (true, false) => more.to_string(),
+        (false, true) => format!("{}.", parts.join("; ")),
+        (false, false) => format!("{}. {more}", parts.join("; ")),
     }
-    let more = if blocked.is_empty() && stopped == 0 { "" } else { " (--verbose lists them)" };
-    format!("{}{more}.", parts.join("; "))
 }
 
 /// `--verbose`: each check's details, `key: value` on wrapped lines.
