@@ -142,9 +142,7 @@ pub fn execute(cli: Cli, process: Process<'_>, out: &mut Output) -> Result<ExitC
         Command::Completions { shell } => {
             misplaced("completions", &[])?;
             let decls = load_manifests(&common.checks)?;
-            let mut buf = Vec::new();
-            clap_complete::generate(shell, &mut cli::complete::command(&decls), "mockmate-diag", &mut buf);
-            out.stdout_plain(&String::from_utf8_lossy(&buf));
+            out.stdout_plain(&cli::complete::script(shell, &decls));
             Ok(ExitCode::Ok)
         }
         Command::Man => {

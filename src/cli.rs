@@ -135,7 +135,7 @@ pub struct RunArgs {
     pub user_id: Option<uuid::Uuid>,
 
     /// Also write a report to a file, e.g. junit=report.xml, markdown=report.md (repeatable)
-    #[arg(long, value_name = "FORMAT=PATH", value_parser = parse_report, value_hint = ValueHint::FilePath)]
+    #[arg(long, value_name = "FORMAT=PATH", value_parser = parse_report)]
     pub report: Vec<ReportTarget>,
 }
 

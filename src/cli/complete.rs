@@ -7,6 +7,7 @@
 
 use clap::CommandFactory;
 use clap::builder::{PossibleValue, PossibleValuesParser};
+use clap_complete::Shell;
 
 use super::Cli;
 use crate::manifest::CheckDecl;
@@ -18,6 +19,23 @@ const REPORTS: &[(&str, &str)] = &[
     ("markdown=report.md", "a support-ticket report"),
     ("table=report.txt", "the table, without colour"),
 ];
+
+/// The completion script for `shell`.
+pub fn script(shell: Shell, decls: &[CheckDecl]) -> String {
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut command(decls), BIN, &mut buf);
+    let script = String::from_utf8_lossy(&buf).into_owned();
+    match shell {
+        // clap_complete (4.6.11, 4.6.12) spells a hyphenated binary's subcommand states
+        // two ways, `mockmate__diag__subcmd__run` where it walks the words and
+        // `mockmate__subcmd__diag__subcmd__run` in the case arms, so nothing after a
+        // subcommand would complete (clap-rs/clap#6421). Spell the arms like the walk.
+        Shell::Bash => script.replace("mockmate__subcmd__diag", "mockmate__diag"),
+        _ => script,
+    }
+}
+
+const BIN: &str = "mockmate-diag";
 
 /// The command line to generate completion scripts from.
 pub fn command(decls: &[CheckDecl]) -> clap::Command {
@@ -43,24 +61,48 @@ pub fn command(decls: &[CheckDecl]) -> clap::Command {
 mod tests {
     use super::*;
 
-    fn script(shell: clap_complete::Shell) -> String {
-        let decls = crate::run::load_manifests(&[]).expect("built-in manifest");
-        let mut buf = Vec::new();
-        clap_complete::generate(shell, &mut command(&decls), "mockmate-diag", &mut buf);
-        String::from_utf8(buf).expect("utf-8")
+    fn script_for(shell: Shell) -> String {
+        script(shell, &crate::run::load_manifests(&[]).expect("built-in manifest"))
     }
 
     #[test]
     fn scripts_offer_check_ids_and_report_formats() {
-        for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
-            let s = script(shell);
+        // clap_complete's PowerShell and Elvish scripts complete flags, not values.
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            let s = script_for(shell);
             for want in ["postgres.active_users", "consistency.cached_sessions", "junit=report.xml"] {
                 assert!(s.contains(want), "{shell}: {want} missing");
             }
         }
-        let fish = script(clap_complete::Shell::Fish);
-        let only = fish.lines().find(|l| l.contains("-l only") && !l.contains("__fish_seen_subcommand_from run"));
-        assert!(only.is_some_and(|l| l.contains("env.required")), "{fish}");
+    }
+
+    /// What bash offers for the words typed so far (the last one being completed).
+    fn bash_completes(script: &std::path::Path, words: &str) -> Vec<String> {
+        let program = format!(
+            "source '{}'; read -ra COMP_WORDS <<< \"$WORDS\"; [[ \"$WORDS\" == *' ' ]] && COMP_WORDS+=(''); \
+             COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); \
+             _mockmate__diag mockmate-diag \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\" 2>/dev/null; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display()
+        );
+        let out = std::process::Command::new("bash")
+            .args(["--norc", "-c", &program])
+            .env("WORDS", words)
+            .output()
+            .expect("bash runs (apt-get install bash)");
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+    }
+
+    #[test]
+    fn bash_completes_ids_formats_and_subcommand_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("mockmate-diag.bash");
+        std::fs::write(&path, script_for(Shell::Bash)).expect("write");
+        assert_eq!(bash_completes(&path, "mockmate-diag --only postgres.ac"), ["postgres.active_users"]);
+        assert_eq!(bash_completes(&path, "mockmate-diag run --skip redis.me"), ["redis.memory"]);
+        assert_eq!(bash_completes(&path, "mockmate-diag run --report j"), ["junit=report.xml", "json=report.json"]);
+        assert_eq!(bash_completes(&path, "mockmate-diag list --format "), ["table", "json", "markdown"]);
+        assert!(bash_completes(&path, "mockmate-diag completions ").contains(&"zsh".to_string()));
     }
 
     #[test]
