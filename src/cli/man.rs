@@ -206,4 +206,20 @@ mod tests {
             assert!(page.contains(want), "{want} missing:\n{page}");
         }
     }
+
+    /// groff reads it without a warning (what `man ./mockmate-diag.1` runs).
+    #[test]
+    fn groff_renders_the_page_without_warnings() {
+        use std::io::Write;
+        let page = super::render().expect("renders");
+        let mut groff = std::process::Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("groff is needed to check the man page ({e}): apt-get install groff-base"));
+        groff.stdin.take().expect("stdin").write_all(page.as_bytes()).expect("write the page");
+        let out = groff.wait_with_output().expect("groff runs");
+        assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
 }
