@@ -114,13 +114,10 @@ pub fn format(report: &Report, layout: Layout) -> String {
 }
 
 /// `mockmate-diag 0.1.0 (commit …, built …) · environment production · env files: .env.production`
+/// (attempts are the verdict's business).
 fn header(report: &Report) -> String {
     let files = if report.env_files.is_empty() { "none".to_string() } else { report.env_files.join(", ") };
-    let mut header = format!("{} · environment {} · env files: {files}", report.build_line(), report.environment);
-    if report.options.wait_ms.is_some() {
-        let _ = write!(header, " · {} {}", report.attempts, if report.attempts == 1 { "attempt" } else { "attempts" });
-    }
-    header
+    format!("{} · environment {} · env files: {files}", report.build_line(), report.environment)
 }
 
 fn table(report: &Report, verbosity: Verbosity, width: usize) -> String {
