@@ -272,6 +272,8 @@ impl Outcome {
             hint,
             duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
             details: self.details,
+            // Filled in by the run, which knows the manifest (`run::Plan::report`).
+            needs: Vec::new(),
         }
     }
 }

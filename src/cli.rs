@@ -1,16 +1,29 @@
 //! Command-line definitions (clap). Names here are a public contract.
 //!
+//! Three layers:
+//! - [`CommonArgs`]: what every command that reads an environment shares
+//!   (`--env`, `--env-file`, `--checks`, `--timeout`, `--color`). They are
+//!   *global*: accepted before or after any subcommand (`mockmate-diag --env
+//!   production list`), and a new subcommand (`serve`) gets them for free.
+//! - [`RunArgs`]: the run's own flags, accepted without a subcommand (the run is
+//!   the default) or after `run`; flags given on both sides of `run` are merged
+//!   ([`RunArgs::merge`]), so `mockmate-diag --format json run` works too.
+//! - [`Command`]: the subcommands.
+//!
 //! No argument reads its default from the environment through clap (`env = …`):
 //! `--help` must never print a variable's value.
+
+pub mod complete;
+pub mod man;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueHint};
 
-use crate::format::Format;
+use crate::format::{Format, Verbosity};
 use crate::output::ColorWhen;
-use crate::report::FailOn;
+use crate::report::{FailOn, VERSION_LINE};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -18,52 +31,84 @@ Examples:
   CI gate before a deploy:  mockmate-diag --env production --wait 60s --format junit --report json=report.json > report.xml
   Support ticket:           mockmate-diag --env production --format markdown > report.md   (paste it: secrets are removed)
 
-Exit codes: 0 nothing at or above --fail-on, 1 something is, 2 usage or configuration error.";
+Exit codes: 0 nothing at or above --fail-on, 1 something is, 2 usage or configuration error, 130 interrupted.";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "mockmate-diag",
-    version,
+    version = VERSION_LINE,
     about = "Tells whether a MockMate environment (configuration, PostgreSQL, Redis) can actually work",
     after_help = EXAMPLES,
-    args_conflicts_with_subcommands = true,
-    disable_help_subcommand = true
+    subcommand_value_name = "COMMAND",
+    subcommand_help_heading = "Commands"
 )]
 pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
+    #[command(flatten)]
+    pub common: CommonArgs,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the checks (the default)
+    /// Run the checks (the default when no command is given)
     Run(RunArgs),
     /// List the checks a run would execute
     List(ListArgs),
-    /// Print a shell completion script
+    /// Print a shell completion script (check ids complete after --only and --skip)
     Completions {
-        #[arg(value_enum)]
+        /// The shell to complete for
+        #[arg(value_enum, value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff)
+    /// Print the man page (roff): mockmate-diag man > mockmate-diag.1
     Man,
 }
 
+/// What every command that reads an environment shares. Global: accepted before
+/// or after the subcommand.
 #[derive(Debug, Args, Clone)]
-pub struct RunArgs {
+pub struct CommonArgs {
     /// Environment to diagnose; loads .env.NAME then .env [default: $NODE_ENV, else development]
-    #[arg(long, value_name = "NAME", value_parser = parse_env_name)]
+    #[arg(long, global = true, value_name = "NAME", value_parser = parse_env_name)]
     pub env: Option<String>,
 
     /// Load variables from this file too (repeatable; the process environment still wins)
-    #[arg(long = "env-file", value_name = "PATH")]
+    #[arg(long = "env-file", global = true, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub env_file: Vec<PathBuf>,
 
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// Add checks from a manifest file or a directory of .toml files (repeatable)
+    #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::AnyPath)]
+    pub checks: Vec<PathBuf>,
+
+    /// Deadline for each check, e.g. 500ms, 2s, 1m
+    #[arg(long, global = true, value_name = "DURATION", default_value = "5s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+
+    /// When to use colour (auto: on a terminal, unless NO_COLOR is set)
+    #[arg(long, global = true, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
+    pub color: ColorWhen,
+}
+
+/// The run's own flags. Options without a default here so that the values given
+/// before and after `run` can be merged; [`RunArgs::format`] and friends apply
+/// the defaults.
+#[derive(Debug, Args, Clone, Default, PartialEq)]
+#[command(next_help_heading = "Run options")]
+pub struct RunArgs {
+    /// Output format [default: table]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
+
+    /// Print only the checks that did not pass, what to do, and the verdict
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Also print every check (none folded away), each check's details, and the variables read with their source
+    #[arg(short, long)]
+    pub verbose: bool,
 
     /// Run only these checks (and what they need)
     #[arg(long, value_name = "ID", value_delimiter = ',')]
@@ -73,25 +118,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "ID", value_delimiter = ',')]
     pub skip: Vec<String>,
 
-    /// Deadline for each check, e.g. 500ms, 2s, 1m
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_timeout)]
-    pub timeout: Duration,
-
-    /// Exit 1 when any check is at or above this status
-    #[arg(long = "fail-on", value_enum, default_value_t = FailOn::Fail)]
-    pub fail_on: FailOn,
-
-    /// Add checks from a manifest file or a directory of .toml files (repeatable)
-    #[arg(long, value_name = "PATH")]
-    pub checks: Vec<PathBuf>,
+    /// Exit 1 when any check is at or above this status [default: fail]
+    #[arg(long = "fail-on", value_enum, value_name = "STATUS")]
+    pub fail_on: Option<FailOn>,
 
     /// Allow probes that write (always rolled back or deleted); read-only without it
     #[arg(long = "allow-writes")]
     pub allow_writes: bool,
-
-    /// When to use colour
-    #[arg(long, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
-    pub color: ColorWhen,
 
     /// Re-run what fails, with backoff, until the gate passes or DURATION is up (deploy pipelines)
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
@@ -106,6 +139,63 @@ pub struct RunArgs {
     pub report: Vec<ReportTarget>,
 }
 
+impl RunArgs {
+    /// The flags given before `run` (`self`) and after it (`after`): a value
+    /// given after wins, lists add up, switches are on when either says so.
+    pub fn merge(self, after: RunArgs) -> RunArgs {
+        let cat = |mut a: Vec<String>, b: Vec<String>| {
+            a.extend(b);
+            a
+        };
+        RunArgs {
+            format: after.format.or(self.format),
+            quiet: self.quiet || after.quiet,
+            verbose: self.verbose || after.verbose,
+            only: cat(self.only, after.only),
+            skip: cat(self.skip, after.skip),
+            fail_on: after.fail_on.or(self.fail_on),
+            allow_writes: self.allow_writes || after.allow_writes,
+            wait: after.wait.or(self.wait),
+            user_id: after.user_id.or(self.user_id),
+            report: self.report.into_iter().chain(after.report).collect(),
+        }
+    }
+
+    /// The flags given, by name (`--only`, …): for "this flag is for runs" errors.
+    pub fn given(&self) -> Vec<&'static str> {
+        let flags = [
+            ("--format", self.format.is_some()),
+            ("--quiet", self.quiet),
+            ("--verbose", self.verbose),
+            ("--only", !self.only.is_empty()),
+            ("--skip", !self.skip.is_empty()),
+            ("--fail-on", self.fail_on.is_some()),
+            ("--allow-writes", self.allow_writes),
+            ("--wait", self.wait.is_some()),
+            ("--user-id", self.user_id.is_some()),
+            ("--report", !self.report.is_empty()),
+        ];
+        flags.into_iter().filter(|(_, on)| *on).map(|(name, _)| name).collect()
+    }
+
+    pub fn format(&self) -> Format {
+        self.format.unwrap_or_default()
+    }
+
+    pub fn fail_on(&self) -> FailOn {
+        self.fail_on.unwrap_or_default()
+    }
+
+    /// How much the table shows.
+    pub fn verbosity(&self) -> Verbosity {
+        match (self.quiet, self.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (false, true) => Verbosity::Verbose,
+            (false, false) => Verbosity::Normal,
+        }
+    }
+}
+
 /// `--report FORMAT=PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportTarget {
@@ -116,22 +206,42 @@ pub struct ReportTarget {
 fn parse_report(s: &str) -> Result<ReportTarget, String> {
     let (format, path) = s.split_once('=').ok_or("expected FORMAT=PATH, e.g. junit=report.xml")?;
     let format = <Format as clap::ValueEnum>::from_str(format, true)
-        .map_err(|_| format!("unknown format `{format}` (table, json, markdown, junit)"))?;
+        .map_err(|_| format!("unknown format `{format}` [possible values: table, json, markdown, junit]"))?;
     if path.is_empty() {
         return Err("expected FORMAT=PATH, e.g. junit=report.xml".into());
     }
     Ok(ReportTarget { format, path: PathBuf::from(path) })
 }
 
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct ListArgs {
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// Output format [default: table]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<ListFormat>,
+}
 
-    /// Add checks from a manifest file or a directory of .toml files (repeatable)
-    #[arg(long, value_name = "PATH")]
-    pub checks: Vec<PathBuf>,
+/// `list --format`: the run formats that make sense for a list of checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ListFormat {
+    /// A table that fits the terminal (the default).
+    #[default]
+    Table,
+    /// A JSON array.
+    Json,
+    /// A Markdown table (the README's).
+    Markdown,
+}
+
+impl ListFormat {
+    /// `mockmate-diag --format json list`: the run's `--format` given before `list`.
+    pub fn from_run(format: Format) -> Option<ListFormat> {
+        match format {
+            Format::Table => Some(ListFormat::Table),
+            Format::Json => Some(ListFormat::Json),
+            Format::Markdown => Some(ListFormat::Markdown),
+            Format::Junit => None,
+        }
+    }
 }
 
 fn parse_user_id(s: &str) -> Result<uuid::Uuid, String> {
@@ -164,6 +274,11 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("mockmate-diag").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
@@ -171,24 +286,52 @@ mod tests {
 
     #[test]
     fn run_is_the_default_subcommand() {
-        let cli = Cli::try_parse_from(["mockmate-diag", "--env", "production", "--only", "a,b"]).expect("parses");
+        let cli = parse(&["--env", "production", "--only", "a,b"]);
         assert!(cli.command.is_none());
         assert_eq!(cli.run.only, ["a", "b"]);
-        let cli = Cli::try_parse_from(["mockmate-diag", "run", "--timeout", "500ms"]).expect("parses");
-        assert!(matches!(cli.command, Some(Command::Run(a)) if a.timeout == Duration::from_millis(500)));
+        assert_eq!(cli.common.env.as_deref(), Some("production"));
+        let cli = parse(&["run", "--timeout", "500ms"]);
+        assert!(matches!(cli.command, Some(Command::Run(_))));
+        assert_eq!(cli.common.timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn common_flags_go_before_or_after_the_subcommand() {
+        for args in [&["--env", "production", "list"][..], &["list", "--env", "production"]] {
+            let cli = parse(args);
+            assert!(matches!(cli.command, Some(Command::List(_))), "{args:?}");
+            assert_eq!(cli.common.env.as_deref(), Some("production"), "{args:?}");
+        }
+        let cli = parse(&["--color", "never", "run", "--timeout", "2s"]);
+        assert_eq!(cli.common.color, ColorWhen::Never);
+        assert_eq!(cli.common.timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn run_flags_before_and_after_run_are_merged() {
+        let cli = parse(&["--format", "json", "--only", "a", "run", "--only", "b", "--quiet"]);
+        let Some(Command::Run(after)) = cli.command else { panic!("run") };
+        let merged = cli.run.merge(after);
+        assert_eq!(merged.format(), Format::Json);
+        assert_eq!(merged.only, ["a", "b"]);
+        assert_eq!(merged.verbosity(), Verbosity::Quiet);
+        assert_eq!(merged.given(), ["--format", "--quiet", "--only"]);
+        assert_eq!(RunArgs::default().given(), Vec::<&str>::new());
     }
 
     #[test]
     fn bad_values_are_rejected() {
-        assert!(Cli::try_parse_from(["mockmate-diag", "--timeout", "0s"]).is_err());
-        assert!(Cli::try_parse_from(["mockmate-diag", "--timeout", "soon"]).is_err());
-        assert!(Cli::try_parse_from(["mockmate-diag", "--env", "../etc"]).is_err());
+        for args in [
+            &["--timeout", "0s"][..],
+            &["--timeout", "soon"],
+            &["--env", "../etc"],
+            &["--quiet", "--verbose"],
+            &["list", "--format", "junit"],
+        ] {
+            let argv = std::iter::once("mockmate-diag").chain(args.iter().copied());
+            assert!(Cli::try_parse_from(argv).is_err(), "{args:?}");
+        }
     }
-}
-
-#[cfg(test)]
-mod report_tests {
-    use super::*;
 
     #[test]
     fn report_targets_parse() {

@@ -151,7 +151,7 @@ pub async fn run_observed(
             }
             let results = join_all(deps.into_iter().map(|(n, f)| f.map(move |r| (n, r.result.status)))).await;
             if let Some((need, status)) = results.into_iter().find(|(_, s)| *s != Status::Pass) {
-                let why = format!("needs {need}, which is {}", status.as_str());
+                let why = format!("needs {need}, which {}", status.past_tense());
                 let mut ran = finish(&decl, Outcome::skip(why), Duration::ZERO);
                 ran.blocked_by = Some(need);
                 return ran;
@@ -349,7 +349,7 @@ mod tests {
         assert_eq!(by("b.broken").status, Status::Warn);
         assert_eq!(by("b.broken").hint.as_deref(), Some("fix it"));
         assert_eq!(by("a.dependent").status, Status::Skip);
-        assert_eq!(by("a.dependent").message, "needs b.broken, which is warn");
+        assert_eq!(by("a.dependent").message, "needs b.broken, which warned");
         assert_eq!(by("c.slow").status, Status::Fail);
         assert_eq!(by("c.slow").message, "timed out after 200ms");
         assert_eq!(by("e.fine").status, Status::Skip);
@@ -377,7 +377,7 @@ mod tests {
         assert_eq!(statuses, [Status::Pass, Status::Pass, Status::Skip]);
         let sel = Selection::new(&decls, &["b".into()], &["a".into()]).expect("valid");
         let r = run(&decls, &sel, ctx).await;
-        assert_eq!(r[1].message, "needs a, which is skip");
+        assert_eq!(r[1].message, "needs a, which was skipped");
         assert!(Selection::new(&decls, &["zz".into()], &[]).is_err());
     }
 

@@ -5,6 +5,8 @@
 //! `.env`. Checks read variables only through [`EnvView`], which records what
 //! they looked at so the report can list each variable's source (never its value).
 
+mod diagnose;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -78,6 +80,8 @@ impl EnvSet {
     fn load_file(&mut self, path: &Path, label: String) -> Result<(), UsageError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| UsageError::new(format!("env file {label}: cannot read: {e}")))?;
+        // Editors on Windows save a byte-order mark; dotenvy would read it as part of the first name.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let iter = dotenvy::from_read_iter(text.as_bytes());
         for item in iter {
             match item {
@@ -87,7 +91,10 @@ impl EnvSet {
                 }
                 Err(dotenvy::Error::LineParse(line, index)) => {
                     // Never echo the line: it may hold a secret.
-                    let line_no = locate_line(&text, &line, index);
+                    if let Some(found) = diagnose::first_problem(text) {
+                        return Err(UsageError::new(format!("env file {}", found.message(&label))));
+                    }
+                    let line_no = locate_line(text, &line, index);
                     return Err(UsageError::new(format!(
                         "env file {label}:{line_no}: cannot parse this line (expected NAME=value)"
                     )));
@@ -211,12 +218,26 @@ mod tests {
     }
 
     #[test]
-    fn parse_error_names_line_and_hides_content() {
+    fn parse_error_names_line_column_variable_and_problem_and_hides_content() {
         let dir = tempfile::tempdir().expect("tempdir");
         write(dir.path(), ".env", "A=1\n# comment\nJWT_SECRET='s3ntinel-unterminated\n");
         let err = EnvSet::load([], dir.path(), "x", &[]).expect_err("must fail");
-        assert!(err.0.contains(".env:3"), "{err}");
+        assert_eq!(
+            err.0,
+            "env file .env:3:12: JWT_SECRET: unterminated single quote: it opens here and is never closed"
+        );
+        write(dir.path(), ".env", "A=1\nDB_PASSWORD=s3ntinel\\q\n");
+        let err = EnvSet::load([], dir.path(), "x", &[]).expect_err("must fail");
+        assert!(err.0.starts_with("env file .env:2:21: DB_PASSWORD: bad escape"), "{err}");
         assert!(!err.0.contains("s3ntinel"), "{err}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), ".env", "\u{feff}NODE_ENV=production\n");
+        let set = EnvSet::load([], dir.path(), "x", &[]).expect("loads");
+        assert_eq!(set.get("NODE_ENV"), Some("production"));
     }
 
     #[test]

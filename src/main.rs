@@ -18,6 +18,6 @@ fn main() -> std::process::ExitCode {
 
     let mut out = Output::process(redactor);
     let cwd = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("."));
-    let code = app::main(std::env::args_os(), Process { vars, cwd: &cwd }, &mut out);
+    let code = app::main(std::env::args_os(), Process { vars, cwd: &cwd, signals: true }, &mut out);
     std::process::ExitCode::from(code as u8)
 }

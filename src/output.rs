@@ -25,6 +25,8 @@ type Sink = Arc<Mutex<Box<dyn Write + Send>>>;
 struct Stream {
     sink: Sink,
     terminal: bool,
+    /// The terminal's width in columns, when it is one and says.
+    columns: Option<u16>,
     /// What `--color auto` resolves to for this stream (environment and terminal).
     auto_color: bool,
     color: bool,
@@ -32,7 +34,7 @@ struct Stream {
 
 impl Stream {
     fn new(sink: Box<dyn Write + Send>, terminal: bool, auto_color: bool) -> Stream {
-        Stream { sink: Arc::new(Mutex::new(sink)), terminal, auto_color, color: auto_color }
+        Stream { sink: Arc::new(Mutex::new(sink)), terminal, columns: None, auto_color, color: auto_color }
     }
 
     fn set_color(&mut self, when: ColorWhen) {
@@ -93,11 +95,12 @@ impl Output {
     /// of the environment (`NO_COLOR`, `CLICOLOR_FORCE`, `TERM`) and the terminal.
     pub fn process(redactor: Redactor) -> Output {
         let colored = |choice: anstream::ColorChoice| choice != anstream::ColorChoice::Never;
-        let stdout = Stream::new(
+        let mut stdout = Stream::new(
             Box::new(io::stdout()),
             io::IsTerminal::is_terminal(&io::stdout()),
             colored(anstream::AutoStream::choice(&io::stdout())),
         );
+        stdout.columns = terminal_size::terminal_size_of(io::stdout()).map(|(w, _)| w.0).filter(|w| *w > 0);
         let stderr = Stream::new(
             Box::new(io::stderr()),
             io::IsTerminal::is_terminal(&io::stderr()),
@@ -144,6 +147,16 @@ impl Output {
 
     pub fn stdout_is_terminal(&self) -> bool {
         self.stdout.terminal
+    }
+
+    /// Columns of the terminal stdout is, if it is one.
+    pub fn stdout_columns(&self) -> Option<u16> {
+        self.stdout.columns.filter(|_| self.stdout.terminal)
+    }
+
+    /// Whether stdout gets colour (the table's styling is kept).
+    pub fn stdout_color(&self) -> bool {
+        self.stdout.color
     }
 
     pub fn stderr_is_terminal(&self) -> bool {

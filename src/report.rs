@@ -25,6 +25,16 @@ impl Status {
             Status::Fail => "fail",
         }
     }
+
+    /// `failed`, `warned`, `was skipped`: "needs postgres.connect, which failed".
+    pub fn past_tense(self) -> &'static str {
+        match self {
+            Status::Skip => "was skipped",
+            Status::Pass => "passed",
+            Status::Warn => "warned",
+            Status::Fail => "failed",
+        }
+    }
 }
 
 /// What a failing probe of a check yields (`severity` in a manifest).
@@ -65,6 +75,8 @@ pub struct CheckResult {
     /// run: that check's id ("one root cause, one failure"). Absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub see: Option<String>,
+    /// The ids this check needs (it is `skip` when one of them did not pass).
+    pub needs: Vec<String>,
 }
 
 /// Where a variable the checks looked at came from. Never its value.
@@ -97,11 +109,36 @@ pub enum SummaryStatus {
     Fail,
 }
 
+/// The options a run was given that change what it checks or how it judges,
+/// recorded in every report so a ticket says how it was produced. Presentation
+/// (`--format`, `--color`, `--quiet`) is left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunOptions {
+    /// `--env` as given; `null` when the environment came from `NODE_ENV` or the default.
+    pub env: Option<String>,
+    /// `--env-file`, in the order given.
+    pub env_files: Vec<String>,
+    /// `--checks`: extra manifests.
+    pub checks: Vec<String>,
+    pub only: Vec<String>,
+    pub skip: Vec<String>,
+    pub timeout_ms: u64,
+    pub fail_on: FailOn,
+    pub allow_writes: bool,
+    pub user_id: Option<String>,
+    /// `--wait`; `null` without it.
+    pub wait_ms: Option<u64>,
+}
+
 /// A whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub tool: &'static str,
     pub version: &'static str,
+    /// The commit the binary was built from (`unknown` outside a git checkout).
+    pub commit: &'static str,
+    /// The day the binary was built (UTC, `YYYY-MM-DD`).
+    pub build_date: &'static str,
     pub schema_version: u32,
     pub environment: String,
     pub env_files: Vec<String>,
@@ -112,10 +149,31 @@ pub struct Report {
     pub summary: Summary,
     pub checks: Vec<CheckResult>,
     pub variables: Vec<VarUse>,
+    pub options: RunOptions,
+    /// How many times the checks ran: 1, or more with `--wait`.
+    pub attempts: u32,
+    /// SIGINT or SIGTERM stopped the run: checks that had not finished are `skip`.
+    pub interrupted: bool,
+    /// Things worth knowing that are not a check's finding (e.g. an env file for
+    /// another environment next to the one diagnosed).
+    pub notes: Vec<String>,
 }
 
 pub const TOOL: &str = "mockmate-diag";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Set by build.rs.
+pub const COMMIT: &str = env!("MOCKMATE_DIAG_COMMIT");
+/// Set by build.rs.
+pub const BUILD_DATE: &str = env!("MOCKMATE_DIAG_BUILD_DATE");
+/// `0.1.0 (commit 5f54280a1b, built 2026-11-30)`: `--version` and report headers.
+pub const VERSION_LINE: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MOCKMATE_DIAG_COMMIT"),
+    ", built ",
+    env!("MOCKMATE_DIAG_BUILD_DATE"),
+    ")"
+);
 pub const SCHEMA_VERSION: u32 = 1;
 
 impl Summary {
@@ -161,10 +219,13 @@ pub enum ExitCode {
     ChecksFailed = 1,
     /// Usage or configuration error: bad flag, unknown check id, unreadable env file or manifest.
     Usage = 2,
+    /// SIGINT or SIGTERM: the report of what finished was printed (128 + SIGINT, as shells do).
+    Interrupted = 130,
 }
 
 /// `--fail-on`: the lowest status that makes the run exit 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FailOn {
     #[default]
     Fail,
@@ -185,8 +246,20 @@ impl FailOn {
 }
 
 impl Report {
+    /// 130 when interrupted (whatever finished), else 1 when a check trips `fail_on`, else 0.
     pub fn exit_code(&self, fail_on: FailOn) -> ExitCode {
-        if self.checks.iter().any(|c| fail_on.trips(c.status)) { ExitCode::ChecksFailed } else { ExitCode::Ok }
+        if self.interrupted {
+            ExitCode::Interrupted
+        } else if self.checks.iter().any(|c| fail_on.trips(c.status)) {
+            ExitCode::ChecksFailed
+        } else {
+            ExitCode::Ok
+        }
+    }
+
+    /// The header's words for the build: `mockmate-diag 0.1.0 (commit 5f54280a1b, built 2026-11-30)`.
+    pub fn build_line(&self) -> String {
+        format!("{} {} (commit {}, built {})", self.tool, self.version, self.commit, self.build_date)
     }
 }
 

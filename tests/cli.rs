@@ -30,8 +30,13 @@ fn table_is_the_default_format_and_exit_1_on_failure() {
         .assert()
         .code(1)
         .stdout(predicate::str::contains("env.required").and(predicate::str::contains("FAIL")))
-        .stdout(predicate::str::contains("→ set them in the environment"))
-        .stdout(predicate::str::contains("0 passed, 0 warnings, 1 failed"));
+        .stdout(predicate::str::contains("What to do\nFAIL  env.required: missing or empty: NODE_ENV"))
+        .stdout(predicate::str::contains("\n      set them in the environment"))
+        .stdout(
+            predicate::str::ends_with("FAIL  production is not ready: 1 failed, 29 skipped (0ms)\n")
+                .or(predicate::str::is_match(r"FAIL  production is not ready: 1 failed, 29 skipped \(\d+ms\)\n$")
+                    .expect("regex")),
+        );
 }
 
 #[test]
@@ -110,15 +115,27 @@ fn explicit_env_file_is_loaded_and_must_exist() {
 }
 
 #[test]
-fn unparsable_env_file_names_file_and_line() {
+fn unparsable_env_file_names_file_line_column_variable_and_problem() {
     let dir = tempfile::tempdir().expect("tempdir");
-    fs::write(dir.path().join(".env.production"), "A=1\nB='never closed\n").expect("write");
-    diag(dir.path())
-        .args(["--env", "production"])
-        .assert()
-        .code(2)
-        .stdout("")
-        .stderr(predicate::str::contains(".env.production:2").and(predicate::str::contains("never closed").not()));
+    let cases = [
+        (
+            "A=1\nJWT_SECRET=\"s3cret-unterminated\n",
+            "mockmate-diag: env file .env.production:2:12: JWT_SECRET: unterminated double quote: it opens here and is never closed\n",
+        ),
+        (
+            "A=1\nJWT_SECRET=\"s3cret\\qvalue\"\n",
+            "mockmate-diag: env file .env.production:2:19: JWT_SECRET: bad escape: dotenv understands \\n, \\\\, \\\", \\', \\$ and \"\\ \" only\n",
+        ),
+        (
+            "A=1\nJWT-SECRET=s3cret\n",
+            "mockmate-diag: env file .env.production:2:4: after JWT: invalid variable name: use letters, digits, '_' and '.', then '=' (expected NAME=value)\n",
+        ),
+        ("A=1\ns3cret\n", "mockmate-diag: env file .env.production:2:7: no '=' on this line (expected NAME=value)\n"),
+    ];
+    for (text, stderr) in cases {
+        fs::write(dir.path().join(".env.production"), text).expect("write");
+        diag(dir.path()).args(["--env", "production"]).assert().code(2).stdout("").stderr(stderr);
+    }
 }
 
 #[test]
@@ -216,7 +233,7 @@ fn checks_directory_adds_instances_of_existing_kinds() {
     ]));
     // It needs env.required, which fails here: so it is skipped, with the reason.
     assert_eq!(code, 1);
-    assert_eq!(check(&report, "custom.api_keys")["message"], "needs env.required, which is fail");
+    assert_eq!(check(&report, "custom.api_keys")["message"], "needs env.required, which failed");
     diag(dir.path())
         .args(["list", "--checks", "checks.d", "--format", "json"])
         .assert()

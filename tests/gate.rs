@@ -106,7 +106,7 @@ fn list_as_markdown_for_the_readme() {
         .args(["list", "--format", "markdown"])
         .assert()
         .code(0)
-        .stdout(predicate::str::starts_with("| id | severity | needs | what it checks |"))
+        .stdout(predicate::str::starts_with("| Check | Severity | Needs | What it checks |"))
         .stdout(predicate::str::contains("| `env.required` | fail |"));
 }
 

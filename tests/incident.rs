@@ -155,7 +155,8 @@ fn dry_run_inserts_reads_back_and_rolls_back_leaving_nothing_behind() {
     let msg = message(&report, "postgres.session_insert");
     assert!(msg.starts_with("inserted session ") && msg.ends_with("and read it back; rolled back"), "{msg}");
     let d = details(&report, "postgres.session_insert");
-    assert_eq!(d["rolled_back"], "ROLLBACK");
+    assert_eq!(d["rolled_back"], true);
+    assert_eq!(d["ended_by"], "ROLLBACK");
     assert_eq!(d["api_error"], Value::Null);
     assert_left_nothing(before, site.counters(), 1);
     let id = d["session_id"].as_str().expect("session id");
@@ -325,7 +326,8 @@ fn deadline_mid_transaction_names_lock_contention_and_leaves_nothing_behind() {
     assert_status(&report, "postgres.session_insert", "fail");
     let msg = message(&report, "postgres.session_insert");
     assert!(msg.contains("lock contention on sessions: blocked by pid "), "{msg}");
-    assert_eq!(details(&report, "postgres.session_insert")["rolled_back"], "connection terminated (aborted)");
+    assert_eq!(details(&report, "postgres.session_insert")["rolled_back"], true);
+    assert_eq!(details(&report, "postgres.session_insert")["ended_by"], "backend terminated");
     // Our backend is gone while the lock is still held: it did not wait for it.
     assert_eq!(
         site.sql(

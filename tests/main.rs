@@ -18,5 +18,6 @@ mod postgres;
 mod redaction;
 mod redis;
 mod redis_probe;
+mod terminal;
 mod topology;
 mod wait;

@@ -102,7 +102,7 @@ fn no_users_then_postgres_active_users_fails_with_the_hint_to_create_a_user() {
     assert_status(&report, "postgres.active_users", "fail");
     assert_eq!(
         message(&report, "postgres.active_users"),
-        "no users at all in users: session creation fails with INVALID_USER_REFERENCE"
+        "the users table is empty: session creation fails with INVALID_USER_REFERENCE"
     );
     assert!(hint(&report, "postgres.active_users").contains("INSERT INTO users (id, email, first_name, last_name, credits, is_active, is_verified) VALUES (gen_random_uuid(), 'test@mock-mate.com', 'Test', 'User', 10, true, true);"));
     assert_status(&report, "postgres.schema", "pass");
@@ -173,7 +173,7 @@ fn refused_port_fails_connect_and_skips_the_rest() {
     assert_eq!(message(&report, "postgres.connect"), format!("connection refused at 127.0.0.1:{port}"));
     for id in &PG_IDS[1..] {
         assert_status(&report, id, "skip");
-        assert_eq!(message(&report, id), "needs postgres.connect, which is fail");
+        assert_eq!(message(&report, id), "needs postgres.connect, which failed");
     }
 }
 

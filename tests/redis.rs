@@ -33,7 +33,7 @@ fn run_redis(url: &str, env: &[(&str, &str)], args: &[&str]) -> (i32, Value) {
 fn assert_rest_skipped(report: &Value) {
     for id in ["redis.writable", "redis.permissions", "redis.memory", "redis.persistence"] {
         assert_status(report, id, "skip");
-        assert_eq!(message(report, id), "needs redis.connect, which is warn");
+        assert_eq!(message(report, id), "needs redis.connect, which warned");
     }
 }
 
@@ -94,7 +94,7 @@ fn no_password_against_requirepass_warns_noauth() {
     assert_status(&report, "redis.connect", "warn");
     assert_eq!(message(&report, "redis.connect"), "NOAUTH: the server requires a password and REDIS_URL has none");
     // Printed as is: the placeholder must not look like a (masked) password.
-    let expected = format!("set the password in REDIS_URL as redis://:<password>@{} (non-fatal", server.addr());
+    let expected = format!("set the password in REDIS_URL as redis://:<password>@{}; non-fatal", server.addr());
     assert!(hint(&report, "redis.connect").starts_with(&expected), "{report:#}");
     assert_rest_skipped(&report);
 }

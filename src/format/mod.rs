@@ -6,6 +6,7 @@ pub mod junit;
 pub mod list;
 pub mod markdown;
 pub mod table;
+pub mod text;
 
 use std::time::Duration;
 
@@ -24,6 +25,22 @@ pub enum Format {
     /// JUnit XML for CI test reports.
     Junit,
 }
+
+/// How much the table shows: `--quiet`, neither, `--verbose`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verbosity {
+    /// The checks that did not pass, what to do, and the verdict.
+    Quiet,
+    #[default]
+    Normal,
+    /// Every check (nothing folded), details, and the variables read.
+    Verbose,
+}
+
+/// The width people read at when nothing says otherwise (a pipe, a file, a ticket).
+pub const DEFAULT_WIDTH: u16 = 100;
+/// Narrower than this, a table is not worth drawing: wrap as if this wide.
+pub const MIN_WIDTH: u16 = 40;
 
 /// `12ms`, `1.25s`: short, stable, human.
 pub fn short_duration(ms: u64) -> String {
@@ -63,9 +80,20 @@ pub(crate) fn fixture() -> crate::report::Report {
             duration_ms: ms,
             details: serde_json::Map::new(),
             see: None,
+            needs: if id.ends_with(".connect") || id.starts_with("env.") {
+                Vec::new()
+            } else {
+                vec![format!("{}.connect", id.split('.').next().unwrap_or(id))]
+            },
         };
-    let mut connect =
-        check("postgres.connect", Status::Pass, Severity::Fail, "PostgreSQL 15.4 in 12ms (tls off)", None, 12);
+    let mut connect = check(
+        "postgres.connect",
+        Status::Pass,
+        Severity::Fail,
+        "PostgreSQL 15.4, unencrypted (sslmode=prefer) via DATABASE_URL",
+        None,
+        12,
+    );
     connect.details = json!({"server_version": "15.4", "tls": false}).as_object().cloned().unwrap_or_default();
     let checks = vec![
         check("env.required", Status::Pass, Severity::Fail, "all 4 set", None, 0),
@@ -96,11 +124,14 @@ pub(crate) fn fixture() -> crate::report::Report {
             Some("start Redis or fix REDIS_URL; sessions still work without the cache"),
             1,
         ),
-        check("redis.memory", Status::Skip, Severity::Warn, "needs redis.connect, which is warn", None, 0),
+        check("redis.memory", Status::Skip, Severity::Warn, "needs redis.connect, which warned", None, 0),
+        check("postgres.session_insert", Status::Skip, Severity::Fail, "read-only run; pass --allow-writes", None, 0),
     ];
     Report {
         tool: TOOL,
         version: "0.1.0",
+        commit: "5f54280a1b",
+        build_date: "2026-11-29",
         schema_version: SCHEMA_VERSION,
         environment: "production".into(),
         env_files: vec![".env.production".into()],
@@ -114,5 +145,14 @@ pub(crate) fn fixture() -> crate::report::Report {
             VarUse { name: "JWT_SECRET".into(), source: "process".into(), present: true, length: 6 },
             VarUse { name: "REDIS_URL".into(), source: "unset".into(), present: false, length: 0 },
         ],
+        options: crate::report::RunOptions {
+            env: Some("production".into()),
+            timeout_ms: 5000,
+            only: vec!["env.required".into()],
+            ..Default::default()
+        },
+        attempts: 1,
+        interrupted: false,
+        notes: Vec::new(),
     }
 }

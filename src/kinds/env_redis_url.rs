@@ -29,7 +29,14 @@ impl Check for RedisUrl {
                         (None, RedisTls::Off) => "redis",
                         (None, RedisTls::Verify { .. }) => "rediss",
                     };
-                    let read = format!("{scheme}://{}/{}", t.addr(), t.db);
+                    // Show that a password is there (the redactor's mark), never what it is;
+                    // nor a user name without one (people write passwords there).
+                    let login = match (&t.username, t.has_password()) {
+                        (Some(user), true) => format!("{user}:****@"),
+                        (None, true) => ":****@".to_string(),
+                        (_, false) => String::new(),
+                    };
+                    let read = format!("{scheme}://{login}{}/{}", t.addr(), t.db);
                     let outcome = if t.user_without_password() {
                         // Never the user name itself: people write passwords there.
                         Outcome::problem(format!(
@@ -82,5 +89,13 @@ mod tests {
         }
         let r = run_kind(&super::KIND, "", &[], "production").await;
         assert_eq!(r.status, Status::Skip);
+        for (url, shown) in [
+            ("redis://cache:6379/0", "redis://cache:6379/0"),
+            ("redis://:s3cret@cache:6379/0", "redis://:****@cache:6379/0"),
+            ("rediss://app:s3cret@cache:6380/1", "rediss://app:****@cache:6380/1"),
+        ] {
+            let r = run_kind(&super::KIND, "", &[("REDIS_URL", url)], "production").await;
+            assert_eq!(r.message, shown);
+        }
     }
 }

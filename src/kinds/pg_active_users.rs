@@ -83,7 +83,7 @@ impl Check for ActiveUsers {
                             .hint(format!("activate a user (UPDATE users SET is_active = true WHERE email = '…') or create one: {CREATE_USER}"))
                     }
                     Some((Some("f"), _)) => Outcome::problem(format!(
-                        "no users at all in {}: session creation fails with INVALID_USER_REFERENCE",
+                        "the {} table is empty: session creation fails with INVALID_USER_REFERENCE",
                         self.table
                     ))
                     .hint(format!("create a user: {CREATE_USER}")),

@@ -193,8 +193,10 @@ impl SessionInsert {
                 // If ROLLBACK did not answer, dropping the connection below ends the
                 // transaction instead.
                 drop(conn);
+                // Either way the transaction is gone: `ended_by` says how.
                 self.judge(found, &role)
-                    .detail("rolled_back", if rolled_back { "ROLLBACK" } else { "connection closed (aborted)" })
+                    .detail("rolled_back", true)
+                    .detail("ended_by", if rolled_back { "ROLLBACK" } else { "connection closed" })
             }
             Err(_elapsed) => {
                 // Something blocks the insert (or the server stopped answering). Say
@@ -218,7 +220,8 @@ impl SessionInsert {
                 )
                 .detail("api_error", serde_json::Value::Null)
                 .detail("blocked_by", blockers)
-                .detail("rolled_back", "connection terminated (aborted)")
+                .detail("rolled_back", true)
+                .detail("ended_by", "backend terminated")
             }
         }
     }

@@ -26,7 +26,8 @@ pub async fn session(ctx: &Ctx) -> Result<Arc<RedisSession>, Outcome> {
 /// A connect failure with the runbook's impact appended to its fix.
 pub fn with_impact(mut f: Failure) -> Failure {
     f.hint = Some(match f.hint.take() {
-        Some(fix) => format!("{fix} ({IMPACT} until then)"),
+        // Not a parenthetical: the fix often ends with one already.
+        Some(fix) => format!("{fix}; {IMPACT} until then"),
         None => format!("until Redis answers, MockMate runs {IMPACT}"),
     });
     f

@@ -4,6 +4,7 @@
 pub mod cmd;
 pub mod pg;
 pub mod pgbouncer;
+pub mod pty;
 pub mod redis;
 pub mod tarpit;
 pub mod tls;
