@@ -13,6 +13,7 @@ mod concordance;
 mod gate;
 mod incident;
 mod pg_probe;
+mod pg_tls;
 mod pooler;
 mod postgres;
 mod redaction;

@@ -26,14 +26,14 @@ const PG_IDS: &[&str] = &[
 ];
 
 /// Runs every `postgres.*` check with `env` (and nothing else) in an empty directory.
-fn run_pg(env: &[(&str, &str)], extra: &[&str]) -> (i32, Value) {
+pub(crate) fn run_pg(env: &[(&str, &str)], extra: &[&str]) -> (i32, Value) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cmd = diag(dir.path());
     cmd.envs(env.iter().copied()).args(["--format", "json", "--only", &PG_IDS.join(",")]).args(extra);
     json_run(&mut cmd)
 }
 
-fn run_url(url: &str) -> (i32, Value) {
+pub(crate) fn run_url(url: &str) -> (i32, Value) {
     run_pg(&[("DATABASE_URL", url)], &[])
 }
 
@@ -238,66 +238,6 @@ fn unknown_database_fails_with_3d000() {
     assert_status(&report, "postgres.connect", "fail");
     assert_eq!(message(&report, "postgres.connect"), "database \"mockmate_prod\" does not exist (3D000)");
     assert!(hint(&report, "postgres.connect").contains("create the database"));
-}
-
-#[test]
-fn tls_only_server_with_a_private_ca_passes_no_verify_and_fails_require_as_node_postgres_does() {
-    let pg = PgServer::shared_tls();
-    let (_, report) = run_url(&format!("{}?sslmode=no-verify", pg.superuser_url("postgres")));
-    assert_status(&report, "postgres.connect", "pass");
-    let msg = message(&report, "postgres.connect");
-    assert!(msg.contains(", TLSv1.3 no-verify (sslmode=no-verify in DATABASE_URL)"), "{msg}");
-    assert!(msg.ends_with("psql would refuse these settings (invalid sslmode value: \"no-verify\")"), "{msg}");
-    let d = &check(&report, "postgres.connect")["details"];
-    assert_eq!(
-        (&d["tls"], &d["tls_version"], &d["client"]),
-        (&Value::from(true), &Value::from("TLSv1.3"), &Value::from("node-postgres"))
-    );
-    assert_status(&report, "postgres.tls", "pass");
-    assert!(message(&report, "postgres.tls").starts_with("encrypted (TLSv1.3), certificate not verified"));
-    // sslmode=require verifies in node-postgres: the test CA is not trusted.
-    let (_, report) = run_url(&format!("{}?sslmode=require", pg.superuser_url("postgres")));
-    assert_status(&report, "postgres.connect", "fail");
-    let msg = message(&report, "postgres.connect");
-    assert!(msg.ends_with("psql would connect: sslmode=require does not verify the certificate there"), "{msg}");
-    assert_eq!(
-        check(&report, "postgres.connect")["details"]["libpq_verdict"],
-        "psql would connect: sslmode=require does not verify the certificate there"
-    );
-}
-
-#[test]
-fn tls_only_server_with_sslmode_disable_fails_with_the_pg_hba_reason() {
-    let pg = PgServer::shared_tls();
-    let (_, report) = run_url(&format!("{}?sslmode=disable", pg.superuser_url("postgres")));
-    assert_status(&report, "postgres.connect", "fail");
-    let msg = message(&report, "postgres.connect");
-    assert!(
-        msg.starts_with("the server requires TLS: pg_hba.conf rejects connection")
-            && msg.contains("no encryption (28000); the API (node-postgres) connects in plain text: sslmode=disable"),
-        "{msg}"
-    );
-    assert!(hint(&report, "postgres.connect").contains("sslmode=no-verify"));
-}
-
-#[test]
-fn verify_full_against_the_test_ca_passes() {
-    let pg = PgServer::shared_tls();
-    let root = pg.tls.as_ref().expect("TLS cluster").ca_cert.display().to_string();
-    let url = format!(
-        "postgresql://{SUPERUSER}:{SUPERUSER_PASSWORD}@localhost:{}/postgres?sslmode=verify-full&sslrootcert={root}",
-        pg.port
-    );
-    let (_, report) = run_url(&url);
-    assert_status(&report, "postgres.connect", "pass");
-    assert!(message(&report, "postgres.connect").contains("TLSv1.3 verify-full (sslmode=verify-full in DATABASE_URL)"));
-    // Public roots do not know the test CA.
-    let (_, report) = run_url(&format!("{}?sslmode=verify-full", pg.superuser_url("postgres")));
-    assert!(
-        message(&report, "postgres.connect")
-            .starts_with("the API (node-postgres) cannot connect: TLS certificate not trusted (unknown issuer)"),
-        "{report:#}"
-    );
 }
 
 #[test]

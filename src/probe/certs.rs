@@ -4,11 +4,18 @@
 //!
 //! Times are seconds since the Unix epoch, as certificates state them.
 
+use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
 use rustls::pki_types::CertificateDer;
 
-use super::tls::PemFile;
+/// A PEM file named by configuration, and the setting that named it (for messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PemFile {
+    pub path: PathBuf,
+    /// `sslrootcert`, `REDIS_CA_CERT` …: what the operator edits.
+    pub origin: &'static str,
+}
 
 /// One certificate's validity window and names.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! The provider is always ring, passed explicitly: nothing depends on a
 //! process-wide rustls provider being installed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rustls::client::WebPkiServerVerifier;
@@ -17,6 +17,7 @@ use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStor
 
 use super::Failure;
 use super::certs::Certificates;
+pub use super::certs::PemFile;
 
 /// How much of the server's certificate is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,14 +28,6 @@ pub enum Verify {
     Chain,
     /// The chain and the host name.
     ChainAndName,
-}
-
-/// A PEM file named by configuration, and the setting that named it (for messages).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PemFile {
-    pub path: PathBuf,
-    /// `sslrootcert`, `REDIS_CA_CERT` …: what the operator edits.
-    pub origin: &'static str,
 }
 
 /// Which roots a verifying connection trusts.

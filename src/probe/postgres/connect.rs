@@ -17,14 +17,12 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::failure::{connect_failure, resolve_failure, socket_failure, timeout_failure};
+use super::psql;
 use super::session::{Connection, PgInfo};
-use super::ssl::{self, TlsMode};
+use super::ssl::TlsMode;
 use super::target::PgTarget;
 use crate::probe::net::{self, Phase, PhaseCell};
 use crate::probe::{Failure, tls};
-
-/// What the server sees as our `application_name` (visible in `pg_stat_activity`).
-pub const APPLICATION_NAME: &str = "mockmate-diag";
 
 /// Connects and authenticates under `deadline`. The connection carries no
 /// session state: what it is used for decides how (see [`super::session`]).
@@ -97,7 +95,7 @@ async fn establish(
             tls_mode: target.tls.label,
             tls_origin: target.tls.origin.clone(),
             sslmode: target.tls.sslmode.clone(),
-            libpq_note: ssl::libpq_on_success(target),
+            libpq_note: psql::libpq_on_success(target),
             pg9_change: target.tls.pg9_change,
             source: target.source,
             host: target.host.clone(),

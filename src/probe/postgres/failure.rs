@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tokio_postgres::error::{DbError, SqlState};
 
-use super::ssl::{self, ClientKind, NodeFailure};
+use super::psql::{self, NodeFailure};
+use super::ssl::ClientKind;
 use super::target::PgTarget;
 use crate::probe::net::{self, Phase};
 use crate::probe::{Failure, tls};
@@ -96,7 +97,7 @@ pub(super) fn connect_failure(target: &PgTarget, e: &tokio_postgres::Error) -> F
 /// Says whose view a failure is and, where psql would decide otherwise, says so
 /// in the message and the details.
 fn with_views(target: &PgTarget, failure: Failure, kind: NodeFailure) -> Failure {
-    let libpq = ssl::libpq_where_node_fails(target, kind);
+    let libpq = psql::libpq_where_node_fails(target, kind);
     let mut failure = failure
         .detail("client", target.client.as_str())
         .detail("tls_mode", target.tls.label)

@@ -6,12 +6,13 @@ pub mod connect;
 pub mod failure;
 pub mod pgbouncer;
 pub mod pooler;
+pub mod psql;
 pub mod session;
 pub mod ssl;
 pub mod target;
 
-pub use connect::{APPLICATION_NAME, connect};
+pub use connect::connect;
 pub use failure::{describe, sqlstate};
-pub use session::{Connection, Param, PgInfo, PgSession, PgWriter, unit_begin_sql};
-pub use ssl::{ApiClient, ClientKind, PoolSsl};
-pub use target::{PgSource, PgTarget, SslMode};
+pub use session::{APPLICATION_NAME, Connection, Param, PgInfo, PgSession, PgWriter, unit_begin_sql};
+pub use ssl::{ApiClient, ClientKind, PoolSsl, SslMode};
+pub use target::{PgSource, PgTarget};

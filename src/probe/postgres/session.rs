@@ -27,12 +27,14 @@ use futures::{Future, TryStreamExt};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Error, Row, SimpleQueryMessage};
 
-use super::connect::APPLICATION_NAME;
 use super::failure::first_query_failure;
 use super::pooler::{self, Route};
 use super::ssl::ClientKind;
 use super::target::{PgSource, PgTarget};
 use crate::probe::Failure;
+
+/// What the server sees as our `application_name` (visible in `pg_stat_activity`).
+pub const APPLICATION_NAME: &str = "mockmate-diag";
 
 /// A typed query parameter, as `Client::query_typed` takes them.
 pub type Param<'a> = (&'a (dyn ToSql + Sync), Type);

@@ -17,11 +17,12 @@
 //!   falls back to plain;
 //! - a Unix socket still gets an SSLRequest when TLS is asked for (and fails).
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use super::conn_string::ConnString;
-use super::target::SslMode;
-use crate::probe::tls;
+use crate::probe::{Failure, tls};
 
 /// Whose reading of the settings the verdict is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -248,6 +249,54 @@ fn url_tls(u: &ConnString, origin_var: &str, node_roots: tls::Trust) -> Result<T
     })
 }
 
+/// libpq's `sslmode`, minus `allow` (plain first, TLS as a fallback), which nobody
+/// should want and tokio-postgres cannot do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SslMode {
+    type Err = Failure;
+
+    fn from_str(s: &str) -> Result<SslMode, Failure> {
+        match s {
+            "disable" => Ok(SslMode::Disable),
+            "prefer" => Ok(SslMode::Prefer),
+            "require" => Ok(SslMode::Require),
+            "verify-ca" => Ok(SslMode::VerifyCa),
+            "verify-full" => Ok(SslMode::VerifyFull),
+            "allow" => {
+                Err(Failure::new("sslmode \"allow\" is not supported").with_hint("use sslmode=prefer (or disable)"))
+            }
+            other => Err(Failure::new(format!("unknown sslmode \"{other}\""))
+                .with_hint("use one of disable, prefer, require, verify-ca, verify-full")),
+        }
+    }
+}
+
 /// What libpq (psql) would do with the same settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Libpq {
@@ -323,86 +372,6 @@ impl Libpq {
     pub fn tries_tls(&self) -> bool {
         matches!(self, Libpq::Reads { sslmode, .. } if *sslmode != SslMode::Disable)
     }
-}
-
-/// Where psql would decide otherwise though the API's driver connected.
-pub fn libpq_on_success(target: &super::PgTarget) -> Option<String> {
-    if target.client == ClientKind::Libpq {
-        return None;
-    }
-    if target.raw_at {
-        return Some(format!(
-            "psql would read another host: it splits {} at the first '@' (percent-encode @ in the password as %40)",
-            target.var
-        ));
-    }
-    match &target.libpq {
-        Libpq::Refuses(why) => Some(format!("psql would refuse these settings ({why})")),
-        Libpq::Reads { sslmode: SslMode::VerifyCa | SslMode::VerifyFull, sslrootcert: false }
-            if !target.is_unix_socket() =>
-        {
-            Some(
-                "psql would want a root certificate (sslrootcert, or ~/.postgresql/root.crt): libpq does not use \
-                 the public roots Node trusts"
-                    .to_string(),
-            )
-        }
-        _ => None,
-    }
-}
-
-/// What psql would do where the API's driver failed, when it differs:
-/// `Some("psql would connect (…)")`.
-pub fn libpq_where_node_fails(target: &super::PgTarget, failure: NodeFailure) -> Option<String> {
-    if target.client == ClientKind::Libpq {
-        return None;
-    }
-    if let Libpq::Refuses(why) = &target.libpq {
-        return Some(format!("psql would refuse these settings too ({why})"));
-    }
-    let sslmode = match &target.libpq {
-        Libpq::Reads { sslmode, .. } => *sslmode,
-        Libpq::Refuses(_) => return None,
-    };
-    let (chain, name) = target.libpq.verifies();
-    match failure {
-        NodeFailure::NoTlsOnServer if target.is_unix_socket() => {
-            Some("psql would connect: libpq never uses TLS over a Unix socket".to_string())
-        }
-        NodeFailure::NoTlsOnServer if sslmode == SslMode::Disable => {
-            Some("psql would connect unencrypted (sslmode=disable)".to_string())
-        }
-        NodeFailure::NoTlsOnServer if target.libpq.accepts_plain() => {
-            Some(format!("psql would connect unencrypted (sslmode={sslmode} falls back to plain text)"))
-        }
-        NodeFailure::Untrusted if !chain => {
-            Some(format!("psql would connect: sslmode={sslmode} does not verify the certificate there"))
-        }
-        NodeFailure::NameMismatch if !name => {
-            Some(format!("psql would connect: sslmode={sslmode} does not check the host name there"))
-        }
-        NodeFailure::ServerRequiresTls if target.libpq.tries_tls() && !chain => {
-            Some(format!("psql would connect: it tries TLS first (sslmode={sslmode}) and does not verify"))
-        }
-        NodeFailure::ServerRequiresTls if target.libpq.tries_tls() => {
-            Some(format!("psql would try TLS first (sslmode={sslmode})"))
-        }
-        _ => None,
-    }
-}
-
-/// The driver's failures whose libpq verdict can differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeFailure {
-    /// TLS asked for, the server answered `N` to SSLRequest.
-    NoTlsOnServer,
-    /// The certificate's chain is not trusted (unknown issuer, expired …).
-    Untrusted,
-    /// The certificate does not name the host.
-    NameMismatch,
-    /// Plain text, and the server's pg_hba.conf requires TLS.
-    ServerRequiresTls,
-    Other,
 }
 
 #[cfg(test)]

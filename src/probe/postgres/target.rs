@@ -7,62 +7,13 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use super::conn_string::{self, ConnString, ParseError};
-use super::ssl::{self, ApiClient, ClientKind, Libpq, TlsChoice, TlsMode};
+use super::ssl::{self, ApiClient, ClientKind, Libpq, SslMode, TlsChoice, TlsMode};
 use crate::probe::url::Secret;
 use crate::probe::{Cause, EnvLookup, Failure, net, tls};
 
 const DEFAULT_PORT: u16 = 5432;
-
-/// libpq's `sslmode`, minus `allow` (plain first, TLS as a fallback), which nobody
-/// should want and tokio-postgres cannot do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
-    Disable,
-    Prefer,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
-
-impl SslMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SslMode::Disable => "disable",
-            SslMode::Prefer => "prefer",
-            SslMode::Require => "require",
-            SslMode::VerifyCa => "verify-ca",
-            SslMode::VerifyFull => "verify-full",
-        }
-    }
-}
-
-impl fmt::Display for SslMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SslMode {
-    type Err = Failure;
-
-    fn from_str(s: &str) -> Result<SslMode, Failure> {
-        match s {
-            "disable" => Ok(SslMode::Disable),
-            "prefer" => Ok(SslMode::Prefer),
-            "require" => Ok(SslMode::Require),
-            "verify-ca" => Ok(SslMode::VerifyCa),
-            "verify-full" => Ok(SslMode::VerifyFull),
-            "allow" => {
-                Err(Failure::new("sslmode \"allow\" is not supported").with_hint("use sslmode=prefer (or disable)"))
-            }
-            other => Err(Failure::new(format!("unknown sslmode \"{other}\""))
-                .with_hint("use one of disable, prefer, require, verify-ca, verify-full")),
-        }
-    }
-}
 
 /// Which configuration a target came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

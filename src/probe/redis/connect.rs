@@ -22,7 +22,8 @@ use super::failure::{
     command_failure, is_transport, noauth_failure, resolve_failure, server_words, tcp_failure, timeout_failure,
     tls_failure, transport_failure,
 };
-use super::session::{RedisInfo, RedisSession, info_text, parse_info, percentile, send};
+use super::info::parse_info;
+use super::session::{RedisInfo, RedisSession, info_text, percentile, send};
 use super::target::{RedisTarget, RedisTls};
 use crate::probe::net::{self, Phase, PhaseCell};
 use crate::probe::{Failure, tls};

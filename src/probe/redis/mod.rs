@@ -7,11 +7,13 @@
 
 pub mod connect;
 pub mod failure;
+pub mod info;
 pub mod session;
 pub mod target;
 pub mod topology;
 
 pub use connect::connect;
-pub use session::{RedisInfo, RedisSession, Reply, parse_info};
+pub use info::parse_info;
+pub use session::{RedisInfo, RedisSession, Reply};
 pub use target::{RedisTarget, RedisTls};
 pub use topology::{ClusterState, Mode, Monitored, Topology};

@@ -9,8 +9,9 @@ use redis::aio::MultiplexedConnection;
 use redis::{RedisError, Value};
 
 use super::failure::{command_failure, is_transport, server_words, transport_failure};
+use super::info::parse_info;
 use super::target::RedisTarget;
-use super::topology::{self, Mode, Topology};
+use super::topology::{ClusterState, Mode, Topology, monitored, one, refused, sentinel_names, text};
 use crate::probe::Failure;
 
 /// A live connection and what the server said about itself.
@@ -56,8 +57,45 @@ impl RedisSession {
     /// What the server is part of (a Sentinel's masters, a Cluster's state): one
     /// round of read-only commands, sent once per run whoever asks first.
     pub async fn topology(&self) -> Result<&Topology, Failure> {
-        let fetched = self.topology.get_or_init(|| async { topology::fetch(self).await.map_err(|f| self.scrubbed(f)) });
+        let fetched = self.topology.get_or_init(|| async { self.fetch_topology().await.map_err(|f| self.scrubbed(f)) });
         fetched.await.as_ref().map_err(Clone::clone)
+    }
+
+    /// Sends the commands the server's mode calls for and reads their replies.
+    async fn fetch_topology(&self) -> Result<Topology, Failure> {
+        match Mode::of(&self.info_fields) {
+            Mode::Standalone => Ok(Topology::Standalone),
+            Mode::Cluster => {
+                let mut pipe = redis::pipe();
+                pipe.cmd("CLUSTER").arg("INFO");
+                let reply = one(self.round(&pipe, "CLUSTER INFO").await?, "CLUSTER INFO")?;
+                Ok(Topology::Cluster(ClusterState::parse(&text(&reply, "CLUSTER INFO")?)))
+            }
+            Mode::Sentinel => {
+                // INFO names the monitored masters (`master0:name=mymaster,…`), so the
+                // quorum checks go out with SENTINEL MASTERS, in the same round.
+                let names = sentinel_names(&self.info_fields);
+                let mut pipe = redis::pipe();
+                pipe.cmd("SENTINEL").arg("MASTERS");
+                for name in &names {
+                    pipe.cmd("SENTINEL").arg("CKQUORUM").arg(name);
+                }
+                let mut replies = self.round(&pipe, "SENTINEL MASTERS").await?.into_iter();
+                let masters = replies
+                    .next()
+                    .ok_or_else(|| Failure::new("no reply to SENTINEL MASTERS"))?
+                    .map_err(|e| refused("SENTINEL MASTERS", &e))?;
+                let mut quorum: HashMap<&str, Result<String, String>> = HashMap::new();
+                for (name, reply) in names.iter().zip(replies) {
+                    quorum.insert(name, reply.and_then(|v| text(&v, "CKQUORUM").map_err(|f| f.message)));
+                }
+                let mut monitored = monitored(&masters);
+                for m in &mut monitored {
+                    m.ckquorum = quorum.remove(m.name.as_str()).unwrap_or_else(|| Err("not checked".to_string()));
+                }
+                Ok(Topology::Sentinel(monitored))
+            }
+        }
     }
 
     /// A fresh `INFO <section>` (read-only), parsed.
@@ -160,29 +198,9 @@ pub(super) fn percentile(samples: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
-/// Parse an INFO reply into field → value.
-pub fn parse_info(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .filter_map(|line| line.split_once(':'))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn info_parses_fields_across_sections() {
-        let text = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n\r\n# Replication\r\nrole:master\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\n";
-        let info = parse_info(text);
-        assert_eq!(info["redis_version"], "7.0.15");
-        assert_eq!(info["role"], "master");
-        assert_eq!(info["db0"], "keys=3,expires=1,avg_ttl=0");
-        assert_eq!(info.len(), 4);
-    }
 
     #[test]
     fn percentiles_use_nearest_rank() {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use redis::Value;
 
-use super::session::{RedisSession, parse_info};
+use super::info::parse_info;
 use crate::probe::Failure;
 
 /// Every hash slot a Cluster has.
@@ -104,44 +104,7 @@ impl ClusterState {
     }
 }
 
-/// Sends the commands the server's mode calls for and reads their replies.
-pub(super) async fn fetch(session: &RedisSession) -> Result<Topology, Failure> {
-    match Mode::of(&session.info_fields) {
-        Mode::Standalone => Ok(Topology::Standalone),
-        Mode::Cluster => {
-            let mut pipe = redis::pipe();
-            pipe.cmd("CLUSTER").arg("INFO");
-            let reply = one(session.round(&pipe, "CLUSTER INFO").await?, "CLUSTER INFO")?;
-            Ok(Topology::Cluster(ClusterState::parse(&text(&reply, "CLUSTER INFO")?)))
-        }
-        Mode::Sentinel => {
-            // INFO names the monitored masters (`master0:name=mymaster,…`), so the
-            // quorum checks go out with SENTINEL MASTERS, in the same round.
-            let names = sentinel_names(&session.info_fields);
-            let mut pipe = redis::pipe();
-            pipe.cmd("SENTINEL").arg("MASTERS");
-            for name in &names {
-                pipe.cmd("SENTINEL").arg("CKQUORUM").arg(name);
-            }
-            let mut replies = session.round(&pipe, "SENTINEL MASTERS").await?.into_iter();
-            let masters = replies
-                .next()
-                .ok_or_else(|| Failure::new("no reply to SENTINEL MASTERS"))?
-                .map_err(|e| refused("SENTINEL MASTERS", &e))?;
-            let mut quorum: HashMap<&str, Result<String, String>> = HashMap::new();
-            for (name, reply) in names.iter().zip(replies) {
-                quorum.insert(name, reply.and_then(|v| text(&v, "CKQUORUM").map_err(|f| f.message)));
-            }
-            let mut monitored = monitored(&masters);
-            for m in &mut monitored {
-                m.ckquorum = quorum.remove(m.name.as_str()).unwrap_or_else(|| Err("not checked".to_string()));
-            }
-            Ok(Topology::Sentinel(monitored))
-        }
-    }
-}
-
-fn one(replies: Vec<super::Reply>, what: &str) -> Result<Value, Failure> {
+pub(super) fn one(replies: Vec<Result<Value, String>>, what: &str) -> Result<Value, Failure> {
     match replies.into_iter().next() {
         Some(Ok(v)) => Ok(v),
         Some(Err(e)) => Err(refused(what, &e)),
@@ -149,12 +112,12 @@ fn one(replies: Vec<super::Reply>, what: &str) -> Result<Value, Failure> {
     }
 }
 
-fn refused(what: &str, words: &str) -> Failure {
+pub(super) fn refused(what: &str, words: &str) -> Failure {
     Failure::new(format!("{what} refused: {words}"))
         .with_hint("the REDIS_URL user may lack the permission (ACL): allow it, or judge the topology by hand")
 }
 
-fn text(v: &Value, what: &str) -> Result<String, Failure> {
+pub(super) fn text(v: &Value, what: &str) -> Result<String, Failure> {
     match v {
         Value::BulkString(b) => Ok(String::from_utf8_lossy(b).into_owned()),
         Value::SimpleString(s) | Value::VerbatimString { text: s, .. } => Ok(s.clone()),
@@ -164,7 +127,7 @@ fn text(v: &Value, what: &str) -> Result<String, Failure> {
 }
 
 /// The names in INFO's sentinel section, in its order.
-fn sentinel_names(info: &HashMap<String, String>) -> Vec<String> {
+pub(super) fn sentinel_names(info: &HashMap<String, String>) -> Vec<String> {
     let mut entries: Vec<(u32, String)> = info
         .iter()
         .filter_map(|(k, v)| {
@@ -178,7 +141,7 @@ fn sentinel_names(info: &HashMap<String, String>) -> Vec<String> {
 }
 
 /// `SENTINEL MASTERS`: one flat field/value array per master (RESP2), or a map (RESP3).
-fn monitored(reply: &Value) -> Vec<Monitored> {
+pub(super) fn monitored(reply: &Value) -> Vec<Monitored> {
     let Value::Array(masters) = reply else { return Vec::new() };
     masters
         .iter()
