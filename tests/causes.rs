@@ -398,6 +398,12 @@ fn a_redis_user_that_may_read_but_not_write_warns_with_the_acl_fix_and_changes_n
     assert_eq!(server.cli(&["ACL", "SETUSER", "keyed", "~session:*"]), "OK");
     let (_, report) = run(&[("REDIS_URL", &url)], &["redis.permissions"], &[]);
     assert_status(&report, "redis.permissions", "pass");
+    // The write probe goes where the API's keys go: the ACL that lets the API
+    // through lets it through, and it leaves nothing behind.
+    let keys = server.cli(&["DBSIZE"]);
+    let (_, report) = run(&[("REDIS_URL", &url)], &["redis.connect", "redis.roundtrip"], &["--allow-writes"]);
+    assert_status(&report, "redis.roundtrip", "pass");
+    assert_eq!(server.cli(&["DBSIZE"]), keys);
 }
 
 // ---- one root cause, one failure ------------------------------------------------

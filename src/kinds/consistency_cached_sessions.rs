@@ -151,6 +151,10 @@ impl CachedSessions {
         };
         for key in seen {
             let id = key.strip_prefix(self.prefix.as_bytes()).unwrap_or(&key);
+            // redis.permissions' and redis.roundtrip's probe keys are ours, not the API's.
+            if id.starts_with(super::redis_common::PROBE_MARK.as_bytes()) {
+                continue;
+            }
             match std::str::from_utf8(id).ok().and_then(|s| Uuid::parse_str(s).ok()) {
                 Some(uuid) => sample.ids.push(uuid),
                 None => sample.malformed.push(String::from_utf8_lossy(&key).into_owned()),

@@ -13,6 +13,25 @@ use crate::check::{Check, Ctx, Outcome, Service};
 use crate::probe::Failure;
 use crate::probe::redis::{Mode, RedisSession, Topology};
 
+/// What every key mockmate-diag names starts with, after the API's key prefix
+/// (`session:mockmate-diag-probe-<uuid>`): probes go where the API's keys go, so
+/// an ACL that confines the API's user to `~session:*` lets them through, and
+/// `consistency.cached_sessions` knows them for ours, not the API's.
+pub const PROBE_MARK: &str = "mockmate-diag-";
+
+/// A fresh key for a probe of `what` (`acl-probe`, `probe`) under the API's prefix.
+pub fn probe_key(key_prefix: &str, what: &str) -> String {
+    format!("{key_prefix}{PROBE_MARK}{what}-{}", uuid::Uuid::new_v4())
+}
+
+/// `key_prefix`, as a manifest gives it: the API's key prefix, checked.
+pub fn key_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() || prefix.contains(char::is_whitespace) {
+        return Err(format!("`key_prefix` must be the API's key prefix (e.g. \"session:\"), not {prefix:?}"));
+    }
+    Ok(())
+}
+
 /// The runbook's words for what a Redis problem costs MockMate.
 pub const IMPACT: &str = "non-fatal: interview sessions still work, but caching is disabled";
 

@@ -32,12 +32,7 @@ pub static KIND: KindDef = KindDef {
     description: "the REDIS_URL user may SET, GET, EXPIRE and DEL the API's keys (key_prefix, default session:), probed with no-ops on an absent key that pass the ACL check and change no data",
     build: |t| {
         let p: Params = crate::check::params(t)?;
-        if p.key_prefix.is_empty() || p.key_prefix.contains(char::is_whitespace) {
-            return Err(format!(
-                "`key_prefix` must be the API's key prefix (e.g. \"session:\"), not {:?}",
-                p.key_prefix
-            ));
-        }
+        super::redis_common::key_prefix(&p.key_prefix)?;
         Ok(Box::new(Permissions(p)))
     },
 };
@@ -84,7 +79,7 @@ impl Check for Permissions {
 
 /// A key under the API's prefix that cannot exist.
 fn probe_key(prefix: &str) -> String {
-    format!("{prefix}mockmate-diag-acl-probe-{}", uuid::Uuid::new_v4())
+    super::redis_common::probe_key(prefix, "acl-probe")
 }
 
 /// The owner of a refusal that is not about permissions, by the server's error code.

@@ -1,5 +1,8 @@
 //! `redis.roundtrip`: with `--allow-writes` only, the cache path the app uses
-//! works end to end: `SET mockmate-diag:probe:<uuid> <uuid> EX 30`, `GET`, `DEL`.
+//! works end to end: `SET session:mockmate-diag-probe-<uuid> <uuid> EX 30`, `GET`,
+//! `DEL`. The key is under the API's prefix (`key_prefix`, default `session:`):
+//! an ACL that confines the API's user to `~session:*` must let the probe through
+//! as it lets the API through, or the check would fail where the API works.
 //!
 //! The three commands go out in one write, so the `DEL` reaches the server
 //! whatever `SET` and `GET` answer and even if this check runs out of time while
@@ -8,23 +11,40 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use redis::Value;
+use serde::Deserialize;
 
-use super::redis_common::{IMPACT, defer_to_topology, session};
+use super::redis_common::{IMPACT, defer_to_topology, probe_key, session};
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service};
 use crate::probe::redis::Reply;
 
 pub static KIND: KindDef = KindDef {
     name: "redis.roundtrip",
     title: "Redis write round trip",
-    description: "with --allow-writes: SET (EX 30), GET and DEL of a random mockmate-diag:probe:* key; leaves no key behind",
-    build: |t| crate::check::without_params(t, Roundtrip),
+    description: "with --allow-writes: SET (EX 30), GET and DEL of a random key under the API's prefix (key_prefix, default session:); leaves no key behind",
+    build: |t| {
+        let p: Params = crate::check::params(t)?;
+        super::redis_common::key_prefix(&p.key_prefix)?;
+        Ok(Box::new(Roundtrip(p)))
+    },
 };
 
-pub const KEY_PREFIX: &str = "mockmate-diag:probe:";
 /// Seconds the probe key lives if the `DEL` never arrives.
 const TTL_SECS: u64 = 30;
 
-struct Roundtrip;
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Params {
+    /// The prefix of the API's keys (`session:<id>`).
+    key_prefix: String,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { key_prefix: "session:".into() }
+    }
+}
+
+struct Roundtrip(Params);
 
 impl Check for Roundtrip {
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
@@ -41,7 +61,7 @@ impl Check for Roundtrip {
             if let Some(skip) = defer_to_topology(&session).await {
                 return skip;
             }
-            let key = format!("{KEY_PREFIX}{}", uuid::Uuid::new_v4());
+            let key = probe_key(&self.0.key_prefix, "probe");
             let value = uuid::Uuid::new_v4().to_string();
             let mut pipe = redis::pipe();
             pipe.cmd("SET").arg(&key).arg(&value).arg("EX").arg(TTL_SECS);
@@ -59,7 +79,7 @@ impl Check for Roundtrip {
                 }
             };
             let ms = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
-            judge(&replies, &value).detail("latency_ms", ms).detail("key_prefix", KEY_PREFIX)
+            judge(&replies, &value).detail("latency_ms", ms).detail("key_prefix", self.0.key_prefix.clone())
         }
         .boxed()
     }
@@ -86,9 +106,12 @@ fn judge(replies: &[Reply], value: &str) -> Outcome {
     }
     match del {
         Ok(Value::Int(1)) => Outcome::pass(format!("SET (EX {TTL_SECS}), GET and DEL of a probe key in one round")),
-        Ok(other) => Outcome::problem(format!("DEL answered {other:?} instead of removing the 1 probe key")).hint(
-            format!("the probe key expires by itself within {TTL_SECS}s; check who else touches {KEY_PREFIX}* keys"),
-        ),
+        Ok(other) => {
+            Outcome::problem(format!("DEL answered {other:?} instead of removing the 1 probe key")).hint(format!(
+                "the probe key expires by itself within {TTL_SECS}s; check who else deletes or renames keys under the \
+                 API's prefix"
+            ))
+        }
         Err(words) => refused(
             Outcome::problem(format!("DEL failed: {words} (the probe key expires by itself within {TTL_SECS}s)")),
             words,
