@@ -298,6 +298,16 @@ pub trait Check: Send + Sync {
     /// change anything on the server; whatever it starts is abandoned if the check
     /// is then skipped. Default: nothing.
     fn warm(&self, _ctx: &Ctx) {}
+
+    /// Whether the check only reads, so the engine may start it before its
+    /// `needs` have passed — its queries then travel with the one that decides
+    /// them (`postgres.connect`'s first statement) instead of a round trip later —
+    /// and drop it if one of them fails. A check that writes (with
+    /// `--allow-writes`) says `false`: it starts only once its needs have passed.
+    /// Default: `true`.
+    fn only_reads(&self) -> bool {
+        true
+    }
 }
 
 /// A kind in the registry (`kinds::KINDS`).

@@ -1,9 +1,12 @@
 //! Runs the selected checks concurrently, each under the run's deadline.
 //!
 //! Dependencies (`needs`) are awaited, not serialised: every check starts at
-//! once and waits only for what it needs. A check whose dependency did not pass
-//! is `skip`; a check that runs out of time or panics is a failure of that
-//! check, never of the run. Results come back in manifest order.
+//! once and waits only for what it needs. A check that only reads does not even
+//! wait: it runs beside its needs, so its queries travel in the same round trip
+//! as `postgres.connect`'s first statement, and its result counts only if they
+//! pass (a check that writes, with `--allow-writes`, waits). A check whose
+//! dependency did not pass is `skip`; a check that runs out of time or panics is
+//! a failure of that check, never of the run. Results come back in manifest order.
 //!
 //! One root cause, one failure: when every check has finished, a failure that
 //! rests on a premise another check of the run reported failing ([`Premise`]) is
@@ -149,15 +152,21 @@ pub async fn run_observed(
             if let Some(reason) = skip {
                 return finish(&decl, Outcome::skip(reason), Duration::ZERO);
             }
+            // A check that only reads starts now, beside what it needs; its result
+            // counts only if they pass (see `Check::only_reads`).
+            let early = (!deps.is_empty() && decl.check.only_reads()).then(|| Running::spawn(&decl, &ctx));
             let results = join_all(deps.into_iter().map(|(n, f)| f.map(move |r| (n, r.result.status)))).await;
             if let Some((need, status)) = results.into_iter().find(|(_, s)| *s != Status::Pass) {
+                if let Some(early) = early {
+                    early.abandon();
+                }
                 let why = format!("needs {need}, which {}", status.past_tense());
                 let mut ran = finish(&decl, Outcome::skip(why), Duration::ZERO);
                 ran.blocked_by = Some(need);
                 return ran;
             }
             observer.started(&decl.id);
-            let ran = run_one(decl, ctx).await;
+            let ran = early.unwrap_or_else(|| Running::spawn(&decl, &ctx)).finish(&decl).await;
             observer.finished(&ran.result);
             ran
         }
@@ -232,28 +241,51 @@ fn settle(ran: Vec<Ran>) -> Vec<CheckResult> {
 /// How long after `--timeout` the engine's own deadline fires.
 const BACKSTOP_GRACE: Duration = Duration::from_millis(100);
 
-/// Runs one check on its own task, under the deadline, catching panics.
-async fn run_one(decl: CheckDecl, ctx: Arc<Ctx>) -> Ran {
-    let started = Instant::now();
-    let deadline = ctx.timeout;
-    let check = decl.check.clone();
-    // The probes give up at `deadline` with words naming the layer that hung
-    // ("waiting for the server's reply to startup"); a short grace lets their
-    // answer win the race against this generic backstop.
-    let task = tokio::spawn(async move { tokio::time::timeout(deadline + BACKSTOP_GRACE, check.run(&ctx)).await });
-    let outcome = match task.await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(_elapsed)) => Outcome::problem(format!("timed out after {}", humantime::format_duration(deadline)))
-            .hint("the service did not answer in time: check it is up and reachable, or raise --timeout"),
-        Err(join) if join.is_panic() => {
-            let payload = join.into_panic();
-            let msg = crate::redact::panic_message(&*payload);
-            Outcome::fail(format!("internal error: the check panicked: {msg}"))
-                .hint("this is a bug in mockmate-diag: please report it with this output")
-        }
-        Err(_) => Outcome::fail("internal error: the check was cancelled"),
-    };
-    finish(&decl, outcome, started.elapsed())
+/// One check running on its own task, under the deadline, catching panics.
+struct Running {
+    task: tokio::task::JoinHandle<Result<Outcome, tokio::time::error::Elapsed>>,
+    deadline: Duration,
+    started: Instant,
+}
+
+impl Running {
+    fn spawn(decl: &CheckDecl, ctx: &Arc<Ctx>) -> Running {
+        let deadline = ctx.timeout;
+        let check = decl.check.clone();
+        let ctx = ctx.clone();
+        // The probes give up at `deadline` with words naming the layer that hung
+        // ("waiting for the server's reply to startup"); a short grace lets their
+        // answer win the race against this generic backstop.
+        let task = tokio::spawn(async move { tokio::time::timeout(deadline + BACKSTOP_GRACE, check.run(&ctx)).await });
+        Running { task, deadline, started: Instant::now() }
+    }
+
+    /// A need failed: the result would not count. Its statements were queued
+    /// whole (a unit is queued in one go), so stopping it leaves nothing open.
+    fn abandon(self) {
+        self.task.abort();
+    }
+
+    /// Its result. The duration counts from when the check's needs had passed
+    /// (a check started early is not charged for the wait).
+    async fn finish(self, decl: &CheckDecl) -> Ran {
+        let needs_passed = Instant::now().max(self.started);
+        let outcome = match self.task.await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_elapsed)) => {
+                Outcome::problem(format!("timed out after {}", humantime::format_duration(self.deadline)))
+                    .hint("the service did not answer in time: check it is up and reachable, or raise --timeout")
+            }
+            Err(join) if join.is_panic() => {
+                let payload = join.into_panic();
+                let msg = crate::redact::panic_message(&*payload);
+                Outcome::fail(format!("internal error: the check panicked: {msg}"))
+                    .hint("this is a bug in mockmate-diag: please report it with this output")
+            }
+            Err(_) => Outcome::fail("internal error: the check was cancelled"),
+        };
+        finish(decl, outcome, needs_passed.elapsed())
+    }
 }
 
 fn finish(decl: &CheckDecl, mut outcome: Outcome, elapsed: Duration) -> Ran {
@@ -287,6 +319,8 @@ mod tests {
         Warms(Arc<std::sync::atomic::AtomicUsize>),
         /// Answers this outcome (with its premises and reports).
         Answers(Outcome),
+        /// Counts `run` calls, then passes; `only_reads` as given.
+        Runs(Arc<std::sync::atomic::AtomicUsize>, bool),
     }
 
     impl Check for Behaviour {
@@ -296,9 +330,17 @@ mod tests {
             }
         }
 
+        fn only_reads(&self) -> bool {
+            !matches!(self, Behaviour::Runs(_, false))
+        }
+
         fn run<'a>(&'a self, _ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
             async move {
                 match self {
+                    Behaviour::Runs(n, _) => {
+                        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        Outcome::pass("ran")
+                    }
                     Behaviour::Pass | Behaviour::Warms(_) => Outcome::pass("ok"),
                     Behaviour::Problem => Outcome::problem("broken").hint("fix it"),
                     Behaviour::Panic => panic!("boom with postgres://u:hunter2@h/db"),
@@ -399,6 +441,36 @@ mod tests {
         assert_eq!(warmed, [1, 0, 1]);
         assert_eq!(r[1].status, Status::Skip);
         assert_eq!(r[3].status, Status::Pass);
+    }
+
+    #[tokio::test]
+    async fn a_check_that_only_reads_starts_beside_its_need_and_a_writer_waits_for_it() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (reader, writer) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let decls = vec![
+            decl("a.slow_then_broken", Severity::Fail, &[], Behaviour::Sleep(Duration::from_secs(30))),
+            decl("b.reads", Severity::Fail, &["a.slow_then_broken"], Behaviour::Runs(reader.clone(), true)),
+            decl("c.writes", Severity::Fail, &["a.slow_then_broken"], Behaviour::Runs(writer.clone(), false)),
+        ];
+        let r = run_all(&decls, Duration::from_millis(300)).await;
+        // The reader ran while its need was still running; the writer never ran.
+        assert_eq!((reader.load(Ordering::SeqCst), writer.load(Ordering::SeqCst)), (1, 0));
+        // The need timed out: the reader's early result does not count.
+        assert_eq!(r[0].status, Status::Fail);
+        assert_eq!((r[1].status, r[1].message.as_str()), (Status::Skip, "needs a.slow_then_broken, which failed"));
+        assert_eq!((r[2].status, r[2].message.as_str()), (Status::Skip, "needs a.slow_then_broken, which failed"));
+
+        // When the need passes, the early result is the check's, timed from then.
+        let decls = vec![
+            decl("a.slow", Severity::Fail, &[], Behaviour::Sleep(Duration::from_millis(200))),
+            decl("b.reads", Severity::Fail, &["a.slow"], Behaviour::Runs(reader.clone(), true)),
+            decl("c.writes", Severity::Fail, &["a.slow"], Behaviour::Runs(writer.clone(), false)),
+        ];
+        let r = run_all(&decls, Duration::from_secs(5)).await;
+        assert_eq!((reader.load(Ordering::SeqCst), writer.load(Ordering::SeqCst)), (2, 1));
+        assert_eq!((r[1].status, r[1].message.as_str()), (Status::Pass, "ran"));
+        assert!(r[1].duration_ms < r[0].duration_ms, "charged for the wait: {r:?}");
+        assert_eq!(r[2].status, Status::Pass);
     }
 
     #[tokio::test]

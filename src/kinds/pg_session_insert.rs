@@ -106,6 +106,11 @@ enum Found {
 }
 
 impl Check for SessionInsert {
+    /// The dry run writes (and rolls back): never before its needs have passed.
+    fn only_reads(&self) -> bool {
+        false
+    }
+
     fn warm(&self, ctx: &Ctx) {
         // Only the dry run's connection, never a write: that waits for `run`.
         if ctx.allow_writes {

@@ -47,6 +47,11 @@ impl Default for Params {
 struct Roundtrip(Params);
 
 impl Check for Roundtrip {
+    /// It writes a key: never before its needs have passed.
+    fn only_reads(&self) -> bool {
+        false
+    }
+
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
         async move {
             if !ctx.allow_writes {
