@@ -312,13 +312,25 @@ pub fn libpq(url: Option<&ConnString>, var: Lookup, unix_socket: bool) -> Libpq 
         if u.socket {
             return Libpq::Refuses("libpq has no socket: URL scheme (use ?host=/dir)".into());
         }
-        for key in ["ssl", "uselibpqcompat", "db"] {
+        for key in ["uselibpqcompat", "db"] {
             if u.has(key) {
                 return Libpq::Refuses(format!("invalid URI query parameter: \"{key}\""));
             }
         }
     }
-    let mode = url.and_then(|u| u.param("sslmode").map(str::to_string)).or_else(|| var("PGSSLMODE"));
+    // libpq reads the query in order, a later key replacing an earlier one, and
+    // takes `ssl=true` (exactly) as `sslmode=require`, for JDBC's sake; any other
+    // `ssl` value is an unknown parameter.
+    let mut from_url: Option<String> = None;
+    for (key, value) in url.map(|u| u.params.as_slice()).unwrap_or_default() {
+        match (key.as_str(), value.as_str()) {
+            ("ssl", "true") => from_url = Some("require".into()),
+            ("ssl", _) => return Libpq::Refuses("invalid URI query parameter: \"ssl\"".into()),
+            ("sslmode", mode) => from_url = Some(mode.into()),
+            _ => {}
+        }
+    }
+    let mode = from_url.or_else(|| var("PGSSLMODE"));
     let sslmode = match mode.as_deref().map(str::trim) {
         None | Some("") => SslMode::Prefer,
         Some(m) => match m.parse::<SslMode>() {
@@ -461,7 +473,14 @@ mod tests {
         let read = |url: &str| libpq(Some(&parse(url).unwrap()), &none, false);
         assert_eq!(read("postgres://a:b@h/d"), Libpq::Reads { sslmode: SslMode::Prefer, sslrootcert: false });
         assert!(matches!(read("postgres://a:b@h/d?sslmode=no-verify"), Libpq::Refuses(_)));
-        assert!(matches!(read("postgres://a:b@h/d?ssl=true"), Libpq::Refuses(_)));
+        // JDBC's ssl=true is libpq's require; any other ssl value is refused.
+        assert_eq!(read("postgres://a:b@h/d?ssl=true"), Libpq::Reads { sslmode: SslMode::Require, sslrootcert: false });
+        assert_eq!(
+            read("postgres://a:b@h/d?ssl=true&sslmode=disable"),
+            Libpq::Reads { sslmode: SslMode::Disable, sslrootcert: false }
+        );
+        assert!(matches!(read("postgres://a:b@h/d?ssl=1"), Libpq::Refuses(_)));
+        assert!(matches!(read("postgres://a:b@h/d?ssl=false"), Libpq::Refuses(_)));
         assert!(read("postgres://a:b@h/d?sslmode=require").tries_tls());
         assert!(!libpq(Some(&parse("postgres://a:b@h/d?sslmode=require").unwrap()), &none, true).tries_tls());
     }
