@@ -224,6 +224,15 @@ async fn node_postgres_and_the_probe_agree_on_every_tls_set_up_and_url_form() {
     ] {
         cases.push(PgCase::url(format!("{name} ?{query}"), url(server, ip, &query)));
     }
+    // A self-signed certificate trusted as itself (the manual's openssl recipe: CA:TRUE).
+    let itself = format!("sslrootcert={}", ca(&self_signed).ca_cert.display());
+    for query in [itself.clone(), format!("sslmode=verify-full&{itself}"), format!("sslmode=require&{itself}")] {
+        cases.push(PgCase::url(format!("self-signed ?{query}"), url(&self_signed, "localhost", &query)));
+    }
+    cases.push(
+        PgCase::url("Pool ca = the self-signed certificate", url(&self_signed, "localhost", ""))
+            .pool(None, Some(&ca(&self_signed).ca_cert)),
+    );
     cases.push(PgCase::url(
         "tls-only by name ?verify-full",
         url(tls_only, "localhost", &format!("sslmode=verify-full&{root_q}")),
@@ -335,6 +344,7 @@ async fn node_redis_and_the_probe_agree_on_every_url_form() {
     let open = RedisServer::shared();
     let locked = RedisServer::builder().requirepass("defpw-sentinel").user("app", "apppw-sentinel").start();
     let tls = RedisServer::builder().tls().start();
+    let self_signed = RedisServer::builder().self_signed().start();
     let socket_dir = tempfile::tempdir().expect("tempdir");
     let socket = socket_dir.path().join("redis.sock");
     let unix = RedisServer::builder()
@@ -377,6 +387,15 @@ async fn node_redis_and_the_probe_agree_on_every_url_form() {
         &[("REDIS_CA_CERT", &ca), ("PROBE_HONOR_REDIS_CA_CERT", "1")],
     );
     case("redis:// to a TLS port", format!("redis://127.0.0.1:{}", tls.port), &[]);
+    let itself = self_signed.ca.as_ref().expect("TLS server").ca_cert.display().to_string();
+    let self_signed_url = format!("rediss://localhost:{}", self_signed.port);
+    case("rediss self-signed, no CA", self_signed_url.clone(), &[]);
+    case(
+        "rediss self-signed, socket.ca = itself",
+        self_signed_url.clone(),
+        &[("REDIS_CA_CERT", &itself), ("PROBE_HONOR_REDIS_CA_CERT", "1")],
+    );
+    case("rediss self-signed, NODE_EXTRA_CA_CERTS = itself", self_signed_url, &[("NODE_EXTRA_CA_CERTS", &itself)]);
     case("unix:///path", format!("unix://{}", socket.display()), &[]);
     case("unix:///path?db=1", format!("unix://{}?db=1", socket.display()), &[]);
     case("unix:/path", format!("unix:{}", socket.display()), &[]);

@@ -16,8 +16,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::Failure;
-use super::certs::Certificates;
 pub use super::certs::PemFile;
+use super::certs::{Certificates, Lifetime};
 
 /// How much of the server's certificate is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,18 +113,19 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// traffic: a missing or broken file is a configuration error, not a TLS error.
 pub fn client_config(setup: &Setup, seen: &Seen) -> Result<ClientConfig, Failure> {
     let provider = provider();
-    let chain = match setup.verify {
-        Verify::Nothing => None,
+    let (chain, anchors) = match setup.verify {
+        Verify::Nothing => (None, Vec::new()),
         Verify::Chain | Verify::ChainAndName => {
-            let roots = roots(&setup.trust, seen)?;
+            let (roots, anchors) = roots(&setup.trust, seen)?;
             let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
                 .map_err(|e| Failure::new(format!("TLS: cannot use the root certificates: {e}")))?;
-            Some(verifier)
+            (Some(verifier), anchors)
         }
     };
     let verifier = Verifier {
         chain,
+        anchors,
         verify_name: setup.verify == Verify::ChainAndName,
         provider: provider.clone(),
         seen: seen.clone(),
@@ -153,24 +154,28 @@ pub fn client_config(setup: &Setup, seen: &Seen) -> Result<ClientConfig, Failure
     }
 }
 
-fn roots(trust: &Trust, seen: &Seen) -> Result<RootCertStore, Failure> {
+/// The roots a verifying connection trusts, and the private CA file's own
+/// certificates (a self-signed server certificate may be one of them).
+fn roots(trust: &Trust, seen: &Seen) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), Failure> {
     let mut roots = if trust.public {
         RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }
     } else {
         RootCertStore::empty()
     };
+    let mut anchors = Vec::new();
     if let Some(file) = &trust.file {
         let certs = load_certs(file)?;
         // Webpki does not check a trust anchor's dates; OpenSSL (Node) does: the report must.
         seen.record_ca_file(file, &certs);
         for cert in certs {
-            roots.add(cert).map_err(|e| {
+            roots.add(cert.clone()).map_err(|e| {
                 Failure::new(format!("{} {} holds an unusable certificate: {e}", file.origin, file.path.display()))
                     .with_hint(pem_hint(file))
             })?;
+            anchors.push(cert);
         }
     }
-    Ok(roots)
+    Ok((roots, anchors))
 }
 
 fn pem_hint(file: &PemFile) -> String {
@@ -214,10 +219,50 @@ fn load_key(file: &PemFile) -> Result<PrivateKeyDer<'static>, Failure> {
 #[derive(Debug)]
 struct Verifier {
     chain: Option<Arc<WebPkiServerVerifier>>,
+    /// The private CA file's certificates.
+    anchors: Vec<CertificateDer<'static>>,
     verify_name: bool,
     provider: Arc<CryptoProvider>,
     seen: Seen,
 }
+
+impl Verifier {
+    /// A self-signed certificate found in the trust store: valid now, and (when
+    /// the name is checked) naming the host.
+    fn trusted_as_is(
+        &self,
+        cert: &CertificateDer<'_>,
+        leaf: &Lifetime,
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let at =
+            |secs: i64| UnixTime::since_unix_epoch(std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0)));
+        let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        if secs > leaf.not_after {
+            return Err(CertificateError::ExpiredContext { time: now, not_after: at(leaf.not_after) }.into());
+        }
+        if secs < leaf.not_before {
+            return Err(CertificateError::NotValidYetContext { time: now, not_before: at(leaf.not_before) }.into());
+        }
+        if self.verify_name {
+            rustls::client::verify_server_name(&rustls::server::ParsedCertificate::try_from(cert)?, server_name)?;
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+}
+
+/// A self-signed server certificate that is not in the trust store.
+#[derive(Debug)]
+struct SelfSigned;
+
+impl std::fmt::Display for SelfSigned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("self-signed certificate")
+    }
+}
+
+impl std::error::Error for SelfSigned {}
 
 impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
@@ -237,7 +282,29 @@ impl ServerCertVerifier for Verifier {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) if !self.verify_name => Ok(ServerCertVerified::assertion()),
-            other => other,
+            Err(e) => match Lifetime::of(end_entity).filter(Lifetime::is_self_signed) {
+                // OpenSSL (Node, libpq) trusts a self-signed certificate that is itself
+                // in the trust store, even one marked CA:TRUE — what `openssl req -x509`
+                // makes, the PostgreSQL manual's recipe — which webpki refuses as a
+                // server's certificate. Judge it as they do: dates, then the name.
+                Some(leaf) if self.anchors.iter().any(|a| a.as_ref() == end_entity.as_ref()) => {
+                    self.trusted_as_is(end_entity, &leaf, server_name, now)
+                }
+                // Not trusted, and no issuer to trust instead: say so, as Node does
+                // (DEPTH_ZERO_SELF_SIGNED_CERT), not "unknown issuer" or webpki's words.
+                Some(_)
+                    if matches!(
+                        e,
+                        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer | CertificateError::Other(_))
+                    ) =>
+                {
+                    Err(rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
+                        SelfSigned,
+                    )))))
+                }
+                _ => Err(e),
+            },
+            ok => ok,
         }
     }
 
@@ -270,6 +337,8 @@ impl ServerCertVerifier for Verifier {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
     UnknownIssuer,
+    /// A self-signed certificate that is not in the trust store.
+    SelfSigned,
     /// The certificate does not name the host; `presented` is what it names.
     NameMismatch {
         presented: Vec<String>,
@@ -302,6 +371,7 @@ impl Problem {
                     Problem::Expired { not_after: i64::try_from(not_after.as_secs()).ok() }
                 }
                 CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => Problem::NotYetValid,
+                CertificateError::Other(other) if other.0.downcast_ref::<SelfSigned>().is_some() => Problem::SelfSigned,
                 other => Problem::Certificate(format!("{other:?}")),
             },
             rustls::Error::AlertReceived(alert) => Problem::Alert(format!("{alert:?}")),
@@ -317,6 +387,7 @@ impl Problem {
         matches!(
             self,
             Problem::UnknownIssuer
+                | Problem::SelfSigned
                 | Problem::NameMismatch { .. }
                 | Problem::Expired { .. }
                 | Problem::NotYetValid
@@ -328,6 +399,7 @@ impl Problem {
     pub fn describe(&self, host: &str) -> String {
         match self {
             Problem::UnknownIssuer => "certificate not trusted (unknown issuer)".to_string(),
+            Problem::SelfSigned => "certificate not trusted (self-signed)".to_string(),
             Problem::NameMismatch { presented } => {
                 let names =
                     if presented.is_empty() { String::new() } else { format!("; it names {}", presented.join(", ")) };
@@ -406,6 +478,61 @@ mod tests {
             "certificate not trusted (expired on 2026-12-14T00:00:00Z)"
         );
         assert!(!Problem::of(&rustls::Error::DecryptError).is_untrusted());
+    }
+
+    /// A self-signed certificate for `localhost`, as `openssl req -x509` makes it
+    /// (CA:TRUE) or not, valid from `from` to `to` (seconds since the epoch).
+    fn self_signed(ca: bool, from: i64, to: i64) -> CertificateDer<'static> {
+        self_signed_named("localhost", ca, from, to)
+    }
+
+    fn self_signed_named(cn: &str, ca: bool, from: i64, to: i64) -> CertificateDer<'static> {
+        let mut params = rcgen::CertificateParams::new(vec![cn.to_string()]).expect("params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        if ca {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
+        params.not_before = rcgen::date_time_ymd(1970, 1, 1) + time::Duration::seconds(from);
+        params.not_after = rcgen::date_time_ymd(1970, 1, 1) + time::Duration::seconds(to);
+        let key = rcgen::KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("self-sign").der().clone()
+    }
+
+    fn verify(cert: &CertificateDer<'static>, trusted: bool, host: &str, now: i64) -> Result<(), Problem> {
+        let mut roots = RootCertStore::empty();
+        let anchor =
+            if trusted { cert.clone() } else { self_signed_named("another.test", true, 0, i64::from(i32::MAX)) };
+        roots.add(anchor).expect("a usable anchor");
+        let provider = provider();
+        let verifier = Verifier {
+            chain: Some(
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().expect("roots"),
+            ),
+            anchors: if trusted { vec![cert.clone()] } else { Vec::new() },
+            verify_name: true,
+            provider,
+            seen: Seen::default(),
+        };
+        let name = ServerName::try_from(host.to_string()).expect("a name");
+        let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(u64::try_from(now).unwrap_or(0)));
+        verifier.verify_server_cert(cert, &[], &name, &[], now).map(|_| ()).map_err(|e| Problem::of(&e))
+    }
+
+    #[test]
+    fn a_self_signed_certificate_in_the_trust_store_is_trusted_as_openssl_trusts_it() {
+        const DAY: i64 = 86_400;
+        let now = 1_800_000_000;
+        for ca in [true, false] {
+            let cert = self_signed(ca, now - DAY, now + DAY);
+            assert_eq!(verify(&cert, true, "localhost", now), Ok(()), "CA:{ca}");
+            // Still judged: the name, then the dates.
+            assert!(matches!(verify(&cert, true, "db.example", now), Err(Problem::NameMismatch { .. })), "CA:{ca}");
+            assert!(matches!(verify(&cert, true, "localhost", now + 2 * DAY), Err(Problem::Expired { .. })));
+            assert_eq!(verify(&cert, true, "localhost", now - 2 * DAY), Err(Problem::NotYetValid));
+            // Not in the trust store: "self-signed", as Node says, not webpki's words.
+            assert_eq!(verify(&cert, false, "localhost", now), Err(Problem::SelfSigned), "CA:{ca}");
+        }
+        assert_eq!(Problem::SelfSigned.describe("localhost"), "certificate not trusted (self-signed)");
     }
 
     #[test]

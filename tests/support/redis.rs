@@ -35,6 +35,7 @@ pub struct RedisBuilder {
     /// Sentinel mode: (name, master port on 127.0.0.1, quorum) per monitored master.
     monitors: Vec<(String, u16, u32)>,
     tls_lifetimes: Option<Lifetimes>,
+    self_signed: bool,
 }
 
 impl RedisBuilder {
@@ -81,6 +82,13 @@ impl RedisBuilder {
     /// A master that is down is flagged `s_down` after 500 ms.
     pub fn monitor(mut self, name: &str, port: u16, quorum: u32) -> Self {
         self.monitors.push((name.to_owned(), port, quorum));
+        self
+    }
+
+    /// TLS with a self-signed server certificate (no CA; see `TestCa::self_signed`).
+    pub fn self_signed(mut self) -> Self {
+        self.tls = true;
+        self.self_signed = true;
         self
     }
 
@@ -158,9 +166,10 @@ impl RedisServer {
         set("daemonize", &["no"]);
         // Replicas sync at once instead of after the default 5 s pause.
         set("repl-diskless-sync-delay", &["0"]);
-        let ca = options
-            .tls
-            .then(|| TestCa::generate_valid(&dir.path().join("tls"), "", SERVER_SANS, options.tls_lifetimes));
+        let ca = options.tls.then(|| match options.self_signed {
+            true => TestCa::self_signed(&dir.path().join("tls")),
+            false => TestCa::generate_valid(&dir.path().join("tls"), "", SERVER_SANS, options.tls_lifetimes),
+        });
         match &ca {
             Some(ca) => {
                 set("port", &["0"]);

@@ -130,14 +130,17 @@ impl TestCa {
     }
 
     /// A self-signed server certificate for `SERVER_SANS` (no CA at all): what
-    /// many managed databases and quick set-ups present. `ca_cert` is the
-    /// certificate itself.
+    /// many managed databases and quick set-ups present. Made as `openssl req
+    /// -x509` (the PostgreSQL manual's recipe) makes it: marked `CA:TRUE`, which
+    /// Node and libpq accept from the trust store and webpki, left alone, does not.
+    /// `ca_cert` is the certificate itself.
     pub fn self_signed(dir: &Path) -> TestCa {
         let mut ca = TestCa::generate_named(dir, "self-", SERVER_SANS);
         let key = KeyPair::generate().expect("generate the key");
         let sans: Vec<String> = SERVER_SANS.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(sans).expect("params");
         params.distinguished_name.push(DnType::CommonName, "localhost");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let cert = params.self_signed(&key).expect("self-sign");
         fs::write(&ca.server_cert, cert.pem()).expect("write the certificate");
         fs::write(&ca.server_key, key.serialize_pem()).expect("write the key");

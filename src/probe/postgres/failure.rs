@@ -306,6 +306,21 @@ fn tls_failure(target: &PgTarget, e: &rustls::Error) -> (Failure, NodeFailure) {
         ClientKind::Libpq => format!("TLS: {described}"),
     };
     let hint = match (&problem, target.client) {
+        (tls::Problem::SelfSigned, _) if ca.is_some() => format!(
+            "the server's certificate is self-signed and not in {} ({}): point it at that certificate itself",
+            ca.map(|f| f.path.display().to_string()).unwrap_or_default(),
+            ca.map(|f| f.origin).unwrap_or_default()
+        ),
+        (tls::Problem::SelfSigned, ClientKind::NodePostgres) => format!(
+            "trust it: add sslrootcert=/path/to/server.crt (the certificate itself) to {} (or set \
+             NODE_EXTRA_CA_CERTS to it in the API's environment); or encrypt without verifying: sslmode=no-verify",
+            if target.var == "DB_*" { "DATABASE_URL" } else { target.var }
+        ),
+        (tls::Problem::SelfSigned, ClientKind::Libpq) => {
+            "the server's certificate is self-signed: set sslrootcert (in DATABASE_URL or PGSSLROOTCERT) to the \
+             certificate itself, or use sslmode=require"
+                .to_string()
+        }
         (tls::Problem::UnknownIssuer, _) if ca.is_some() => format!(
             "the server's certificate does not chain to {} ({}): point it at the CA that signed the certificate",
             ca.map(|f| f.path.display().to_string()).unwrap_or_default(),

@@ -164,6 +164,15 @@ pub(super) fn tls_failure(target: &RedisTarget, e: &io::Error) -> Failure {
     };
     let hint = match &problem {
         tls::Problem::UnknownIssuer | tls::Problem::Certificate(_) => ca_hint,
+        tls::Problem::SelfSigned => match &target.tls {
+            RedisTls::Verify { ca: Some(ca) } => format!(
+                "the server's certificate is self-signed and not in REDIS_CA_CERT ({}): point it at that certificate itself",
+                ca.display()
+            ),
+            _ => "the server's certificate is self-signed: trust it with NODE_EXTRA_CA_CERTS=/path/to/its.crt in the \
+                  API's environment (or pass socket: { ca } in its code and set REDIS_CA_CERT to the same file here)"
+                .to_owned(),
+        },
         tls::Problem::NameMismatch { .. } => {
             "use a host name the certificate lists (its subject alternative names) in REDIS_URL".to_string()
         }
