@@ -272,10 +272,8 @@ impl Running {
         let needs_passed = Instant::now().max(self.started);
         let outcome = match self.task.await {
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(_elapsed)) => {
-                Outcome::problem(format!("timed out after {}", humantime::format_duration(self.deadline)))
-                    .hint("the service did not answer in time: check it is up and reachable, or raise --timeout")
-            }
+            Ok(Err(_elapsed)) => Outcome::problem(format!("timed out after {}", crate::probe::human(self.deadline)))
+                .hint("the service did not answer in time: check it is up and reachable, or raise --timeout"),
             Err(join) if join.is_panic() => {
                 let payload = join.into_panic();
                 let msg = crate::redact::panic_message(&*payload);

@@ -205,7 +205,7 @@ pub fn duration(field: &str, text: &str) -> Result<Duration, String> {
 
 /// `2s`, `1m 30s`, `750ms`: how durations read in messages.
 pub fn human(d: Duration) -> String {
-    humantime::format_duration(Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))).to_string()
+    crate::probe::human(d)
 }
 
 /// `1 table`, `2 tables`.

@@ -45,7 +45,7 @@ impl Check for Connect {
                 Ok(Err(failure)) => Outcome::from_failure(failure).reports(Premise::Reachable(Service::Postgres)),
                 Err(_) => Outcome::problem(format!(
                     "logged in, but the first query got no answer within {}",
-                    humantime::format_duration(ctx.timeout)
+                    crate::probe::human(ctx.timeout)
                 ))
                 .hint(
                     "the login was answered but no statement runs: behind a pooler (PgBouncer), PostgreSQL may be down \

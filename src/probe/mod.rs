@@ -17,6 +17,13 @@ pub mod redis;
 pub mod tls;
 pub mod url;
 
+/// `2s`, `1m 30s`, `2s 850ms`: how durations read in messages — to the
+/// millisecond, never `2s 849ms 999us 551ns` (a deadline's remainder).
+pub fn human(d: std::time::Duration) -> String {
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+}
+
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 

@@ -60,7 +60,7 @@ pub(super) fn resolve_failure(target: &PgTarget, e: &io::Error) -> Failure {
 }
 
 pub(super) fn timeout_failure(target: &PgTarget, deadline: Duration, phase: Phase) -> Failure {
-    let after = humantime::format_duration(deadline);
+    let after = crate::probe::human(deadline);
     let at = target.endpoint();
     match phase {
         Phase::Resolve | Phase::Connect => Failure::new(format!("timed out after {after} connecting to {at}"))
@@ -357,5 +357,8 @@ mod tests {
         assert_eq!(f.message, "timed out after 5s waiting for the server's reply to startup");
         let f = timeout_failure(&t, Duration::from_millis(500), Phase::Connect);
         assert_eq!(f.message, "timed out after 500ms connecting to 10.0.0.5:5432");
+        // What is left of a --wait budget reads to the millisecond.
+        let f = timeout_failure(&t, Duration::from_nanos(2_849_999_551), Phase::Connect);
+        assert_eq!(f.message, "timed out after 2s 849ms connecting to 10.0.0.5:5432");
     }
 }

@@ -124,7 +124,7 @@ fn silent_server_hint(target: &RedisTarget) -> String {
 
 pub(super) fn timeout_failure(target: &RedisTarget, deadline: Duration, phase: Phase) -> Failure {
     let addr = target.addr();
-    let after = humantime::format_duration(deadline);
+    let after = crate::probe::human(deadline);
     match phase {
         Phase::Resolve => Failure::new(format!("timed out after {after} resolving host '{}'", target.host))
             .with_hint("check this machine's DNS resolver and the host name in REDIS_URL"),
