@@ -251,6 +251,10 @@ impl Check for Bounded {
         self.inner.warm(ctx);
     }
 
+    fn only_reads(&self) -> bool {
+        self.inner.only_reads()
+    }
+
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
         async move {
             let deadline = async {
