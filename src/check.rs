@@ -174,6 +174,9 @@ pub struct Outcome {
     pub details: Map<String, Value>,
     /// What the finding rests on and what it reports (boxed: most outcomes have neither).
     pub causes: Box<Causes>,
+    /// The check that owns this finding's cause, when the check knows it itself
+    /// (a skip "see env.required"); the engine fills it in for the causes it settles.
+    pub see: Option<&'static str>,
 }
 
 /// The premises of an [`Outcome`]: what it rests on, what it reports as the owner.
@@ -187,7 +190,7 @@ pub struct Causes {
 
 impl Outcome {
     fn new(verdict: Verdict, message: impl Into<String>) -> Self {
-        Outcome { verdict, message: message.into(), hint: None, details: Map::new(), causes: Box::default() }
+        Outcome { verdict, message: message.into(), hint: None, details: Map::new(), causes: Box::default(), see: None }
     }
     pub fn pass(message: impl Into<String>) -> Self {
         Self::new(Verdict::Pass, message)
@@ -206,6 +209,11 @@ impl Outcome {
     }
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+    /// Names the check that reports this finding's cause (JSON `see`).
+    pub fn see(mut self, owner: &'static str) -> Self {
+        self.see = Some(owner);
         self
     }
     pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
@@ -261,7 +269,7 @@ impl Outcome {
             Status::Pass | Status::Skip => None,
         };
         CheckResult {
-            see: None,
+            see: self.see.map(str::to_string),
             id: decl.id.to_string(),
             kind: decl.kind.name.to_string(),
             category: decl.kind.category().to_string(),

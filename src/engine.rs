@@ -231,7 +231,7 @@ fn settle(ran: Vec<Ran>) -> Vec<CheckResult> {
         let Some(j) = ids.iter().position(|id| id == need) else { continue };
         if let Some(owner) = roots[j] {
             let owner = ids[owner].clone();
-            results[i].message = format!("needs {need}, which is skip (see {owner})");
+            results[i].message = format!("needs {need}, which was skipped (see {owner})");
             results[i].see = Some(owner);
         }
     }
@@ -530,7 +530,7 @@ mod tests {
         let s = by("pg.schema");
         assert_eq!(
             (s.status, s.message.as_str()),
-            (Status::Skip, "needs pg.connect, which is skip (see env.required)")
+            (Status::Skip, "needs pg.connect, which was skipped (see env.required)")
         );
         assert_eq!((by("redis.x").status, by("redis.x").see.as_deref()), (Status::Warn, None));
         assert_eq!(by("pg.fine").status, Status::Pass);

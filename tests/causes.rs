@@ -129,6 +129,7 @@ fn a_role_search_path_that_leaves_out_the_tables_schema_names_it_and_never_the_m
         assert_sees(&report, id, "postgres.schema");
     }
     assert_status(&report, "postgres.privileges", "skip");
+    assert_eq!(check(&report, "postgres.privileges")["see"], "postgres.schema", "{report:#}");
     assert_eq!(with_status(&report, "fail"), ["postgres.schema"]);
     assert_no_migrations(&report);
 }
@@ -418,7 +419,11 @@ fn nothing_configured_fails_once_in_env_required() {
     for id in ["env.node_env", "postgres.connect", "redis.connect"] {
         assert_sees(&report, id, "env.required");
     }
-    assert_eq!(message(&report, "postgres.schema"), "needs postgres.connect, which is skip (see env.required)");
+    assert_eq!(message(&report, "postgres.schema"), "needs postgres.connect, which was skipped (see env.required)");
+    // Every skip that names its cause names it in `see` too, whoever decided it.
+    for id in ["env.database_url", "env.redis_url", "env.secrets", "postgres.schema"] {
+        assert_eq!(check(&report, id)["see"], "env.required", "{id}: {report:#}");
+    }
     // A missing variable ends --wait at once: nothing another attempt could change.
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
 }

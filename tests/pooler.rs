@@ -123,7 +123,7 @@ fn a_deadline_mid_transaction_through_the_pooler_leaves_nothing_behind() {
     let (code, report) = site.run("postgres.session_insert", &["--allow-writes", "--timeout", "2s"]);
     assert_eq!(code, 1, "{report:#}");
     let msg = message(&report, "postgres.session_insert");
-    assert!(msg.contains("lock contention on sessions"), "{msg}");
+    assert!(msg.contains("lock contention on sessions"), "{msg} {report:#}");
     lock.release();
     // PgBouncer closed the server connection the abandoned transaction was on.
     let mut seen = String::new();

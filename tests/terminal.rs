@@ -149,6 +149,8 @@ fn sigterm_prints_the_report_of_the_checks_that_finished_then_exits_130() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert_eq!(report["interrupted"], true);
+    // Not a verdict: a gate must not read the warnings that finished as the outcome.
+    assert_eq!(report["summary"]["status"], "fail");
     assert_eq!(status(&report, "env.required"), "pass");
     assert_eq!(status(&report, "env.secrets"), "fail");
     assert_eq!(status(&report, "redis.connect"), "warn");

@@ -122,6 +122,11 @@ pub(super) fn run(
     let mut report = plan.report(diagnosis.checks, &view, started, clock.elapsed());
     report.attempts = diagnosis.attempts;
     report.interrupted = diagnosis.interrupted.is_some();
+    if report.interrupted {
+        // Not a verdict on the environment: a gate that reads summary.status must
+        // not take an interrupted run for a pass or a mere warning (the table says FAIL too).
+        report.summary.status = crate::report::SummaryStatus::Fail;
+    }
     // Connections close with the runtime; never wait on a hung server's goodbye.
     runtime.shutdown_timeout(Duration::from_millis(100));
     out.redactor().redact_report(&mut report);

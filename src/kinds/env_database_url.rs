@@ -30,7 +30,7 @@ impl Check for DatabaseUrl {
             };
             let url_set = ctx.env.non_empty("DATABASE_URL").is_some();
             if !url_set && (db_host.is_none() || db_name.is_none()) {
-                return Outcome::skip("neither DATABASE_URL nor DB_HOST/DB_NAME is set (see env.required)");
+                return Outcome::skip("neither DATABASE_URL nor DB_HOST/DB_NAME is set (see env.required)").see("env.required");
             }
             let target = match ctx.postgres_target() {
                 Ok(target) => target,

@@ -20,7 +20,7 @@ impl Check for RedisUrl {
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
         async move {
             if ctx.env.non_empty("REDIS_URL").is_none() {
-                return Outcome::skip("REDIS_URL is not set (see env.required)");
+                return Outcome::skip("REDIS_URL is not set (see env.required)").see("env.required");
             }
             match RedisTarget::from_env(&|name: &str| ctx.env.get(name)) {
                 Ok(t) => {

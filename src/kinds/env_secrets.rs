@@ -92,7 +92,8 @@ impl Check for Secrets {
                 }
             }
             if checked.is_empty() {
-                return Outcome::skip(format!("{} not set (see env.required)", self.0.vars.join(", ")));
+                return Outcome::skip(format!("{} not set (see env.required)", self.0.vars.join(", ")))
+                    .see("env.required");
             }
             if problems.is_empty() {
                 return Outcome::pass(format!("{} strong enough", checked.join(", ")));

@@ -123,7 +123,8 @@ impl Check for Orphans {
                         human(limit_time)
                     ))
                     .hint(format!(
-                        "{} is large or the server is busy: raise this check's timeout (and --timeout), or run it off-peak",
+                        "{0} is large, the server is busy, or a lock on {0} holds up reads (postgres.locks names the \
+                         session holding it): raise this check's timeout (and --timeout), or run it off-peak",
                         self.p.sessions
                     )),
                     Some(&SqlState::UNDEFINED_TABLE) => Outcome::problem(format!("cannot read the tables: {}", describe(&e))).hint(NOT_FOUND_HINT),

@@ -303,6 +303,7 @@ impl Privileges {
                 "cannot check privileges on {}: not found by role \"{role}\" (see postgres.schema)",
                 unseen.join(", ")
             ))
+            .see("postgres.schema")
         } else {
             Outcome::pass(format!("role \"{role}\" has all {granted} required privileges"))
         };

@@ -155,7 +155,8 @@ impl Primary {
         if self.in_recovery {
             return Outcome::skip(
                 "this server is a standby: postgres.writable reports it, with its upstream and replay lag",
-            );
+            )
+            .see("postgres.writable");
         }
         let outcome = self.verdict(max_lag);
         let standbys: Vec<_> = self

@@ -56,8 +56,9 @@ pub fn with_impact(mut f: Failure) -> Failure {
 /// checks of data and writes have nothing to judge there, and `redis.topology`
 /// says why (and what to point REDIS_URL at).
 pub fn on_sentinel(session: &RedisSession) -> Option<Outcome> {
-    (session.mode() == Mode::Sentinel)
-        .then(|| Outcome::skip("REDIS_URL names a Sentinel, which holds no data: see redis.topology"))
+    (session.mode() == Mode::Sentinel).then(|| {
+        Outcome::skip("REDIS_URL names a Sentinel, which holds no data: see redis.topology").see("redis.topology")
+    })
 }
 
 /// [`on_sentinel`], and a Cluster that is down (every command answers
@@ -73,7 +74,8 @@ pub async fn defer_to_topology(session: &RedisSession) -> Option<Outcome> {
         Ok(Topology::Cluster(state)) if !state.is_ok() => Some(Outcome::skip(format!(
             "the Redis Cluster is down (cluster_state:{}), so every command on a key answers CLUSTERDOWN: see redis.topology",
             state.state
-        ))),
+        ))
+        .see("redis.topology")),
         _ => None,
     }
 }

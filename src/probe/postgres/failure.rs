@@ -102,6 +102,7 @@ fn with_views(target: &PgTarget, failure: Failure, kind: NodeFailure) -> Failure
         .detail("client", target.client.as_str())
         .detail("tls_mode", target.tls.label)
         .detail("tls_origin", target.tls.origin.clone())
+        .detail("sslmode", target.tls.sslmode.clone())
         .detail("libpq", target.libpq.describe())
         .detail("libpq_verdict", libpq.clone().unwrap_or_else(|| "the same".to_string()));
     if let Some(note) = libpq {

@@ -148,7 +148,7 @@ pub fn node_postgres(
         });
     }
     let origin = if url.is_some_and(|u| u.socket) {
-        "a socket: URL (TLS keys in it are ignored)".to_string()
+        "a socket: URL, whose TLS keys node-postgres ignores".to_string()
     } else {
         format!("no TLS setting in {origin_var}, the Pool or PGSSLMODE")
     };
@@ -310,7 +310,7 @@ pub enum Libpq {
 pub fn libpq(url: Option<&ConnString>, var: Lookup, unix_socket: bool) -> Libpq {
     if let Some(u) = url {
         if u.socket {
-            return Libpq::Refuses("libpq has no socket: URL scheme (use ?host=/dir)".into());
+            return Libpq::Refuses("libpq has no socket: URL scheme; it takes ?host=/dir".into());
         }
         for key in ["uselibpqcompat", "db"] {
             if u.has(key) {
