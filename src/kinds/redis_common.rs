@@ -24,6 +24,29 @@ pub fn probe_key(key_prefix: &str, what: &str) -> String {
     format!("{key_prefix}{PROBE_MARK}{what}-{}", uuid::Uuid::new_v4())
 }
 
+/// The parameters of a kind that probes under the API's keys: their prefix
+/// (`session:<id>`), checked when the manifest is read.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyPrefix {
+    pub key_prefix: String,
+}
+
+impl Default for KeyPrefix {
+    fn default() -> Self {
+        KeyPrefix { key_prefix: "session:".into() }
+    }
+}
+
+impl KeyPrefix {
+    /// The parameters of `table`, or why they are not a key prefix.
+    pub fn from_params(table: toml::Table) -> Result<KeyPrefix, String> {
+        let p: KeyPrefix = crate::check::params(table)?;
+        key_prefix(&p.key_prefix)?;
+        Ok(p)
+    }
+}
+
 /// `key_prefix`, as a manifest gives it: the API's key prefix, checked.
 pub fn key_prefix(prefix: &str) -> Result<(), String> {
     if prefix.is_empty() || prefix.contains(char::is_whitespace) {

@@ -20,9 +20,8 @@
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use serde::Deserialize;
 
-use super::redis_common::{IMPACT, session};
+use super::redis_common::{IMPACT, KeyPrefix, session};
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
 use crate::probe::redis::Reply;
 
@@ -30,30 +29,13 @@ pub static KIND: KindDef = KindDef {
     name: "redis.permissions",
     title: "Redis user may cache sessions",
     description: "the REDIS_URL user may SET, GET, EXPIRE and DEL the API's keys (key_prefix, default session:), probed with no-ops on an absent key that pass the ACL check and change no data",
-    build: |t| {
-        let p: Params = crate::check::params(t)?;
-        super::redis_common::key_prefix(&p.key_prefix)?;
-        Ok(Box::new(Permissions(p)))
-    },
+    build: |t| Ok(Box::new(Permissions(KeyPrefix::from_params(t)?))),
 };
 
 /// What the API does with a cached session, in the order probed.
 const COMMANDS: [&str; 4] = ["SET", "GET", "EXPIRE", "DEL"];
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct Params {
-    /// The prefix of the API's keys (`session:<id>`).
-    key_prefix: String,
-}
-
-impl Default for Params {
-    fn default() -> Self {
-        Params { key_prefix: "session:".into() }
-    }
-}
-
-struct Permissions(Params);
+struct Permissions(KeyPrefix);
 
 impl Check for Permissions {
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {

@@ -11,9 +11,8 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use redis::Value;
-use serde::Deserialize;
 
-use super::redis_common::{IMPACT, defer_to_topology, probe_key, session};
+use super::redis_common::{IMPACT, KeyPrefix, defer_to_topology, probe_key, session};
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service};
 use crate::probe::redis::Reply;
 
@@ -21,30 +20,13 @@ pub static KIND: KindDef = KindDef {
     name: "redis.roundtrip",
     title: "Redis write round trip",
     description: "with --allow-writes: SET (EX 30), GET and DEL of a random key under the API's prefix (key_prefix, default session:); leaves no key behind",
-    build: |t| {
-        let p: Params = crate::check::params(t)?;
-        super::redis_common::key_prefix(&p.key_prefix)?;
-        Ok(Box::new(Roundtrip(p)))
-    },
+    build: |t| Ok(Box::new(Roundtrip(KeyPrefix::from_params(t)?))),
 };
 
 /// Seconds the probe key lives if the `DEL` never arrives.
 const TTL_SECS: u64 = 30;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct Params {
-    /// The prefix of the API's keys (`session:<id>`).
-    key_prefix: String,
-}
-
-impl Default for Params {
-    fn default() -> Self {
-        Params { key_prefix: "session:".into() }
-    }
-}
-
-struct Roundtrip(Params);
+struct Roundtrip(KeyPrefix);
 
 impl Check for Roundtrip {
     /// It writes a key: never before its needs have passed.
