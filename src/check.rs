@@ -18,6 +18,9 @@ use crate::probe::redis::RedisSession;
 use crate::probe::{Cause, Failure, Probes};
 use crate::report::{CheckResult, Severity, Status};
 
+/// What a check keeps of its `--timeout` to report a slow PgBouncer console itself.
+const CONSOLE_MARGIN: Duration = Duration::from_millis(250);
+
 /// Everything a check may see of the world.
 pub struct Ctx {
     pub env: EnvView,
@@ -62,8 +65,12 @@ impl Ctx {
     }
 
     /// PgBouncer's admin console, when `PGBOUNCER_URL` names one (else `None`).
+    /// Its visit ends [`CONSOLE_MARGIN`] before the check's `--timeout`, so a
+    /// console that hangs is reported in its own words, beside what the
+    /// check already knows, not by the engine's backstop.
     pub async fn pgbouncer(&self) -> Option<Result<crate::probe::postgres::pgbouncer::BouncerState, Failure>> {
-        crate::probe::postgres::pgbouncer::admin_console(&self.lookup(), self.timeout).await
+        let budget = self.timeout.saturating_sub(CONSOLE_MARGIN).max(CONSOLE_MARGIN);
+        crate::probe::postgres::pgbouncer::admin_console(&self.lookup(), budget).await
     }
 
     /// The run's one Redis connection (connected by the first check that asks).

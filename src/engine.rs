@@ -246,6 +246,8 @@ struct Running {
     task: tokio::task::JoinHandle<Result<Outcome, tokio::time::error::Elapsed>>,
     deadline: Duration,
     started: Instant,
+    /// Arms the deadline: sent when the check's needs have passed.
+    arm: tokio::sync::oneshot::Sender<tokio::time::Instant>,
 }
 
 impl Running {
@@ -253,11 +255,22 @@ impl Running {
         let deadline = ctx.timeout;
         let check = decl.check.clone();
         let ctx = ctx.clone();
+        let (arm, armed) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
         // The probes give up at `deadline` with words naming the layer that hung
         // ("waiting for the server's reply to startup"); a short grace lets their
-        // answer win the race against this generic backstop.
-        let task = tokio::spawn(async move { tokio::time::timeout(deadline + BACKSTOP_GRACE, check.run(&ctx)).await });
-        Running { task, deadline, started: Instant::now() }
+        // answer win the race against this generic backstop. The clock starts
+        // when the needs have passed: a check started early beside a slow (but
+        // successful) connect keeps its whole `--timeout`.
+        let task = tokio::spawn(async move {
+            let run = check.run(&ctx);
+            tokio::pin!(run);
+            let from = tokio::select! {
+                outcome = &mut run => return Ok(outcome),
+                at = armed => at.unwrap_or_else(|_| tokio::time::Instant::now()),
+            };
+            tokio::time::timeout_at(from + deadline + BACKSTOP_GRACE, run).await
+        });
+        Running { task, deadline, started: Instant::now(), arm }
     }
 
     /// A need failed: the result would not count. Its statements were queued
@@ -270,6 +283,8 @@ impl Running {
     /// (a check started early is not charged for the wait).
     async fn finish(self, decl: &CheckDecl) -> Ran {
         let needs_passed = Instant::now().max(self.started);
+        // The task may have finished already: then nobody listens, and that is fine.
+        let _ = self.arm.send(tokio::time::Instant::now());
         let outcome = match self.task.await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_elapsed)) => Outcome::problem(format!("timed out after {}", crate::probe::human(self.deadline)))
@@ -319,6 +334,10 @@ mod tests {
         Answers(Outcome),
         /// Counts `run` calls, then passes; `only_reads` as given.
         Runs(Arc<std::sync::atomic::AtomicUsize>, bool),
+        /// Sleeps, then passes and wakes `Waits` (a connect its readers share).
+        Opens(Arc<tokio::sync::Notify>, Duration),
+        /// Waits for `Opens`, then works this long, then passes (a reader of it).
+        Waits(Arc<tokio::sync::Notify>, Duration),
     }
 
     impl Check for Behaviour {
@@ -347,6 +366,16 @@ mod tests {
                         Outcome::pass("slept")
                     }
                     Behaviour::Answers(o) => o.clone(),
+                    Behaviour::Opens(open, d) => {
+                        tokio::time::sleep(*d).await;
+                        open.notify_one();
+                        Outcome::pass("open")
+                    }
+                    Behaviour::Waits(open, d) => {
+                        open.notified().await;
+                        tokio::time::sleep(*d).await;
+                        Outcome::pass("read")
+                    }
                 }
             }
             .boxed()
@@ -469,6 +498,20 @@ mod tests {
         assert_eq!((r[1].status, r[1].message.as_str()), (Status::Pass, "ran"));
         assert!(r[1].duration_ms < r[0].duration_ms, "charged for the wait: {r:?}");
         assert_eq!(r[2].status, Status::Pass);
+    }
+
+    #[tokio::test]
+    async fn a_check_started_early_keeps_its_whole_timeout_after_a_slow_need_passes() {
+        // The need takes most of the timeout and passes; the reader, started
+        // beside it, waits for it and then needs most of its own timeout.
+        let open = Arc::new(tokio::sync::Notify::new());
+        let decls = vec![
+            decl("a.connect", Severity::Fail, &[], Behaviour::Opens(open.clone(), Duration::from_millis(350))),
+            decl("b.reads", Severity::Fail, &["a.connect"], Behaviour::Waits(open, Duration::from_millis(350))),
+        ];
+        let r = run_all(&decls, Duration::from_millis(500)).await;
+        assert_eq!(r[0].status, Status::Pass, "{r:?}");
+        assert_eq!((r[1].status, r[1].message.as_str()), (Status::Pass, "read"), "{r:?}");
     }
 
     #[tokio::test]

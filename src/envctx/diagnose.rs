@@ -230,8 +230,12 @@ fn parse_entry(raw: &str) -> Result<Option<String>, Found> {
     }
     if !line[pos..].starts_with('=') {
         let problem = if line[pos..].is_empty() { Problem::NoEquals } else { Problem::InvalidName };
-        // A line with no `=` may be a stray value: only a name-like key is shown.
-        let shown = (problem == Problem::InvalidName).then(|| key.clone()).filter(|k| looks_like_a_name(k));
+        // A line with no `=` may be a stray value (the wrapped half of a
+        // secret): the key is shown only when an `=` later on the line makes
+        // the line a mistyped assignment, and only when it looks like a name.
+        let assignment = line[pos..].contains('=');
+        let shown =
+            (problem == Problem::InvalidName && assignment).then(|| key.clone()).filter(|k| looks_like_a_name(k));
         return Err((pos, shown, problem));
     }
     pos = skip_whitespace(line, pos + 1);
@@ -386,5 +390,13 @@ mod tests {
         assert_eq!(d.variable, None);
         let d = first_problem("A=1\nZq3v9LrT0pXy2Wn8 KbD4sHf7\n").expect("a problem");
         assert_eq!(d.variable, None, "a long token before a space is not shown as a name");
+        // Short stray values too: a password on a line of its own is no name.
+        for stray in ["A=1\nhunter2 x\n", "A=1\nPa55word!\n", "A=1\nTr0ub4dor&3\n", "A=1\ndef-ghi\n"] {
+            let d = first_problem(stray).expect("a problem");
+            assert_eq!(d.variable, None, "{stray:?}");
+        }
+        // A mistyped assignment still names its variable.
+        let d = first_problem("A=1\nJWT-SECRET=abc\n").expect("a problem");
+        assert_eq!(d.variable.as_deref(), Some("JWT"));
     }
 }

@@ -59,7 +59,9 @@ impl Check for Connections {
             let result = async {
                 let session = session(ctx).await?;
                 let what = "the connection counts";
-                let row = query_one(&session, what, SQL, &[]).await?;
+                // The console (PGBOUNCER_URL) is asked beside the server, not after it.
+                let (row, console) = futures::join!(query_one(&session, what, SQL, &[]), ctx.pgbouncer());
+                let row = row?;
                 let in_use: i64 = get(&row, 0, what)?;
                 let max: i32 = get(&row, 1, what)?;
                 let reserved: i32 = get(&row, 2, what)?;
@@ -73,7 +75,7 @@ impl Check for Connections {
                     .detail("idle_in_transaction", idle_in_tx)
                     .detail("complete", complete);
                 let pooled = matches!(session.route().await.map(|r| r.path), Ok(Path::Pooler { .. }));
-                Ok(match ctx.pgbouncer().await {
+                Ok(match console {
                     Some(Ok(state)) => behind_pgbouncer(server, &state, &session.info.dbname, &session.info.user),
                     Some(Err(failure)) => Outcome::warn(format!("{}; {}", server.message, failure.message))
                         .hint(failure.hint.unwrap_or_default())

@@ -55,6 +55,8 @@ async fn read(raw: &str, get: EnvLookup<'_>, deadline: Duration) -> Result<Bounc
     // libpq's meanings: the console is an ops tool's door, not the API's.
     let api = ApiClient { client: ClientKind::Libpq, ..ApiClient::default() };
     let target = PgTarget::from_url_as(raw, "PGBOUNCER_URL", get, &api)?;
+    // One deadline for the whole visit: login and SHOWs together.
+    let end = tokio::time::Instant::now() + deadline;
     let conn = connect(&target, deadline).await?;
     let client = conn.client;
     let show = |what: &'static str| {
@@ -67,7 +69,7 @@ async fn read(raw: &str, get: EnvLookup<'_>, deadline: Duration) -> Result<Bounc
     let shown = async {
         futures::try_join!(show("SHOW VERSION"), show("SHOW CONFIG"), show("SHOW POOLS"), show("SHOW DATABASES"))
     };
-    let (version, config, pools, databases) = match tokio::time::timeout(deadline, shown).await {
+    let (version, config, pools, databases) = match tokio::time::timeout_at(end, shown).await {
         Ok(Ok(all)) => all,
         Ok(Err(e)) => {
             return Err(Failure::new(format!(
