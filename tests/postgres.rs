@@ -376,7 +376,9 @@ hint = "see the session creation fix in the runbook"
 id = "custom.writes_refused"
 kind = "postgres.query"
 needs = ["postgres.connect"]
-sql = "INSERT INTO users (email) VALUES ('mallory@example.com') RETURNING 1"
+# A query by its first word (a bare INSERT is refused when the manifest is read);
+# the read-only transaction refuses the write inside it.
+sql = "WITH w AS (INSERT INTO users (email) VALUES ('mallory@example.com') RETURNING 1) SELECT count(*) FROM w"
 expect = "= 1"
 "#,
     )

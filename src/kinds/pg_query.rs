@@ -23,10 +23,40 @@ pub static KIND: KindDef = KindDef {
         if sql.is_empty() {
             return Err("`sql`: give one SQL statement returning one value".into());
         }
+        first_keyword_reads(&sql)?;
         let expect = Expect::parse(&p.expect).map_err(|e| format!("`expect` {e}"))?;
         Ok(Box::new(Query { sql, expect, message: p.message }))
     },
 };
+
+/// Statements a read-only check may be: a query. `PREPARE`, `DEALLOCATE`,
+/// `LISTEN`, `DISCARD` … run in a read-only transaction too, and outlive its
+/// `ROLLBACK` on the backend, which behind a transaction pooler serves the API next.
+const READING: [&str; 5] = ["SELECT", "WITH", "VALUES", "TABLE", "SHOW"];
+
+/// `sql` starts (after comments) with a query keyword, or why it must.
+fn first_keyword_reads(sql: &str) -> Result<(), String> {
+    let mut rest = sql.trim_start();
+    loop {
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r.split_once('\n').map_or("", |(_, after)| after).trim_start();
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.split_once("*/").map_or("", |(_, after)| after).trim_start();
+        } else {
+            break;
+        }
+    }
+    let rest = rest.trim_start_matches(|c: char| c == '(' || c.is_whitespace());
+    let word: String = rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+    if READING.iter().any(|k| k.eq_ignore_ascii_case(&word)) {
+        return Ok(());
+    }
+    Err(format!(
+        "`sql` must be a query ({}), not {:?}: other statements can leave state on the server that outlives the check",
+        READING.join(", "),
+        if word.is_empty() { rest.chars().take(20).collect::<String>() } else { word.to_uppercase() }
+    ))
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,6 +162,28 @@ impl Query {
         match &self.message {
             Some(m) => Outcome::problem(format!("{m}: {why}")),
             None => Outcome::problem(why),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_keyword_reads;
+
+    #[test]
+    fn only_queries_may_be_custom_checks() {
+        for ok in [
+            "SELECT 1",
+            "  with x AS (SELECT 1) SELECT * FROM x",
+            "-- c\n/* d */ select 1",
+            "SHOW server_version",
+            "(SELECT 1)",
+        ] {
+            assert_eq!(first_keyword_reads(ok), Ok(()), "{ok}");
+        }
+        for refused in ["PREPARE p AS SELECT 1", "DEALLOCATE ALL", "listen x", "/* x */ DISCARD ALL"] {
+            let e = first_keyword_reads(refused).expect_err(refused);
+            assert!(e.starts_with("`sql` must be a query (SELECT, WITH, VALUES, TABLE, SHOW)"), "{e}");
         }
     }
 }
