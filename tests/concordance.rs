@@ -345,6 +345,9 @@ async fn node_redis_and_the_probe_agree_on_every_url_form() {
     let locked = RedisServer::builder().requirepass("defpw-sentinel").user("app", "apppw-sentinel").start();
     let tls = RedisServer::builder().tls().start();
     let self_signed = RedisServer::builder().self_signed().start();
+    // A password with a '%' that starts no escape: libpq-style decoding keeps
+    // it and logs in; node-redis's decodeURIComponent throws at createClient.
+    let percent = RedisServer::builder().requirepass("pct%zz-sentinel").start();
     let socket_dir = tempfile::tempdir().expect("tempdir");
     let socket = socket_dir.path().join("redis.sock");
     let unix = RedisServer::builder()
@@ -375,6 +378,8 @@ async fn node_redis_and_the_probe_agree_on_every_url_form() {
     case("locked :wrong@", at(&locked, ":wrong@", ""), &[]);
     case("locked app:pw@/3", at(&locked, "app:apppw-sentinel@", "/3"), &[]);
     case("locked app:wrong@", at(&locked, "app:wrong@", ""), &[]);
+    case("password with a stray %", at(&percent, ":pct%zz-sentinel@", ""), &[]);
+    case("password with %25", at(&percent, ":pct%25zz-sentinel@", ""), &[]);
     case("locked ?password=", format!("{}?password=defpw-sentinel", at(&locked, "", "")), &[]);
     let rediss = |host: &str| format!("rediss://{host}:{}", tls.port);
     case("rediss, no CA", rediss("localhost"), &[]);

@@ -32,6 +32,17 @@ pub fn percent_decode(text: &str) -> Result<String, NotUtf8> {
     String::from_utf8(out).map_err(|_| NotUtf8)
 }
 
+/// A `%` that starts no `%XX` escape: [`percent_decode`] keeps it, as libpq
+/// and pg-connection-string do, but JavaScript's `decodeURIComponent` (which
+/// node-redis applies to REDIS_URL's user and password) throws `URI malformed`.
+pub fn has_stray_percent(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes
+        .iter()
+        .enumerate()
+        .any(|(i, b)| *b == b'%' && !bytes.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)))
+}
+
 /// The decoded bytes of a URL component are not UTF-8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotUtf8;

@@ -55,6 +55,44 @@ pub enum ParseError {
     NotUtf8(&'static str),
 }
 
+/// pg-connection-string's first step: a string with a space or a `%` that
+/// starts no escape goes through `encodeURI`, after which `%25` followed by two
+/// decimal digits is put back. So in such a string every other `%`, a valid
+/// `%2F` or `%3a` included, is a literal `%` (`p%2Fw` stays `p%2Fw`).
+fn encode_like_pg(raw: &str) -> std::borrow::Cow<'_, str> {
+    let b = raw.as_bytes();
+    let not_hex = |i: usize| b.get(i).is_some_and(|c| !c.is_ascii_hexdigit());
+    let rewrite = (0..b.len())
+        .any(|i| b[i] == b' ' || (b[i] == b'%' && (not_hex(i + 1) || (b.get(i + 1).is_some() && not_hex(i + 2)))));
+    if !rewrite {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    // encodeURI keeps these, and escapes every other byte of the UTF-8 form.
+    const KEPT: &[u8] = b";,/?:@&=+$-_.!~*'()#";
+    let mut out = String::with_capacity(raw.len() + 16);
+    for &c in b {
+        if c.is_ascii_alphanumeric() || KEPT.contains(&c) {
+            out.push(char::from(c));
+        } else {
+            out.push_str(&format!("%{c:02X}"));
+        }
+    }
+    let mut restored = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(at) = rest.find("%25") {
+        restored.push_str(&rest[..at]);
+        let after = &rest[at + 3..];
+        if after.len() >= 2 && after.as_bytes()[..2].iter().all(u8::is_ascii_digit) {
+            restored.push('%');
+        } else {
+            restored.push_str("%25");
+        }
+        rest = after;
+    }
+    restored.push_str(rest);
+    std::borrow::Cow::Owned(restored)
+}
+
 /// Reads `raw` as pg-connection-string 2.x does.
 pub fn parse(raw: &str) -> Result<ConnString, ParseError> {
     if let Some(rest) = raw.strip_prefix('/') {
@@ -67,11 +105,12 @@ pub fn parse(raw: &str) -> Result<ConnString, ParseError> {
             ..ConnString::default()
         });
     }
-    let (url, dummy_host) = match url::Url::parse(raw) {
+    let encoded = encode_like_pg(raw);
+    let (url, dummy_host) = match url::Url::parse(&encoded) {
         Ok(url) => (url, false),
         // pg-connection-string retries once with a dummy host for `user:pw@/db?host=/dir`.
-        Err(first) => match url::Url::parse(&raw.replacen("@/", "@___DUMMY___/", 1)) {
-            Ok(url) if raw.contains("@/") => (url, true),
+        Err(first) => match url::Url::parse(&encoded.replacen("@/", "@___DUMMY___/", 1)) {
+            Ok(url) if encoded.contains("@/") => (url, true),
             _ => return Err(ParseError::InvalidUrl(first.to_string())),
         },
     };
@@ -187,6 +226,14 @@ mod tests {
                 None,
                 Some("mm"),
             ),
+            // A space or a stray % makes pg-connection-string encodeURI the whole
+            // string first: then only %25 + two digits is an escape (node-verified).
+            ("postgres://app:p%2Fw@h/my db", Some("app"), Some("p%2Fw"), Some("h"), None, Some("my db")),
+            ("postgres://app:p%2Fw@h/mydb", Some("app"), Some("p/w"), Some("h"), None, Some("mydb")),
+            ("postgres://app:100%@h/db", Some("app"), Some("100%"), Some("h"), None, Some("db")),
+            ("postgres://app:p%20w%3a@h/db x", Some("app"), Some("p w%3a"), Some("h"), None, Some("db x")),
+            ("postgres://app:pw@h/caf\u{e9} db", Some("app"), Some("pw"), Some("h"), None, Some("caf\u{e9} db")),
+            ("postgres://app:p%C3%A9 @h/db", Some("app"), Some("p%C3%A9 "), Some("h"), None, Some("db")),
             // The last @ splits (libpq would split at the first).
             ("postgres://app:p@ss@db.example/mm", Some("app"), Some("p@ss"), Some("db.example"), None, Some("mm")),
             (

@@ -124,8 +124,11 @@ fn classify(target: &PgTarget, e: &tokio_postgres::Error) -> (Failure, NodeFailu
         return (no_tls_on_server(target), NodeFailure::NoTlsOnServer);
     }
     let failure = if text.contains("password missing") {
-        Failure::new("the server asks for a password but none is configured")
-            .with_hint(format!("set {}", target.var_for("password")))
+        Failure::new("the server asks for a password but none is configured").with_hint(format!(
+            "set {} (node-postgres would also try ~/.pgpass or PGPASSFILE of the API's user, which this \
+                 tool does not read)",
+            target.var_for("password")
+        ))
     } else if e.is_closed() || net::causes(e).any(net::is_disconnect) {
         Failure::new(format!("the server at {} closed the connection during startup", target.endpoint()))
             .with_hint("is this port really PostgreSQL? the server's log may say why it hung up")

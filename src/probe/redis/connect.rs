@@ -102,6 +102,9 @@ async fn session(
     let (latencies, info_text) = ping_and_info(target, &conn, deadline).await?;
 
     let info_fields = parse_info(&info_text);
+    if let Some(failure) = info_fields.get("redis_version").and_then(|v| before_hello(v)) {
+        return Err(failure);
+    }
     let field = |name: &str| info_fields.get(name).cloned();
     let info = RedisInfo {
         version: field("redis_version").unwrap_or_else(|| "unknown".to_owned()),
@@ -182,6 +185,20 @@ async fn login(target: &RedisTarget, conn: &MultiplexedConnection, deadline: Dur
     Ok(())
 }
 
+/// A server older than Redis 6 does not know `HELLO`, which node-redis 6 sends
+/// first on every connection (`HELLO 3 [AUTH …]`, its default RESP3): the API
+/// cannot connect there, whatever PING says.
+fn before_hello(version: &str) -> Option<Failure> {
+    let major: u32 = version.split('.').next()?.trim().parse().ok()?;
+    (major < 6).then(|| {
+        Failure::new(format!(
+            "Redis {version} does not know HELLO, which node-redis 6 sends first on every connection: \
+             the API cannot connect here"
+        ))
+        .with_hint("upgrade Redis to 6.0 or later, or create the API's client with createClient({ url, RESP: 2 })")
+    })
+}
+
 /// PINGs for latency and INFO, all in one pipelined round.
 async fn ping_and_info(
     target: &RedisTarget,
@@ -213,6 +230,16 @@ async fn ping_and_info(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_without_hello_is_one_node_redis_6_cannot_use() {
+        let f = before_hello("5.0.14").expect("too old");
+        assert!(f.message.starts_with("Redis 5.0.14 does not know HELLO"), "{}", f.message);
+        assert!(f.hint.as_deref().is_some_and(|h| h.contains("RESP: 2")));
+        for fine in ["6.0.0", "7.0.15", "7.4.1", "unknown", ""] {
+            assert!(before_hello(fine).is_none(), "{fine}");
+        }
+    }
 
     #[test]
     fn connect_can_run_on_any_worker_thread() {

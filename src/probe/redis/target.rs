@@ -154,9 +154,9 @@ fn tcp_url(raw: &str) -> Result<RedisTarget, Failure> {
         _ => return Err(Failure::new("REDIS_URL has no host").with_hint(FORM_HINT)),
     };
     let port = url.port().unwrap_or(6379);
-    let username = Some(decode(url.username(), "user name")?).filter(|u| !u.is_empty());
+    let username = Some(decode_userinfo(url.username(), "user name")?).filter(|u| !u.is_empty());
     let password = match url.password() {
-        Some(p) => Some(decode(p, "password")?).filter(|p| !p.is_empty()).map(Secret::new),
+        Some(p) => Some(decode_userinfo(p, "password")?).filter(|p| !p.is_empty()).map(Secret::new),
         None => None,
     };
     let db = database(url.path().trim_start_matches('/'))?;
@@ -214,6 +214,18 @@ fn database(text: &str) -> Result<i64, Failure> {
         Failure::new(format!("REDIS_URL database '/{text}' is not a database number (node-redis: Invalid pathname)"))
             .with_hint("end REDIS_URL with /0 … /15, or with no path for database 0")
     })
+}
+
+/// The user name or password, decoded as node-redis does (`decodeURIComponent`,
+/// which throws on a stray `%`); `what` names the part, never its value.
+fn decode_userinfo(text: &str, what: &str) -> Result<String, Failure> {
+    if crate::probe::url::has_stray_percent(text) {
+        return Err(Failure::new(format!(
+            "REDIS_URL {what} has a '%' that starts no %XX escape: node-redis throws URI malformed at createClient"
+        ))
+        .with_hint("percent-encode the password: a literal % is %25 (and # is %23, @ is %40, / is %2F)"));
+    }
+    decode(text, what)
 }
 
 /// Decodes `%XX` escapes; `what` names the part in the error, never its value.
@@ -308,6 +320,8 @@ mod tests {
             ("redis://h:99999", "not a valid URL"),
             ("redis://[::1]:7000/", "IPv6"),
             ("redis://:%FF%FE@h", "password is not valid UTF-8"),
+            ("redis://:100%@h", "password has a '%' that starts no %XX escape"),
+            ("redis://us%er:pw@h", "user name has a '%'"),
         ];
         for (u, words) in cases {
             let f = url(u).expect_err(u);
