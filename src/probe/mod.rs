@@ -75,11 +75,6 @@ impl Failure {
         self.cause.get_or_insert(cause);
         self
     }
-
-    /// The same failure with its texts passed through `f` (to scrub a password).
-    pub fn map_text(self, f: impl Fn(String) -> String) -> Self {
-        Failure { message: f(self.message), hint: self.hint.map(&f), ..self }
-    }
 }
 
 /// Looks a variable up in the run's environment (process, then env files).

@@ -36,7 +36,7 @@ const PINGS: usize = 5;
 pub async fn connect(target: &RedisTarget, deadline: Duration) -> Result<RedisSession, Failure> {
     let phase = PhaseCell::new(Phase::Resolve);
     match tokio::time::timeout(deadline, connect_steps(target, deadline, &phase)).await {
-        Ok(result) => result.map_err(|f| f.map_text(|t| target.scrub(t))),
+        Ok(result) => result,
         Err(_) => Err(timeout_failure(target, deadline, phase.get())),
     }
 }

@@ -22,7 +22,7 @@ pub struct RedisSession {
     /// pipelined round as the PINGs, so it is as fresh as the run: checks judge
     /// from it instead of sending more commands.
     pub info_fields: HashMap<String, String>,
-    /// Where we connected, for messages and for scrubbing the password.
+    /// Where we connected, for messages.
     target: RedisTarget,
     deadline: Duration,
     /// Fetched by the first check that asks (see [`RedisSession::topology`]).
@@ -57,7 +57,7 @@ impl RedisSession {
     /// What the server is part of (a Sentinel's masters, a Cluster's state): one
     /// round of read-only commands, sent once per run whoever asks first.
     pub async fn topology(&self) -> Result<&Topology, Failure> {
-        let fetched = self.topology.get_or_init(|| async { self.fetch_topology().await.map_err(|f| self.scrubbed(f)) });
+        let fetched = self.topology.get_or_init(|| self.fetch_topology());
         fetched.await.as_ref().map_err(Clone::clone)
     }
 
@@ -102,9 +102,8 @@ impl RedisSession {
     pub async fn info_section(&self, section: &str) -> Result<HashMap<String, String>, Failure> {
         let mut cmd = redis::cmd("INFO");
         cmd.arg(section);
-        let reply = send(self.conn.clone(), cmd)
-            .await
-            .map_err(|e| self.scrubbed(command_failure(&self.target, &e, "INFO", self.deadline)))?;
+        let reply =
+            send(self.conn.clone(), cmd).await.map_err(|e| command_failure(&self.target, &e, "INFO", self.deadline))?;
         Ok(parse_info(&info_text(&self.target, reply)?))
     }
 
@@ -116,23 +115,19 @@ impl RedisSession {
         let count = pipe.cmd_iter().count();
         let mut conn = self.conn.clone();
         let values = conn.send_packed_commands(pipe, 0, count).await.map_err(|e| {
-            self.scrubbed(if is_transport(&e) {
+            if is_transport(&e) {
                 transport_failure(&self.target, &e, what, self.deadline)
             } else {
                 Failure::new(format!("{what} failed: {}", server_words(&e)))
-            })
+            }
         })?;
         Ok(values
             .into_iter()
             .map(|v| match v {
-                Value::ServerError(e) => Err(self.target.scrub(server_words(&RedisError::from(e)))),
+                Value::ServerError(e) => Err(server_words(&RedisError::from(e))),
                 v => Ok(v),
             })
             .collect())
-    }
-
-    fn scrubbed(&self, f: Failure) -> Failure {
-        f.map_text(|t| self.target.scrub(t))
     }
 }
 
