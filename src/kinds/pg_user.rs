@@ -36,6 +36,7 @@ pub static KIND: KindDef = KindDef {
     description: "with --user-id: the user exists, is active and verified, has credits; counts their sessions and how many Redis has cached",
     build: |t| {
         let p: Params = crate::check::params(t)?;
+        super::redis_common::key_prefix(&p.key_prefix)?;
         if p.max_sessions == 0 {
             return Err("`max_sessions`: at least 1".into());
         }
