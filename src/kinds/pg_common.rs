@@ -176,8 +176,13 @@ pub fn regclass_sql(param: &str, schema: Option<&str>) -> String {
     }
 }
 
-/// A SQL string literal (standard_conforming_strings is on since PostgreSQL 9.1).
+/// A SQL string literal, right under either standard_conforming_strings.
 pub fn literal(s: &str) -> String {
+    if s.contains('\\') {
+        // An escape string means the same whatever standard_conforming_strings
+        // the role or database sets (off, a backslash would escape).
+        return format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"));
+    }
     format!("'{}'", s.replace('\'', "''"))
 }
 
@@ -221,6 +226,12 @@ mod tests {
     fn regclass_quotes_identifiers_and_literals() {
         assert_eq!(regclass_sql("$1", None), "to_regclass(format('%I', $1))");
         assert_eq!(regclass_sql("t.name", Some("app's")), "to_regclass(format('%I.%I', 'app''s', t.name))");
+    }
+
+    #[test]
+    fn literals_survive_standard_conforming_strings_off() {
+        assert_eq!(literal("app's"), "'app''s'");
+        assert_eq!(literal(r"a\b'"), r"E'a\\b'''");
     }
 
     #[test]
