@@ -254,7 +254,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9839", value_parser = parse_listen)]
     pub listen: std::net::SocketAddr,
 
-    /// TOML file naming the environments to watch (name → env, env files, checks, timeout); without it, one target `default`
+    /// TOML file naming the environments to watch ([targets.NAME] with env, env_files, checks, timeout); without it, one target `default`
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub targets: Option<PathBuf>,
 

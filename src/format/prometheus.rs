@@ -92,7 +92,7 @@ impl Collector for ProbeMetrics {
         gauge(
             &mut encoder,
             "mockmate_up",
-            "1 when the run completed (even with failing checks)",
+            "1 when the run completed (even with failing checks).",
             None,
             [([("target", target)], up)],
         )?;
@@ -100,28 +100,28 @@ impl Collector for ProbeMetrics {
         gauge(
             &mut encoder,
             "mockmate_check_status",
-            "Each check's status: 0 pass, 1 warn, 2 fail, 3 skip",
+            "Each check's status: 0 pass, 1 warn, 2 fail, 3 skip.",
             None,
             run.checks.iter().map(|c| ([("target", target), ("check", c.0.as_str())], c.1)),
         )?;
         gauge(
             &mut encoder,
             "mockmate_check_duration",
-            "How long each check took",
+            "How long each check took.",
             Some(&Unit::Seconds),
             run.checks.iter().map(|c| ([("target", target), ("check", c.0.as_str())], c.2)),
         )?;
         gauge(
             &mut encoder,
             "mockmate_run_duration",
-            "How long the whole run took",
+            "How long the whole run took.",
             Some(&Unit::Seconds),
             [([("target", target)], run.seconds)],
         )?;
         gauge(
             &mut encoder,
             "mockmate_last_run_timestamp",
-            "When the run these results come from finished (Unix time)",
+            "When the run these results come from finished (Unix time).",
             Some(&Unit::Seconds),
             [([("target", target)], run.finished_unix)],
         )

@@ -95,8 +95,11 @@ fn from_text(label: &str, text: &str, common: &CommonArgs) -> Result<Vec<Target>
         )));
     }
     // Relative paths are relative to the file that names them.
-    let base = Path::new(label).parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let resolve = |p: &Path| if p.is_relative() { base.join(p) } else { p.to_path_buf() };
+    let base = Path::new(label).parent().filter(|d| !d.as_os_str().is_empty());
+    let resolve = |p: &Path| match base {
+        Some(base) if p.is_relative() => base.join(p),
+        _ => p.to_path_buf(),
+    };
     let mut loaded = Vec::new();
     for (name, target) in raw.targets {
         let where_ = at(name.span());
@@ -135,7 +138,7 @@ fn from_text(label: &str, text: &str, common: &CommonArgs) -> Result<Vec<Target>
             })?,
         };
         let checks = common.checks.iter().cloned().chain(t.checks.iter().map(|p| resolve(p))).collect();
-        let dir = t.dir.as_deref().map(resolve).unwrap_or_else(|| base.to_path_buf());
+        let dir = t.dir.as_deref().map(resolve).unwrap_or_else(|| base.unwrap_or(Path::new(".")).to_path_buf());
         let plan = Plan::load(request(Some(env), env_files, checks, timeout), Vec::new(), &dir)
             .map_err(|e| UsageError::new(format!("{where_}: target {name}: {e}")))?;
         loaded.push(Target { name, plan });
