@@ -169,18 +169,16 @@ fn serve_never_writes_and_says_so() {
 #[test]
 fn a_bad_targets_file_is_one_line_with_its_line_and_exit_2() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("targets.toml"),
-        "[targets.production]\nenv_files = [\"prod.env\"]\nallow_writes = true\n",
-    )
-    .expect("write");
-    let out = diag(dir.path()).args(["serve", "--targets", "targets.toml"]).output().expect("runs");
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("mockmate-diag: targets.toml:2:14: env file prod.env: not found"), "{stderr}");
-    std::fs::write(dir.path().join("prod.env"), "NODE_ENV=production\n").expect("write");
-    let out = diag(dir.path()).args(["serve", "--targets", "targets.toml"]).output().expect("runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("mockmate-diag: targets.toml:3:1: unknown field `allow_writes`"), "{stderr}");
+    let write = |text: &str| std::fs::write(dir.path().join("targets.toml"), text).expect("write");
+    let refused = |want: &str| {
+        let out = diag(dir.path()).args(["serve", "--targets", "targets.toml"]).output().expect("runs");
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with(want), "{stderr}");
+    };
+    write("[targets.production]\nenv_files = [\"prod.env\"]\nallow_writes = true\n");
+    refused("mockmate-diag: targets.toml:3:1: unknown field `allow_writes`");
+    write("[targets.production]\nenv_files = [\"prod.env\"]\n");
+    refused("mockmate-diag: targets.toml:2:14: env file prod.env: not found");
 }

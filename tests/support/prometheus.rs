@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::serve::{agent, get};
+use super::serve::{agent, get, try_get};
 
 pub struct Prometheus {
     child: Child,
@@ -45,7 +45,7 @@ impl Prometheus {
             if let Ok(Some(status)) = prometheus.child.try_wait() {
                 panic!("prometheus exited ({status}):\n{}", prometheus.log());
             }
-            if get(&agent, &prometheus.url("/-/ready"), &[]).status == 200 {
+            if try_get(&agent, &prometheus.url("/-/ready"), &[]).is_ok_and(|r| r.status == 200) {
                 return prometheus;
             }
             assert!(started.elapsed() < Duration::from_secs(30), "prometheus not ready in 30s:\n{}", prometheus.log());

@@ -31,15 +31,20 @@ pub fn agent() -> ureq::Agent {
 
 /// GET `url` with `headers`.
 pub fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)]) -> Reply {
+    try_get(agent, url, headers).unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// GET `url` with `headers`; a connection error is an `Err` (a server still starting).
+pub fn try_get(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)]) -> Result<Reply, ureq::Error> {
     let mut request = agent.get(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let mut response = request.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let mut response = request.call()?;
     let content_type =
         response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let body = response.body_mut().read_to_string().unwrap_or_else(|e| panic!("GET {url}: body: {e}"));
-    Reply { status: response.status().as_u16(), content_type, body }
+    let body = response.body_mut().read_to_string()?;
+    Ok(Reply { status: response.status().as_u16(), content_type, body })
 }
 
 impl Serve {
