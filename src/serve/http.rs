@@ -45,6 +45,12 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// A request that names no target `serve` has.
+struct Refused {
+    status: StatusCode,
+    text: String,
+}
+
 #[derive(Deserialize)]
 struct Params {
     target: Option<String>,
@@ -58,8 +64,13 @@ impl App {
         (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
     }
 
+    /// A refusal, as plain text.
+    fn refuse(&self, refused: Refused) -> Response {
+        self.respond(refused.status, TEXT, &refused.text)
+    }
+
     /// The runner `?target=` names (the only target when there is one and none is named).
-    fn runner(&self, target: Option<&str>) -> Result<(&str, &Arc<Runner>), Response> {
+    fn runner(&self, target: Option<&str>) -> Result<(&str, &Arc<Runner>), Refused> {
         let found = match target {
             Some(name) => self.runners.get_key_value(name),
             None if self.runners.len() == 1 => self.runners.iter().next(),
@@ -80,7 +91,7 @@ impl App {
                 ),
             };
             self.metrics.error(kind);
-            self.respond(status, TEXT, &text)
+            Refused { status, text }
         })
     }
 
@@ -90,7 +101,7 @@ impl App {
         params: &Params,
         headers: &HeaderMap,
         endpoint: Endpoint,
-    ) -> Result<(String, Arc<Done>), Response> {
+    ) -> Result<(String, Arc<Done>), Refused> {
         let (name, runner) = self.runner(params.target.as_deref())?;
         let (done, served) = runner.results(budget(headers)).await;
         self.metrics.scraped(name, endpoint, served);
@@ -111,7 +122,7 @@ fn budget(headers: &HeaderMap) -> Option<Duration> {
 async fn probe(State(app): State<Arc<App>>, Query(params): Query<Params>, headers: HeaderMap) -> Response {
     let (name, done) = match app.results(&params, &headers, Endpoint::Probe).await {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(refused) => return app.refuse(refused),
     };
     let finished_unix = done.finished.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
     let run = done
@@ -133,7 +144,7 @@ fn json(done: &Done) -> String {
 async fn healthz(State(app): State<Arc<App>>, Query(params): Query<Params>, headers: HeaderMap) -> Response {
     let (_, done) = match app.results(&params, &headers, Endpoint::Healthz).await {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(refused) => return app.refuse(refused),
     };
     let healthy =
         done.completed() && done.report.as_ref().is_some_and(|r| r.checks.iter().all(|c| c.status < Status::Fail));
@@ -153,7 +164,7 @@ async fn report(State(app): State<Arc<App>>, Query(params): Query<Params>, heade
     };
     let (_, done) = match app.results(&params, &headers, Endpoint::Report).await {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(refused) => return app.refuse(refused),
     };
     match (&done.report, markdown) {
         (Some(report), true) => app.respond(StatusCode::OK, MARKDOWN, &format::markdown::format(report)),
