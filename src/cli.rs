@@ -30,6 +30,7 @@ Examples:
   Ops, on a server:         mockmate-diag --env production
   CI gate before a deploy:  mockmate-diag --env production --wait 60s --format junit --report json=report.json > report.xml
   Support ticket:           mockmate-diag --env production --format markdown > report.md   (paste it: secrets are removed)
+  Prometheus, Kubernetes:   mockmate-diag --env production serve --listen 0.0.0.0:9839   (Prometheus scrapes /probe)
 
 Exit codes: 0 nothing at or above --fail-on, 1 something is, 2 usage or configuration error, 130 interrupted.";
 
