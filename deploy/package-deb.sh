@@ -15,6 +15,8 @@ bin="$release_dir/mockmate-diag"
 assets="$release_dir/assets"
 mkdir -p "$assets"
 "$bin" man > "$assets/mockmate-diag.1"
+# Debian policy: man pages are compressed (-n: no timestamp, so the package is reproducible).
+gzip -9nf "$assets/mockmate-diag.1"
 "$bin" completions bash > "$assets/mockmate-diag.bash"
 "$bin" completions zsh > "$assets/_mockmate-diag"
 "$bin" completions fish > "$assets/mockmate-diag.fish"

