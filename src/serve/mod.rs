@@ -18,6 +18,7 @@ mod targets;
 
 use std::collections::BTreeMap;
 use std::future::IntoFuture;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,11 +37,14 @@ pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(9);
 const NEVER_WRITES: &str = "serve never writes to a target: --allow-writes (and the session-creation dry run it \
 enables) is for a run by hand (mockmate-diag --allow-writes)";
 
+/// Serves until SIGTERM or SIGINT. `vars` is the process environment (the
+/// default target's), `cwd` where its `.env` files are looked for.
 pub fn main(
     common: &CommonArgs,
     run: &RunArgs,
     args: ServeArgs,
-    process: crate::app::Process<'_>,
+    vars: Vec<(String, String)>,
+    cwd: &Path,
     out: &mut Output,
 ) -> Result<ExitCode, UsageError> {
     if args.allow_writes || run.allow_writes {
@@ -51,7 +55,7 @@ pub fn main(
             "{flag} is for runs, not for `serve` (serve takes --env, --env-file, --checks, --timeout, --listen, --targets, --cache)"
         )));
     }
-    let loaded = targets::load(common, args.targets.as_deref(), process.vars, process.cwd)?;
+    let loaded = targets::load(common, args.targets.as_deref(), vars, cwd)?;
     // One redactor for every response: the process's secrets and every target's.
     let mut redactor = out.redactor().clone();
     for target in &loaded {
