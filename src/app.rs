@@ -145,6 +145,7 @@ pub fn execute(cli: Cli, process: Process<'_>, out: &mut Output) -> Result<ExitC
             out.stdout_plain(&cli::complete::script(shell, &decls));
             Ok(ExitCode::Ok)
         }
+        Command::Serve(args) => crate::serve::main(&common, &run, args, process.vars, process.cwd, out),
         Command::Man => {
             misplaced("man", &[])?;
             let page = cli::man::render().map_err(|e| UsageError::new(format!("cannot render the man page: {e}")))?;

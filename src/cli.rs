@@ -30,6 +30,7 @@ Examples:
   Ops, on a server:         mockmate-diag --env production
   CI gate before a deploy:  mockmate-diag --env production --wait 60s --format junit --report json=report.json > report.xml
   Support ticket:           mockmate-diag --env production --format markdown > report.md   (paste it: secrets are removed)
+  Prometheus, Kubernetes:   mockmate-diag --env production serve --listen 0.0.0.0:9839   (Prometheus scrapes /probe)
 
 Exit codes: 0 nothing at or above --fail-on, 1 something is, 2 usage or configuration error, 130 interrupted.";
 
@@ -65,6 +66,8 @@ pub enum Command {
     },
     /// Print the man page (roff): mockmate-diag man > mockmate-diag.1
     Man,
+    /// Serve the checks over HTTP for Prometheus and Kubernetes (/probe, /healthz, /report, /metrics); never writes
+    Serve(ServeArgs),
 }
 
 /// What every command that reads an environment shares. Global: accepted before
@@ -244,6 +247,36 @@ impl ListFormat {
     }
 }
 
+/// `serve`'s own flags. The environment of the default target comes from the
+/// common flags (`--env`, `--env-file`, `--checks`, `--timeout`), as for a run.
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (IP:PORT; 0.0.0.0:9839 for every interface, e.g. in a container)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9839", value_parser = parse_listen)]
+    pub listen: std::net::SocketAddr,
+
+    /// TOML file naming the environments to watch ([targets.NAME] with env, env_files, checks, timeout); without it, one target `default`
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub targets: Option<PathBuf>,
+
+    /// How long a run's results answer scrapes before the checks run again (0s: every scrape runs them)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_cache)]
+    pub cache: Duration,
+
+    /// Refused: serve never writes (accepted only to say so clearly)
+    #[arg(long = "allow-writes", hide = true)]
+    pub allow_writes: bool,
+}
+
+fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.trim().parse().map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:9839 or 0.0.0.0:9839".into())
+}
+
+/// `--cache`: like `--timeout`, but `0s` (no cache) is allowed.
+fn parse_cache(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 0s, 10s, 1m)"))
+}
+
 fn parse_user_id(s: &str) -> Result<uuid::Uuid, String> {
     uuid::Uuid::parse_str(s.trim()).map_err(|_| "must be a UUID, e.g. 3f2504e0-4f89-11d3-9a0c-0305e82c3301".into())
 }
@@ -330,6 +363,20 @@ mod tests {
         ] {
             let argv = std::iter::once("mockmate-diag").chain(args.iter().copied());
             assert!(Cli::try_parse_from(argv).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn serve_takes_the_common_flags_and_its_own() {
+        let cli = parse(&["--env", "production", "serve", "--listen", "0.0.0.0:9100", "--cache", "0s"]);
+        let Some(Command::Serve(args)) = cli.command else { panic!("serve") };
+        assert_eq!(args.listen.port(), 9100);
+        assert_eq!(args.cache, Duration::ZERO);
+        assert_eq!(cli.common.env.as_deref(), Some("production"));
+        let Some(Command::Serve(args)) = parse(&["serve"]).command else { panic!("serve") };
+        assert_eq!((args.listen.to_string().as_str(), args.cache), ("127.0.0.1:9839", Duration::from_secs(10)));
+        for bad in [&["serve", "--listen", "localhost"][..], &["serve", "--cache", "soon"]] {
+            assert!(Cli::try_parse_from(std::iter::once("mockmate-diag").chain(bad.iter().copied())).is_err());
         }
     }
 

@@ -16,3 +16,4 @@ pub mod progress;
 pub mod redact;
 pub mod report;
 pub mod run;
+pub mod serve;

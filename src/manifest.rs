@@ -254,7 +254,7 @@ fn check_cycles(decls: &[CheckDecl]) -> Result<(), UsageError> {
 }
 
 /// `label:line:col` (1-based) of a byte offset.
-fn position(label: &str, text: &str, offset: usize) -> String {
+pub(crate) fn position(label: &str, text: &str, offset: usize) -> String {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;

@@ -199,13 +199,41 @@ impl Interrupt {
 }
 
 /// What bounds one attempt: the per-check timeout, a deadline for the whole
-/// attempt (`--wait`'s end), and the interrupt.
+/// attempt (`--wait`'s end, a scrape's timeout), and the interrupt.
 #[derive(Clone)]
 pub struct Bounds {
     pub timeout: Duration,
-    /// When the attempt must be over: unfinished checks then fail, naming `--wait`.
-    pub deadline: Option<Instant>,
+    /// When the attempt must be over, and what set that time: unfinished checks
+    /// then fail, naming it.
+    pub deadline: Option<(Instant, Cut)>,
     pub interrupt: Interrupt,
+}
+
+/// What set an attempt's deadline, in the words of the checks it cuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// `--wait DURATION` ran out.
+    Wait(Duration),
+    /// `serve`: the scrape's timeout (less a margin to answer in) ran out.
+    Scrape(Duration),
+}
+
+impl Cut {
+    fn outcome(self) -> Outcome {
+        let took = |d: Duration| humantime::format_duration(d).to_string();
+        match self {
+            Cut::Wait(wait) => Outcome::problem(format!("still running when --wait {} ran out", took(wait)))
+                .hint("the service did not answer in time: check it is up and reachable, or raise --wait"),
+            Cut::Scrape(budget) => Outcome::problem(format!(
+                "still running when the scrape's deadline ({}) ran out",
+                crate::probe::human(budget)
+            ))
+            .hint(
+                "the service did not answer in time: check it is up and reachable, or raise the scrape_timeout \
+                 (serve answers 0.5s before it)",
+            ),
+        }
+    }
 }
 
 /// One attempt's results.
@@ -236,8 +264,7 @@ pub struct Retry<'a> {
 /// knowing: an interrupted check is `skip`, one cut by `--wait` a problem.
 struct Bounded {
     inner: Arc<dyn Check>,
-    deadline: Option<Instant>,
-    wait: Option<Duration>,
+    deadline: Option<(Instant, Cut)>,
     interrupt: Interrupt,
 }
 
@@ -259,7 +286,10 @@ impl Check for Bounded {
         async move {
             let deadline = async {
                 match self.deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
+                    Some((at, cut)) => {
+                        tokio::time::sleep_until(at).await;
+                        cut
+                    }
                     None => std::future::pending().await,
                 }
             };
@@ -267,11 +297,7 @@ impl Check for Bounded {
                 biased;
                 outcome = self.inner.run(ctx) => outcome,
                 () = self.interrupt.wait() => Outcome::skip(INTERRUPTED_MESSAGE).detail(INTERRUPTED, true),
-                () = deadline => {
-                    let wait = self.wait.map(|w| humantime::format_duration(w).to_string()).unwrap_or_default();
-                    Outcome::problem(format!("still running when --wait {wait} ran out"))
-                        .hint("the service did not answer in time: check it is up and reachable, or raise --wait")
-                }
+                cut = deadline => cut.outcome(),
             }
         }
         .boxed()
@@ -349,7 +375,6 @@ impl Plan {
                 check: Arc::new(Bounded {
                     inner: d.check.clone(),
                     deadline: bounds.deadline,
-                    wait: self.request.wait,
                     interrupt: bounds.interrupt.clone(),
                 }),
                 ..d.clone()
@@ -408,7 +433,7 @@ impl Plan {
         let bounds_now = || {
             let left = deadline.saturating_duration_since(Instant::now()).saturating_sub(WAIT_SLACK);
             let timeout = self.request.timeout.min(left).max(MIN_ATTEMPT);
-            Bounds { timeout, deadline: Some(deadline), interrupt: interrupt.clone() }
+            Bounds { timeout, deadline: Some((deadline, Cut::Wait(wait))), interrupt: interrupt.clone() }
         };
         let first = bounds_now();
         let mut checks = self.attempt_within(&self.selection, view, observe(&self.selection), &first).await.checks;

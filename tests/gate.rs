@@ -83,7 +83,8 @@ fn help_shows_one_example_per_user() {
         .code(0)
         .stdout(predicate::str::contains("Ops, on a server"))
         .stdout(predicate::str::contains("CI gate before a deploy"))
-        .stdout(predicate::str::contains("Support ticket"));
+        .stdout(predicate::str::contains("Support ticket"))
+        .stdout(predicate::str::contains("Prometheus, Kubernetes"));
 }
 
 #[test]

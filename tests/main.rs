@@ -19,6 +19,7 @@ mod postgres;
 mod redaction;
 mod redis;
 mod redis_probe;
+mod serve;
 mod terminal;
 mod topology;
 mod wait;

@@ -17,7 +17,7 @@ not pass. It is read-only unless --allow-writes is given, every network step run
 passwords, tokens and secrets are removed from everything it prints.";
 
 const EXIT_STATUS: &[(&str, &str)] = &[
-    ("0", "No check is at or above --fail-on (default: fail)."),
+    ("0", "No check is at or above --fail-on (default: fail). serve: stopped by SIGTERM or SIGINT."),
     ("1", "At least one check is at or above --fail-on."),
     (
         "2",
@@ -50,6 +50,10 @@ const FILES: &[(&str, &str)] = &[
         "Variables for environment NAME, from the working directory, under the process environment and --env-file files.",
     ),
     (".env", "Variables for every environment, under .env.NAME."),
+    (
+        "targets.toml",
+        "serve --targets: one [targets.NAME] table per environment watched, with env, env_files, checks, timeout and dir; relative paths are relative to the file.",
+    ),
 ];
 
 /// `--env NAME`, `[--only ID]...`, `-q|--quiet`.
@@ -202,6 +206,8 @@ mod tests {
             "\\fBcompletions\\fR \\fISHELL\\fR",
             ".SH \"EXIT STATUS\"",
             "PGPASSWORD",
+            "\\fBserve\\fR",
+            "\\fB\\-\\-targets\\fR \\fIFILE\\fR",
         ] {
             assert!(page.contains(want), "{want} missing:\n{page}");
         }

@@ -5,6 +5,7 @@ pub mod json;
 pub mod junit;
 pub mod list;
 pub mod markdown;
+pub mod prometheus;
 pub mod table;
 pub mod text;
 

@@ -4,8 +4,10 @@
 pub mod cmd;
 pub mod pg;
 pub mod pgbouncer;
+pub mod prometheus;
 pub mod pty;
 pub mod redis;
+pub mod serve;
 pub mod tarpit;
 pub mod tls;
 

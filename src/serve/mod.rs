@@ -1,0 +1,139 @@
+//! `mockmate-diag serve`: the checks over HTTP, for Prometheus (`/probe`,
+//! `/metrics`) and Kubernetes (`/healthz`), never writing to a target.
+//!
+//! - [`targets`]: what is watched (the default target, or a targets file);
+//! - [`runner`]: one target's cache and single flight, each run on its own runtime;
+//! - [`http`]: the endpoints; [`metrics`]: the exporter's own metrics;
+//! - [`listener`]: the cap on open connections.
+//!
+//! Shutdown (SIGTERM, SIGINT): no new connection is accepted, requests in flight
+//! are answered, and the process exits 0 — within [`SHUTDOWN_LIMIT`]: runs still
+//! going after [`FINISH_GRACE`] are interrupted (their checks end as `skip`).
+
+mod http;
+mod listener;
+mod metrics;
+mod runner;
+mod targets;
+
+use std::collections::BTreeMap;
+use std::future::IntoFuture;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cli::{CommonArgs, RunArgs, ServeArgs};
+use crate::error::UsageError;
+use crate::output::Output;
+use crate::report::ExitCode;
+use crate::run::Interrupt;
+
+/// How long runs in flight at shutdown may go on before they are interrupted.
+pub const FINISH_GRACE: Duration = Duration::from_secs(5);
+/// How long after the signal the process is gone, whatever is still open.
+pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(9);
+
+/// What is refused, and why, when given with `serve`.
+const NEVER_WRITES: &str = "serve never writes to a target: --allow-writes (and the session-creation dry run it \
+enables) is for a run by hand (mockmate-diag --allow-writes)";
+
+/// Serves until SIGTERM or SIGINT. `vars` is the process environment (the
+/// default target's), `cwd` where its `.env` files are looked for.
+pub fn main(
+    common: &CommonArgs,
+    run: &RunArgs,
+    args: ServeArgs,
+    vars: Vec<(String, String)>,
+    cwd: &Path,
+    out: &mut Output,
+) -> Result<ExitCode, UsageError> {
+    if args.allow_writes || run.allow_writes {
+        return Err(UsageError::new(NEVER_WRITES));
+    }
+    if let Some(flag) = run.given().first() {
+        return Err(UsageError::new(format!(
+            "{flag} is for runs, not for `serve` (serve takes --env, --env-file, --checks, --timeout, --listen, --targets, --cache)"
+        )));
+    }
+    let loaded = targets::load(common, args.targets.as_deref(), vars, cwd)?;
+    // One redactor for every response: the process's secrets and every target's.
+    let mut redactor = out.redactor().clone();
+    for target in &loaded {
+        redactor.extend(&target.plan.secrets());
+    }
+    out.set_redactor(redactor.clone());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| UsageError::new(format!("cannot start the async runtime: {e}")))?;
+    let interrupt = Interrupt::default();
+    let names: Vec<String> = loaded.iter().map(|t| t.name.clone()).collect();
+    let metrics = Arc::new(metrics::Metrics::new(names.iter().map(String::as_str)));
+    let runners: BTreeMap<String, Arc<runner::Runner>> = loaded
+        .into_iter()
+        .map(|t| (t.name, Arc::new(runner::Runner::new(t.plan, redactor.clone(), args.cache, interrupt.clone()))))
+        .collect();
+    let app = Arc::new(http::App { runners, metrics: metrics.clone(), redactor });
+
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(args.listen))
+        .map_err(|e| UsageError::new(format!("--listen {}: cannot listen: {e}", args.listen)))?;
+    let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| args.listen.to_string());
+    out.stderr(&format!(
+        "mockmate-diag: serving {} on http://{address} (/probe, /healthz, /report, /metrics; cache {})\n",
+        names.iter().map(|n| format!("target {n}")).collect::<Vec<_>>().join(", "),
+        humantime::format_duration(args.cache),
+    ));
+    let listener = listener::Capped::new(listener, listener::MAX_CONNECTIONS, metrics.connections());
+    let signal = runtime
+        .block_on(async { shutdown_signal() })
+        .map_err(|e| UsageError::new(format!("cannot listen for signals: {e}")))?;
+
+    let result = runtime.block_on(async move {
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<&'static str>();
+        let graceful = async move {
+            let name = signal.await;
+            let _ = stopping_tx.send(name);
+        };
+        let server = axum::serve(listener, http::router(app)).with_graceful_shutdown(graceful);
+        let server = tokio::spawn(server.into_future());
+        let Ok(name) = stopping_rx.await else {
+            // The server ended without a signal: only an error does that.
+            return server.await.ok().and_then(Result::err).map(|e| e.to_string());
+        };
+        let finish = async {
+            tokio::time::sleep(FINISH_GRACE).await;
+            interrupt.trigger(name);
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            ended = server => ended.ok().and_then(Result::err).map(|e| e.to_string()),
+            () = finish => None,
+            () = tokio::time::sleep(SHUTDOWN_LIMIT) => None,
+        }
+    });
+    // Runs still going hold blocking threads; never wait on them past the limit.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Some(error) => Err(UsageError::new(format!("serve: {error}"))),
+        None => {
+            out.stderr("mockmate-diag: stopped\n");
+            Ok(ExitCode::Ok)
+        }
+    }
+}
+
+/// Resolves with the signal's name at the first SIGTERM or SIGINT. Installed
+/// before the first connection is accepted, so no signal falls between.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = &'static str> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    })
+}
