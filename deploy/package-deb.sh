@@ -9,8 +9,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-release_dir="${CARGO_TARGET_DIR:-target}/release"
-cargo build --release --locked --bin mockmate-diag >&2
+# MOCKMATE_DEB_PROFILE=dev packages the debug build (CI: it is the binary the
+# tests build anyway, so the package test costs no release build); releases use
+# the default, release.
+profile="${MOCKMATE_DEB_PROFILE:-release}"
+case "$profile" in
+  dev) profile_dir=debug ;;
+  *) profile_dir="$profile" ;;
+esac
+release_dir="${CARGO_TARGET_DIR:-target}/$profile_dir"
+cargo build --profile "$profile" --locked --bin mockmate-diag >&2
 bin="$release_dir/mockmate-diag"
 assets="$release_dir/assets"
 mkdir -p "$assets"
@@ -20,4 +28,4 @@ gzip -9nf "$assets/mockmate-diag.1"
 "$bin" completions bash > "$assets/mockmate-diag.bash"
 "$bin" completions zsh > "$assets/_mockmate-diag"
 "$bin" completions fish > "$assets/mockmate-diag.fish"
-cargo deb --no-build | tail -n 1
+cargo deb --no-build --profile "$profile" | tail -n 1
