@@ -412,6 +412,7 @@ fn a_replica_names_its_primary_and_warns_when_the_link_breaks() {
     let primary = RedisServer::start();
     let replica = RedisServer::builder().replica_of(&primary).start();
     replica.wait_for_sync();
+    primary.wait_for_online_replicas(1);
 
     let (_, report) = run(&[("REDIS_URL", &primary.url())], "redis.connect,redis.topology", None, &[]);
     assert_status(&report, "redis.topology", "pass");

@@ -328,6 +328,22 @@ impl RedisServer {
         }
     }
 
+    /// Waits until this primary counts `n` replicas `online`: a replica says its
+    /// link is up a moment before its primary stops calling it `wait_bgsave`.
+    pub fn wait_for_online_replicas(&self, n: usize) {
+        let started = Instant::now();
+        loop {
+            let online = (0..n)
+                .filter(|i| self.info_field(&format!("slave{i}")).is_some_and(|s| s.contains("state=online")))
+                .count();
+            if online == n {
+                return;
+            }
+            assert!(started.elapsed() < START_TIMEOUT, "{} never saw {n} replicas online", self.addr());
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
