@@ -6,7 +6,7 @@
 //! - `password=…` key/value pairs (libpq connection strings) and `"password": "…"`;
 //! - the value of every variable whose name contains `SECRET`, `PASSWORD`,
 //!   `TOKEN` or `KEY`, and passwords embedded in URL-valued variables, wherever
-//!   they appear (also percent-encoded).
+//!   they appear (also percent-encoded, and JSON-escaped).
 
 use std::borrow::Cow;
 use std::sync::{LazyLock, RwLock};
@@ -62,7 +62,7 @@ impl Redactor {
         r
     }
 
-    /// Adds one literal secret (and its percent-encoded form).
+    /// Adds one literal secret (and its percent-encoded and JSON-escaped forms).
     pub fn add(&mut self, secret: &str) {
         let secret = secret.trim();
         if secret.len() < 3
@@ -72,7 +72,15 @@ impl Redactor {
             return;
         }
         let encoded = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>();
-        for s in [secret.to_string(), encoded, percent_encode_userinfo(secret)] {
+        // Inside a JSON string (`"`, `\` and control characters escaped): a secret
+        // quoted in a driver's JSON error, or in our own JSON report should a string
+        // ever reach it unredacted, is masked by the output stream all the same.
+        let quoted = serde_json::to_string(secret).unwrap_or_default();
+        let json = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')).unwrap_or_default().to_string();
+        for s in [secret.to_string(), encoded, percent_encode_userinfo(secret), json] {
+            if s.is_empty() {
+                continue;
+            }
             if !self.secrets.contains(&s) {
                 self.secrets.push(s);
             }
@@ -273,6 +281,15 @@ mod tests {
         let header = table.lines().find_map(|l| column(l, "Message"));
         let redacted = table.lines().find_map(|l| column(l, "saw postgres://u:****@h/db"));
         assert!(header.is_some() && header == redacted, "{table}");
+    }
+
+    /// Found by fuzzing (fuzz/ redact): a secret with a quote or a backslash,
+    /// JSON-escaped, survived.
+    #[test]
+    fn masks_json_escaped_secrets() {
+        let r = Redactor::from_env([("JWT_SECRET", "quo\"te\\back\n1")]);
+        let json = serde_json::json!({ "message": "quo\"te\\back\n1" }).to_string();
+        assert_eq!(r.redact(&json), r#"{"message":"****"}"#);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! TOKEN, KEY or PASSWD, and the password of a URL in any variable — and then a
 //! learned secret never survives redaction, wherever it is planted in any
 //! text: raw, percent-encoded (form or userinfo style), JSON-escaped, or in a
-//! URL's userinfo. Also: redaction never panics and is idempotent.
+//! URL's userinfo. Also: redaction never panics, and is idempotent (for secrets
+//! without the mask's own `*`).
 //!
 //! The input is fields split by the byte 0x1E: the variable's name, the secret,
 //! a digit choosing how the redactor learns it (0 by the name, 1 from a
@@ -72,7 +73,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let text = format!("{before}{planted}{after}");
     let out = redactor.redact(&text);
-    assert_eq!(redactor.redact(&out), out, "redaction is idempotent");
+    // A secret made of the mask's own `*` can match across a mask it left: idempotent otherwise.
+    if !secret.contains('*') {
+        assert_eq!(redactor.redact(&out), out, "redaction is idempotent");
+    }
     let out_default = Redactor::default().redact(&text);
     assert_eq!(Redactor::default().redact(&out_default), out_default, "redaction is idempotent");
 
