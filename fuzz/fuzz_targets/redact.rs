@@ -37,7 +37,7 @@ fn form(s: &str) -> String {
 
 fn json(s: &str) -> String {
     let quoted = serde_json::to_string(s).unwrap_or_default();
-    quoted.trim_matches('"').to_string()
+    quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')).unwrap_or_default().to_string()
 }
 
 fuzz_target!(|data: &[u8]| {
