@@ -112,7 +112,8 @@ impl Redactor {
                         // A quoted value keeps its quotes: `password='****'` masked again stays so
                         // (without them, a second pass would take what follows the quote as the value).
                         (Some(key), Some(eq), _) => {
-                            let quote = c.get(3).and_then(|v| v.as_str().chars().next()).filter(|q| matches!(q, '\'' | '"'));
+                            let quote =
+                                c.get(3).and_then(|v| v.as_str().chars().next()).filter(|q| matches!(q, '\'' | '"'));
                             let q = quote.map(String::from).unwrap_or_default();
                             format!("{}{}{q}{MASK}{q}", key.as_str(), eq.as_str())
                         }

@@ -9,7 +9,6 @@ use mockmate_diag::probe::redis::RedisTarget;
 use mockmate_diag::redact::{MASK, Redactor};
 use mockmate_diag::report::Severity;
 use proptest::prelude::*;
-use proptest::sample::subsequence;
 
 /// A secret as people write them: any printable character but the mask's own `*`.
 fn secret() -> impl Strategy<Value = String> {
@@ -17,14 +16,23 @@ fn secret() -> impl Strategy<Value = String> {
         let t = s.trim();
         t.len() >= 3
             && !(t.len() < 6 && t.bytes().all(|b| b.is_ascii_digit()))
-            && !matches!(t.to_ascii_lowercase().as_str(), "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "none")
+            && !matches!(
+                t.to_ascii_lowercase().as_str(),
+                "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "none"
+            )
     })
 }
 
 /// How a password looks inside a URL's userinfo.
 fn userinfo(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -89,7 +97,7 @@ proptest! {
         prop_assert!(shown.contains(&format!(":{MASK}@")), "{}", shown);
         let read = |u: &str| {
             let vars = [("DATABASE_URL", u.to_string())];
-            PgTarget::from_env(&get(&vars)).map(|t| (t.host, t.port, t.user, t.dbname, t.has_password()))
+            PgTarget::from_env(&get(&vars)).map(|t| (t.has_password(), t.host, t.port, t.user, t.dbname))
         };
         let original = read(&url);
         prop_assert!(original.is_ok(), "{:?}", original);
@@ -115,7 +123,7 @@ proptest! {
         prop_assert!(forms(&password).iter().all(|f| !shown.contains(f.as_str())), "{}", shown);
         let read = |u: &str| {
             let vars = [("REDIS_URL", u.to_string())];
-            RedisTarget::from_env(&get(&vars)).map(|t| (t.host, t.port, t.username, t.db, t.tls, t.has_password()))
+            RedisTarget::from_env(&get(&vars)).map(|t| (t.has_password(), t.host, t.port, t.username, t.db, t.tls))
         };
         let original = read(&url);
         prop_assert!(original.is_ok(), "{:?}", original);
