@@ -24,7 +24,9 @@ fuzz_target!(|data: &[u8]| {
     let read = |r: Result<Vec<manifest::CheckDecl>, mockmate_diag::error::UsageError>| match r {
         Ok(decls) => Ok(decls
             .iter()
-            .map(|d| format!("{} {} {:?} {:?} {} {:?} {}", d.id, d.kind.name, d.severity, d.needs, d.title, d.hint, d.origin))
+            .map(|d| {
+                format!("{} {} {:?} {:?} {} {:?} {}", d.id, d.kind.name, d.severity, d.needs, d.title, d.hint, d.origin)
+            })
             .collect::<Vec<_>>()),
         Err(e) => Err(e.0),
     };

@@ -29,7 +29,8 @@ fuzz_target!(|data: &[u8]| {
     // The first definition wins, as in an env file.
     let var = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
     let get = |name: &str| var(name).map(str::to_string);
-    let api = ApiClient { client: if libpq { ClientKind::Libpq } else { ClientKind::NodePostgres }, ..ApiClient::default() };
+    let api =
+        ApiClient { client: if libpq { ClientKind::Libpq } else { ClientKind::NodePostgres }, ..ApiClient::default() };
 
     let shown = |r: &Result<PgTarget, Failure>| match r {
         Ok(t) => format!("{t:?} {} {} {}", t.endpoint(), t.is_local(), t.has_password()),

@@ -27,7 +27,13 @@ fn learnable(secret: &str) -> bool {
 
 fn userinfo(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -60,7 +66,13 @@ fuzz_target!(|data: &[u8]| {
         1 => format!("postgres://app:{}@db.internal:5432/mockmate", userinfo(secret)),
         _ => format!("redis://:{}@cache:6379/0", userinfo(secret)),
     };
-    let env_name = if learn == 0 { name } else if learn == 1 { "DATABASE_URL" } else { "REDIS_URL" };
+    let env_name = if learn == 0 {
+        name
+    } else if learn == 1 {
+        "DATABASE_URL"
+    } else {
+        "REDIS_URL"
+    };
     let redactor = Redactor::from_env([(env_name, env_value.as_str())]);
 
     let planted = match plant {
@@ -84,7 +96,11 @@ fuzz_target!(|data: &[u8]| {
     // and its password decodes to the secret.
     let learned = match learn {
         0 => is_secret_name(name),
-        _ => url::Url::parse(&env_value).ok().and_then(|u| u.password().map(|p| percent_decode(p).ok())).flatten().is_some_and(|p| p.trim() == secret_trimmed),
+        _ => url::Url::parse(&env_value)
+            .ok()
+            .and_then(|u| u.password().map(|p| percent_decode(p).ok()))
+            .flatten()
+            .is_some_and(|p| p.trim() == secret_trimmed),
     };
     if learned && learnable(secret_trimmed) && !secret.contains('*') && !MASK.contains(secret_trimmed) {
         let needle = match plant {
