@@ -67,7 +67,9 @@ proptest! {
     /// printed as it is: never longer, never changed.
     #[test]
     fn secret_free_text_is_left_alone(
-        text in "(postgres://db.internal:5432/mockmate|redis://cache:6379/0|password authentication failed for user|[a-zA-Z0-9 %+/:._,;()'-]{1,12}|\\p{L}){0,20}",
+        text in "(postgres://db.internal:5432/mockmate|redis://cache:6379/0|password authentication failed for user|[a-zA-Z0-9 %+/:._,;()'-]{1,12}|\\p{L}){0,20}"
+            // Shrinking may step outside the pattern: keep to secret-free text.
+            .prop_filter("no userinfo, no key=value, no JSON key", |t| !t.contains(['@', '=', '"']) && !t.contains(char::is_control)),
         secrets in proptest::collection::vec(secret(), 0..4),
     ) {
         prop_assume!(secrets.iter().all(|s| forms(s).iter().all(|f| !text.contains(f.as_str()))));
