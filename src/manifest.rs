@@ -113,6 +113,18 @@ pub fn load(sources: &[Source]) -> Result<Vec<CheckDecl>, UsageError> {
 
 /// [`load`], with the connection settings the manifests declare.
 pub fn load_all(sources: &[Source]) -> Result<Loaded, UsageError> {
+    // An error quotes what the manifest says (a kind, an id): control characters
+    // in it are escaped, so the error stays one line.
+    load_checks(sources).map_err(|e| {
+        UsageError::new(
+            e.0.chars()
+                .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+                .collect::<String>(),
+        )
+    })
+}
+
+fn load_checks(sources: &[Source]) -> Result<Loaded, UsageError> {
     let mut postgres = ApiClient::default();
     let mut decls: Vec<CheckDecl> = Vec::new();
     // id → where it was declared, for duplicate and `needs` errors.
@@ -293,6 +305,15 @@ mod tests {
         let e = err("[[check]]\nid = \"x\"\nkind = \"env.required\"\nbogus = 1\n");
         assert!(e.starts_with("extra.toml:4:1:"), "{e}");
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    /// Found by fuzzing (fuzz/ manifest): a kind name with a carriage return
+    /// (`kind = "a\rb"`) was quoted raw, breaking the one-line error.
+    #[test]
+    fn quoted_values_with_control_characters_stay_on_one_line() {
+        let e = err("[[check]]\nid = \"x\"\nkind = \"no\\rpe\\n\"\n");
+        assert!(e.starts_with("extra.toml:3:8: unknown kind `no\\rpe\\n`"), "{e}");
+        assert!(!e.contains(['\r', '\n']), "{e:?}");
     }
 
     /// Found by fuzzing (fuzz/ manifest): serde's message names the unknown field
