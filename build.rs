@@ -28,15 +28,22 @@ fn git_commit() -> Option<String> {
         let out = Command::new("git").args(args).output().ok()?;
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
+    // Only files that exist: Cargo treats a missing one as always changed and
+    // would rebuild the crate on every command (a repository with no packed-refs).
+    let watch = |p: String| {
+        if std::path::Path::new(&p).exists() {
+            println!("cargo:rerun-if-changed={p}");
+        }
+    };
     for path in ["HEAD", "packed-refs"] {
         if let Some(p) = git(&["rev-parse", "--git-path", path]) {
-            println!("cargo:rerun-if-changed={p}");
+            watch(p);
         }
     }
     if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"])
         && let Some(p) = git(&["rev-parse", "--git-path", &branch])
     {
-        println!("cargo:rerun-if-changed={p}");
+        watch(p);
     }
     git(&["rev-parse", "--short=10", "HEAD"]).filter(|c| !c.is_empty())
 }

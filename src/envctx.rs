@@ -77,11 +77,23 @@ impl EnvSet {
         set
     }
 
+    /// One env file's text, on its own (the fuzz target's entry point: the
+    /// same reading as `--env-file`, without the file system).
+    pub fn from_file_text(text: &str, label: &str) -> Result<EnvSet, UsageError> {
+        let mut set = EnvSet::default();
+        set.load_text(text, label.to_string())?;
+        Ok(set)
+    }
+
     fn load_file(&mut self, path: &Path, label: String) -> Result<(), UsageError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| UsageError::new(format!("env file {label}: cannot read: {e}")))?;
+        self.load_text(&text, label)
+    }
+
+    fn load_text(&mut self, text: &str, label: String) -> Result<(), UsageError> {
         // Editors on Windows save a byte-order mark; dotenvy would read it as part of the first name.
-        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let iter = dotenvy::from_read_iter(text.as_bytes());
         for item in iter {
             match item {

@@ -113,6 +113,18 @@ pub fn load(sources: &[Source]) -> Result<Vec<CheckDecl>, UsageError> {
 
 /// [`load`], with the connection settings the manifests declare.
 pub fn load_all(sources: &[Source]) -> Result<Loaded, UsageError> {
+    // An error quotes what the manifest says (a kind, an id): control characters
+    // in it are escaped, so the error stays one line.
+    load_checks(sources).map_err(|e| {
+        UsageError::new(
+            e.0.chars()
+                .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+                .collect::<String>(),
+        )
+    })
+}
+
+fn load_checks(sources: &[Source]) -> Result<Loaded, UsageError> {
     let mut postgres = ApiClient::default();
     let mut decls: Vec<CheckDecl> = Vec::new();
     // id → where it was declared, for duplicate and `needs` errors.
@@ -197,12 +209,14 @@ pub fn load_all(sources: &[Source]) -> Result<Loaded, UsageError> {
                 .map(|(k, (_, _, v))| (k.clone(), v.clone()))
                 .collect();
             let check = (kind.build)(params).map_err(|message| {
-                // Point at the offending parameter when serde names it.
+                // Point at the offending parameter when serde names it: the one named
+                // first (`unknown field `x`, expected `y``: x, even when y is set too).
                 let field_at = fields
                     .iter()
                     .filter(|(k, _)| !COMMON_FIELDS.contains(&k.as_str()))
-                    .find(|(k, _)| message.contains(&format!("`{k}`")))
-                    .map(|(_, (key_span, _, _))| at(key_span.clone()))
+                    .filter_map(|(k, (key_span, _, _))| message.find(&format!("`{k}`")).map(|i| (i, key_span)))
+                    .min_by_key(|(i, _)| *i)
+                    .map(|(_, key_span)| at(key_span.clone()))
                     .unwrap_or_else(|| table_at.clone());
                 UsageError::new(format!("{field_at}: check `{id}` (kind {}): {message}", kind.name))
             })?;
@@ -291,6 +305,27 @@ mod tests {
         let e = err("[[check]]\nid = \"x\"\nkind = \"env.required\"\nbogus = 1\n");
         assert!(e.starts_with("extra.toml:4:1:"), "{e}");
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    /// Found by fuzzing (fuzz/ manifest): a kind name with a carriage return
+    /// (`kind = "a\rb"`) was quoted raw, breaking the one-line error.
+    #[test]
+    fn quoted_values_with_control_characters_stay_on_one_line() {
+        let e = err("[[check]]\nid = \"x\"\nkind = \"no\\rpe\\n\"\n");
+        assert!(e.starts_with("extra.toml:3:8: unknown kind `no\\rpe\\n`"), "{e}");
+        assert!(!e.contains(['\r', '\n']), "{e:?}");
+    }
+
+    /// Found by fuzzing (fuzz/ manifest): serde's message names the unknown field
+    /// and the expected ones; when an expected one is set too, the position
+    /// depended on a HashMap's order. It is the unknown field's, every time.
+    #[test]
+    fn unknown_field_beside_a_valid_one_names_the_unknown_ones_line() {
+        let text = "[[check]]\nid = \"c\"\nkind = \"postgres.connections\"\nfail_percent = 95\nwarn_percnt = 80\n";
+        for _ in 0..20 {
+            let e = err(text);
+            assert!(e.starts_with("extra.toml:5:1: ") && e.contains("unknown field `warn_percnt`"), "{e}");
+        }
     }
 
     #[test]

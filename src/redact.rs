@@ -6,7 +6,7 @@
 //! - `password=…` key/value pairs (libpq connection strings) and `"password": "…"`;
 //! - the value of every variable whose name contains `SECRET`, `PASSWORD`,
 //!   `TOKEN` or `KEY`, and passwords embedded in URL-valued variables, wherever
-//!   they appear (also percent-encoded).
+//!   they appear (also percent-encoded, and JSON-escaped).
 
 use std::borrow::Cow;
 use std::sync::{LazyLock, RwLock};
@@ -62,7 +62,7 @@ impl Redactor {
         r
     }
 
-    /// Adds one literal secret (and its percent-encoded form).
+    /// Adds one literal secret (and its percent-encoded and JSON-escaped forms).
     pub fn add(&mut self, secret: &str) {
         let secret = secret.trim();
         if secret.len() < 3
@@ -72,7 +72,15 @@ impl Redactor {
             return;
         }
         let encoded = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>();
-        for s in [secret.to_string(), encoded, percent_encode_userinfo(secret)] {
+        // Inside a JSON string (`"`, `\` and control characters escaped): a secret
+        // quoted in a driver's JSON error, or in our own JSON report should a string
+        // ever reach it unredacted, is masked by the output stream all the same.
+        let quoted = serde_json::to_string(secret).unwrap_or_default();
+        let json = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')).unwrap_or_default().to_string();
+        for s in [secret.to_string(), encoded, percent_encode_userinfo(secret), json] {
+            if s.is_empty() {
+                continue;
+            }
             if !self.secrets.contains(&s) {
                 self.secrets.push(s);
             }
@@ -87,7 +95,22 @@ impl Redactor {
         }
     }
 
+    /// Masks every secret in `text`. Masking twice changes nothing: the passes
+    /// repeat until none masks more (masking one pattern can complete another,
+    /// as `s://PASSWD=a/b&:c@h` masked is `s://PASSWD=****&:c@h`, a URL's userinfo).
     pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let mut out = self.pass(text);
+        for _ in 0..8 {
+            let Cow::Owned(done) = &out else { break };
+            match self.pass(done) {
+                Cow::Owned(more) if more != *done => out = Cow::Owned(more),
+                _ => break,
+            }
+        }
+        out
+    }
+
+    fn pass<'t>(&self, text: &'t str) -> Cow<'t, str> {
         let mut out = Cow::Borrowed(text);
         for secret in &self.secrets {
             if out.contains(secret.as_str()) {
@@ -101,7 +124,14 @@ impl Redactor {
             out = Cow::Owned(
                 KV_PASSWORD
                     .replace_all(&out, |c: &regex::Captures| match (c.get(1), c.get(2), c.get(4)) {
-                        (Some(key), Some(eq), _) => format!("{}{}{MASK}", key.as_str(), eq.as_str()),
+                        // A quoted value keeps its quotes: `password='****'` masked again stays so
+                        // (without them, a second pass would take what follows the quote as the value).
+                        (Some(key), Some(eq), _) => {
+                            let quote =
+                                c.get(3).and_then(|v| v.as_str().chars().next()).filter(|q| matches!(q, '\'' | '"'));
+                            let q = quote.map(String::from).unwrap_or_default();
+                            format!("{}{}{q}{MASK}{q}", key.as_str(), eq.as_str())
+                        }
                         (_, _, Some(key)) => format!("{}\"{MASK}\"", key.as_str()),
                         _ => MASK.to_string(),
                     })
@@ -249,7 +279,11 @@ mod tests {
     fn masks_key_value_passwords() {
         let r = Redactor::default();
         assert_eq!(r.redact("host=db password=hunter2 user=app"), "host=db password=**** user=app");
-        assert_eq!(r.redact("password = 'a b c'"), "password = ****");
+        assert_eq!(r.redact("password = 'a b c'"), "password = '****'");
+        // Found by fuzzing (fuzz/ redact): masking twice changed `password='x'@y` again.
+        let once = r.redact("password='x'@pas k");
+        assert_eq!(once, "password='****'@pas k");
+        assert_eq!(r.redact(&once), once);
         assert_eq!(r.redact(r#"{"password":"x1y2"}"#), r#"{"password":"****"}"#);
         assert_eq!(
             r.redact("password authentication failed for user \"app\""),
@@ -273,6 +307,25 @@ mod tests {
         let header = table.lines().find_map(|l| column(l, "Message"));
         let redacted = table.lines().find_map(|l| column(l, "saw postgres://u:****@h/db"));
         assert!(header.is_some() && header == redacted, "{table}");
+    }
+
+    /// Found by fuzzing (fuzz/ redact, idempotence): masking a `PASSWD=` value
+    /// made the rest a URL with a password, which only a second pass masked.
+    #[test]
+    fn masking_is_idempotent_when_one_mask_completes_another_pattern() {
+        let r = Redactor::default();
+        let once = r.redact("s://PASSWD=a/b&:/c:@db/x").into_owned();
+        assert_eq!(once, "s://PASSWD=****&:****@db/x");
+        assert_eq!(r.redact(&once), once);
+    }
+
+    /// Found by fuzzing (fuzz/ redact): a secret with a quote or a backslash,
+    /// JSON-escaped, survived.
+    #[test]
+    fn masks_json_escaped_secrets() {
+        let r = Redactor::from_env([("JWT_SECRET", "quo\"te\\back\n1")]);
+        let json = serde_json::json!({ "message": "quo\"te\\back\n1" }).to_string();
+        assert_eq!(r.redact(&json), r#"{"message":"****"}"#);
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod cli;
 mod concordance;
 mod gate;
 mod incident;
+mod laws;
 mod pg_probe;
 mod pg_tls;
 mod pooler;

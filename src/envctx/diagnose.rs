@@ -75,7 +75,12 @@ impl Problem {
 /// finds none (the caller then falls back to dotenvy's own line).
 pub fn first_problem(text: &str) -> Option<Diagnosis> {
     let at = |offset: usize, variable: Option<String>, problem: Problem| {
-        let before = &text[..offset.min(text.len())];
+        // Never inside a character (an offset is in bytes).
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &text[..offset];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         Some(Diagnosis { line, column, variable, problem })
@@ -97,7 +102,10 @@ pub fn first_problem(text: &str) -> Option<Diagnosis> {
             };
             let offset = match problem {
                 Problem::UnterminatedQuote(q) => open_quote(raw, q).unwrap_or(offset),
-                Problem::UnfinishedLastLine => raw.trim_end_matches(['\n', '\r']).len().saturating_sub(1),
+                // The last character, which may take more than one byte.
+                Problem::UnfinishedLastLine => {
+                    raw.trim_end_matches(['\n', '\r']).char_indices().last().map_or(0, |(i, _)| i)
+                }
                 _ => offset,
             };
             return at(start + offset, variable, problem);
@@ -382,6 +390,17 @@ mod tests {
             assert!(dotenvy::from_read_iter(text.as_bytes()).all(|r| r.is_ok()), "dotenvy refuses {text:?}");
             assert_eq!(first_problem(text), None, "{text:?}");
         }
+    }
+
+    /// Found by fuzzing (fuzz/ env_file): a file whose last line ends in a
+    /// multi-byte character (a no-break space) and no newline panicked slicing
+    /// inside that character. It is pointed at, whole.
+    #[test]
+    fn a_multibyte_last_character_is_pointed_at_not_split() {
+        assert_eq!(first_problem("\u{a0}").map(|d| (d.line, d.column)), Some((1, 1)));
+        assert_eq!(first_problem("A=1\n\u{a0}\u{a0}"), None);
+        let e = crate::envctx::EnvSet::from_file_text("\u{a0}", ".env").expect_err("refused");
+        assert!(e.0.starts_with("env file .env:1:1: "), "{}", e.0);
     }
 
     #[test]
