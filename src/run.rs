@@ -272,6 +272,8 @@ struct Bounded {
 pub const INTERRUPTED: &str = "interrupted";
 /// Its message.
 pub const INTERRUPTED_MESSAGE: &str = "interrupted before it finished";
+/// The detail that marks a check an attempt's deadline cut (`--wait`, a scrape's timeout).
+pub const CUT_BY_DEADLINE: &str = "cut_by_deadline";
 
 impl Check for Bounded {
     fn warm(&self, ctx: &Ctx) {
@@ -297,7 +299,7 @@ impl Check for Bounded {
                 biased;
                 outcome = self.inner.run(ctx) => outcome,
                 () = self.interrupt.wait() => Outcome::skip(INTERRUPTED_MESSAGE).detail(INTERRUPTED, true),
-                cut = deadline => cut.outcome(),
+                cut = deadline => cut.outcome().detail(CUT_BY_DEADLINE, true),
             }
         }
         .boxed()

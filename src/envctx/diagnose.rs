@@ -241,7 +241,12 @@ fn parse_entry(raw: &str) -> Result<Option<String>, Found> {
         // A line with no `=` may be a stray value (the wrapped half of a
         // secret): the key is shown only when an `=` later on the line makes
         // the line a mistyped assignment, and only when it looks like a name.
-        let assignment = line[pos..].contains('=');
+        // Base64 padding is an `=` too: the text before the `=` must be
+        // name-like (`JWT-SECRET=`), and something must follow it.
+        let assignment = line[pos..].split_once('=').is_some_and(|(between, after)| {
+            between.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                && !after.trim_start_matches('=').trim().is_empty()
+        });
         let shown =
             (problem == Problem::InvalidName && assignment).then(|| key.clone()).filter(|k| looks_like_a_name(k));
         return Err((pos, shown, problem));
@@ -410,7 +415,9 @@ mod tests {
         let d = first_problem("A=1\nZq3v9LrT0pXy2Wn8 KbD4sHf7\n").expect("a problem");
         assert_eq!(d.variable, None, "a long token before a space is not shown as a name");
         // Short stray values too: a password on a line of its own is no name.
-        for stray in ["A=1\nhunter2 x\n", "A=1\nPa55word!\n", "A=1\nTr0ub4dor&3\n", "A=1\ndef-ghi\n"] {
+        for stray in
+            ["A=1\nhunter2 x\n", "A=1\nPa55word!\n", "A=1\nTr0ub4dor&3\n", "A=1\ndef-ghi\n", "A=1\nu7Q+xZ9/Ab==\n"]
+        {
             let d = first_problem(stray).expect("a problem");
             assert_eq!(d.variable, None, "{stray:?}");
         }

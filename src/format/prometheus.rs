@@ -15,7 +15,7 @@ use crate::report::{Report, Status};
 /// The content type of [`format`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// `mockmate_check_status`: 0 pass, 1 warn, 2 fail, 3 skip (alert on `>= 2`).
+/// `mockmate_check_status`: 0 pass, 1 warn, 2 fail, 3 skip (alert on `== 2`: a skip is 3).
 pub fn status_value(status: Status) -> i64 {
     match status {
         Status::Pass => 0,

@@ -1,5 +1,9 @@
-//! The endpoints: `/probe`, `/healthz`, `/report`, `/metrics`. Every body passes
-//! through the redactor, as every byte the tool prints does.
+//! The endpoints: `/probe`, `/healthz`, `/report`, `/metrics`. Reports and
+//! refusals pass through the redactor (a target's through the process's secrets
+//! and its own). The two Prometheus expositions do not: they are written from a
+//! fixed vocabulary — metric names, target names, check ids, numbers — and
+//! masking a word in them (a password `mockmate` would turn `mockmate_up` into
+//! `****_up`) breaks the whole scrape.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +28,8 @@ const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
 const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 /// The least a run gets, however short the scrape's timeout.
 const MIN_BUDGET: Duration = Duration::from_millis(100);
+/// The most, however long: a header is no reason to hold a run open for hours.
+const MAX_BUDGET: Duration = Duration::from_secs(300);
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
@@ -64,6 +70,18 @@ impl App {
         (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
     }
 
+    /// A body written from names and numbers only (see the module comment).
+    fn expose(&self, body: String) -> Response {
+        (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static(format::prometheus::CONTENT_TYPE))], body)
+            .into_response()
+    }
+
+    /// A target's report, redacted with its own secrets too.
+    fn respond_for(&self, runner: &Runner, status: StatusCode, content_type: &'static str, body: &str) -> Response {
+        let body = runner.redactor().redact(body);
+        self.respond(status, content_type, &body)
+    }
+
     /// A refusal, as plain text.
     fn refuse(&self, refused: Refused) -> Response {
         self.respond(refused.status, TEXT, &refused.text)
@@ -101,14 +119,15 @@ impl App {
         params: &Params,
         headers: &HeaderMap,
         endpoint: Endpoint,
-    ) -> Result<(String, Arc<Done>), Refused> {
+    ) -> Result<(String, Arc<Runner>, Arc<Done>), Refused> {
         let (name, runner) = self.runner(params.target.as_deref())?;
+        let runner = runner.clone();
         let (done, served) = runner.results(budget(headers)).await;
         self.metrics.scraped(name, endpoint, served);
         if served != Served::Cached && !done.completed() {
             self.metrics.error(ErrorKind::RunIncomplete);
         }
-        Ok((name.to_string(), done))
+        Ok((name.to_string(), runner, done))
     }
 }
 
@@ -116,11 +135,11 @@ impl App {
 fn budget(headers: &HeaderMap) -> Option<Duration> {
     let seconds: f64 = headers.get(SCRAPE_TIMEOUT_HEADER)?.to_str().ok()?.trim().parse().ok()?;
     let timeout = Duration::try_from_secs_f64(seconds).ok()?;
-    Some(timeout.saturating_sub(ANSWER_MARGIN).max(MIN_BUDGET))
+    Some(timeout.saturating_sub(ANSWER_MARGIN).clamp(MIN_BUDGET, MAX_BUDGET))
 }
 
 async fn probe(State(app): State<Arc<App>>, Query(params): Query<Params>, headers: HeaderMap) -> Response {
-    let (name, done) = match app.results(&params, &headers, Endpoint::Probe).await {
+    let (name, _, done) = match app.results(&params, &headers, Endpoint::Probe).await {
         Ok(found) => found,
         Err(refused) => return app.refuse(refused),
     };
@@ -130,7 +149,7 @@ async fn probe(State(app): State<Arc<App>>, Query(params): Query<Params>, header
         .as_ref()
         .filter(|_| done.completed())
         .map(|report| format::prometheus::Run { report, finished_unix });
-    app.respond(StatusCode::OK, format::prometheus::CONTENT_TYPE, &format::prometheus::format(&name, run))
+    app.expose(format::prometheus::format(&name, run))
 }
 
 /// The JSON report, or a JSON document saying there is none.
@@ -142,14 +161,14 @@ fn json(done: &Done) -> String {
 }
 
 async fn healthz(State(app): State<Arc<App>>, Query(params): Query<Params>, headers: HeaderMap) -> Response {
-    let (_, done) = match app.results(&params, &headers, Endpoint::Healthz).await {
+    let (_, runner, done) = match app.results(&params, &headers, Endpoint::Healthz).await {
         Ok(found) => found,
         Err(refused) => return app.refuse(refused),
     };
     let healthy =
         done.completed() && done.report.as_ref().is_some_and(|r| r.checks.iter().all(|c| c.status < Status::Fail));
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    app.respond(status, JSON, &json(&done))
+    app.respond_for(&runner, status, JSON, &json(&done))
 }
 
 async fn report(State(app): State<Arc<App>>, Query(params): Query<Params>, headers: HeaderMap) -> Response {
@@ -162,13 +181,14 @@ async fn report(State(app): State<Arc<App>>, Query(params): Query<Params>, heade
             return app.respond(StatusCode::BAD_REQUEST, TEXT, &text);
         }
     };
-    let (_, done) = match app.results(&params, &headers, Endpoint::Report).await {
+    let (_, runner, done) = match app.results(&params, &headers, Endpoint::Report).await {
         Ok(found) => found,
         Err(refused) => return app.refuse(refused),
     };
     match (&done.report, markdown) {
-        (Some(report), true) => app.respond(StatusCode::OK, MARKDOWN, &format::markdown::format(report)),
-        (_, _) => app.respond(
+        (Some(report), true) => app.respond_for(&runner, StatusCode::OK, MARKDOWN, &format::markdown::format(report)),
+        (_, _) => app.respond_for(
+            &runner,
             if done.report.is_some() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
             JSON,
             &json(&done),
@@ -177,7 +197,7 @@ async fn report(State(app): State<Arc<App>>, Query(params): Query<Params>, heade
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    app.respond(StatusCode::OK, format::prometheus::CONTENT_TYPE, &app.metrics.encode())
+    app.expose(app.metrics.encode())
 }
 
 async fn not_found(State(app): State<Arc<App>>) -> Response {
@@ -200,6 +220,8 @@ mod tests {
         assert_eq!(budget(&headers), Some(Duration::from_millis(9500)));
         headers.insert(SCRAPE_TIMEOUT_HEADER, HeaderValue::from_static("0.2"));
         assert_eq!(budget(&headers), Some(MIN_BUDGET));
+        headers.insert(SCRAPE_TIMEOUT_HEADER, HeaderValue::from_static("1e19"));
+        assert_eq!(budget(&headers), Some(MAX_BUDGET));
         headers.insert(SCRAPE_TIMEOUT_HEADER, HeaderValue::from_static("soon"));
         assert_eq!(budget(&headers), None);
     }

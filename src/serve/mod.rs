@@ -56,12 +56,15 @@ pub fn main(
         )));
     }
     let loaded = targets::load(common, args.targets.as_deref(), vars, cwd)?;
-    // One redactor for every response: the process's secrets and every target's.
-    let mut redactor = out.redactor().clone();
+    // Each target's responses are redacted with the process's secrets and its
+    // own (a weak password of one target must not mask words in another's);
+    // what the process prints (and a panic) with all of them.
+    let process = out.redactor().clone();
+    let mut everything = process.clone();
     for target in &loaded {
-        redactor.extend(&target.plan.secrets());
+        everything.extend(&target.plan.secrets());
     }
-    out.set_redactor(redactor.clone());
+    out.set_redactor(everything);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -72,9 +75,13 @@ pub fn main(
     let metrics = Arc::new(metrics::Metrics::new(names.iter().map(String::as_str)));
     let runners: BTreeMap<String, Arc<runner::Runner>> = loaded
         .into_iter()
-        .map(|t| (t.name, Arc::new(runner::Runner::new(t.plan, redactor.clone(), args.cache, interrupt.clone()))))
+        .map(|t| {
+            let mut own = process.clone();
+            own.extend(&t.plan.secrets());
+            (t.name, Arc::new(runner::Runner::new(t.plan, own, args.cache, interrupt.clone())))
+        })
         .collect();
-    let app = Arc::new(http::App { runners, metrics: metrics.clone(), redactor });
+    let app = Arc::new(http::App { runners, metrics: metrics.clone(), redactor: process });
 
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(args.listen))

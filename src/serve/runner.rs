@@ -16,7 +16,7 @@ use super::metrics::Served;
 use crate::engine::Quiet;
 use crate::redact::Redactor;
 use crate::report::{Report, SummaryStatus};
-use crate::run::{Bounds, Cut, Interrupt, Plan};
+use crate::run::{Bounds, CUT_BY_DEADLINE, Cut, Interrupt, Plan};
 
 /// How long a runtime that ended gets to close its connections politely.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
@@ -34,6 +34,15 @@ impl Done {
     /// Whether the run completed: every check had its say (not interrupted).
     pub fn completed(&self) -> bool {
         self.report.as_ref().is_some_and(|r| !r.interrupted)
+    }
+
+    /// Whether a scrape's deadline cut a check short: an answer for that
+    /// scrape, not a result to keep for the next one (a short timeout sent by
+    /// anyone must not be cached as failures).
+    fn cut(&self) -> bool {
+        self.report.as_ref().is_some_and(|r| {
+            r.checks.iter().any(|c| c.details.get(CUT_BY_DEADLINE).is_some_and(|v| v == &serde_json::Value::Bool(true)))
+        })
     }
 }
 
@@ -61,11 +70,16 @@ impl Runner {
         Runner { plan: Arc::new(plan), redactor, cache, interrupt, state: Mutex::default() }
     }
 
+    /// The process's secrets and this target's: what its responses pass through.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
     /// The target's results: cached when the last run finished less than
     /// `--cache` ago, else those of the run in flight, else of a new run bounded
     /// by `budget` (the scrape's timeout less a margin) as well as `--timeout`.
     pub async fn results(self: &Arc<Self>, budget: Option<Duration>) -> (Arc<Done>, Served) {
-        let (flight, served) = {
+        let (flight, served, limit) = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(last) = &state.last
                 && last.finished_at.elapsed() < self.cache
@@ -73,7 +87,10 @@ impl Runner {
                 return (last.clone(), Served::Cached);
             }
             match &state.flight {
-                Some(flight) => (flight.clone(), Served::Joined),
+                // A run someone else started, under their deadline: this request
+                // waits for it no longer than its own, then answers with the last
+                // result kept (or none).
+                Some(flight) => (flight.clone(), Served::Joined, budget.map(|b| (b, state.last.clone()))),
                 None => {
                     // Spawned: the run goes on (and lands in the cache) even if
                     // the request that started it goes away.
@@ -85,11 +102,18 @@ impl Runner {
                     .boxed()
                     .shared();
                     state.flight = Some(flight.clone());
-                    (flight, Served::Ran)
+                    (flight, Served::Ran, None)
                 }
             }
         };
-        (flight.await, served)
+        let done = match limit {
+            Some((budget, stale)) => match tokio::time::timeout(budget, flight).await {
+                Ok(done) => done,
+                Err(_) => stale.unwrap_or_else(|| Arc::new(Done::nothing())),
+            },
+            None => flight.await,
+        };
+        (done, served)
     }
 
     async fn run_and_keep(self: Arc<Self>, budget: Option<Duration>) -> Arc<Done> {
@@ -98,7 +122,7 @@ impl Runner {
         let done = Arc::new(done);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.flight = None;
-        if done.completed() {
+        if done.completed() && !done.cut() {
             state.last = Some(done.clone());
         }
         done
