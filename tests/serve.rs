@@ -183,3 +183,26 @@ fn a_bad_targets_file_is_one_line_with_its_line_and_exit_2() {
     write("[targets.production]\nenv_files = [\"prod.env\"]\n");
     refused("mockmate-diag: targets.toml:2:14: env file prod.env: not found");
 }
+
+#[test]
+fn a_secret_that_is_an_ordinary_word_masks_no_metric_name_label_or_check_id() {
+    // Weak secrets that are words of the exposition itself: masked as text, they
+    // would turn `mockmate_up` into `****_up` (a broken scrape) and
+    // `postgres.connect` into `****.connect` (alerts that match nothing).
+    let pg = PgServer::shared();
+    let db = pg.create_mockmate_db("serve_weak_secrets");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut env = site_env(pg.superuser_url(&db), RedisServer::shared().url());
+    env.retain(|(k, _)| *k != "JWT_SECRET");
+    env.push(("JWT_SECRET", "mockmate".into()));
+    env.push(("SESSION_SECRET", "postgres".into()));
+    let serve = Serve::start(dir.path(), &env, &["--cache", "0s"]);
+
+    let probe = serve.get("/probe?target=default");
+    assert_eq!(sample(&probe.body, "mockmate_up{target=\"default\"}"), Some(1.0), "{}", probe.body);
+    assert_eq!(check_status(&probe.body, "postgres.connect"), Some(0), "{}", probe.body);
+    assert!(!probe.body.contains("****"), "{}", probe.body);
+    let metrics = serve.get("/metrics");
+    assert!(metrics.body.contains("mockmate_build_info{"), "{}", metrics.body);
+    assert!(!metrics.body.contains("****"), "{}", metrics.body);
+}
