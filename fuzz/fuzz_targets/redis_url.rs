@@ -23,17 +23,29 @@ fuzz_target!(|data: &[u8]| {
     };
 
     let marked = |v: &str| v.contains(MARK);
-    let only_in_password = match url::Url::parse(raw.trim()) {
-        // An unparsable URL is never quoted — but a `unix:` URL is read by hand
-        // (node-redis's own way), and what it quotes is the socket's path.
-        Err(_) => !raw.trim_start().starts_with("unix:"),
-        Ok(u) => {
-            !marked(u.scheme())
-                && !marked(u.username())
-                && !u.host_str().is_some_and(marked)
-                && !marked(u.path())
-                && !u.query().is_some_and(marked)
-                && !u.fragment().is_some_and(marked)
+    let trimmed = raw.trim();
+    let only_in_password = if let Some(rest) = trimmed.strip_prefix("unix:") {
+        // node-redis's own reading, by hand: a socket path (which the target
+        // quotes, `..` and all), with credentials only before it
+        // (`unix://user:pw@/path`, which the parser refuses).
+        match rest.strip_prefix("//") {
+            Some(rest) => {
+                let (auth, path) = rest.split_once('/').unwrap_or((rest, ""));
+                marked(auth) && !marked(path)
+            }
+            None => false,
+        }
+    } else {
+        match url::Url::parse(trimmed) {
+            Err(_) => true, // an unparsable URL is never quoted
+            Ok(u) => {
+                !marked(u.scheme())
+                    && !marked(u.username())
+                    && !u.host_str().is_some_and(marked)
+                    && !marked(u.path())
+                    && !u.query().is_some_and(marked)
+                    && !u.fragment().is_some_and(marked)
+            }
         }
     };
     if only_in_password {
