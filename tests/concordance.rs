@@ -9,9 +9,7 @@
 //! tests/node/package-lock.json on first use). A missing Node fails these tests
 //! loudly; they never skip.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -25,32 +23,8 @@ use crate::support::tls::TestCa;
 
 const DEADLINE: Duration = Duration::from_secs(5);
 
-/// tests/node with its pinned packages installed (by `npm ci`, the first time:
-/// the tests set up what they need), or a loud failure saying what is missing.
 fn node_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
-        let node = Command::new("node").arg("--version").output();
-        assert!(
-            node.as_ref().is_ok_and(|o| o.status.success()),
-            "Node.js is needed for the driver concordance tests: `apt-get install nodejs npm` ({node:?})"
-        );
-        let installed = || ["pg", "redis"].iter().all(|p| dir.join("node_modules").join(p).is_dir());
-        if !installed() {
-            let out = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-                .current_dir(&dir)
-                .output()
-                .unwrap_or_else(|e| panic!("run `npm ci` in tests/node (apt-get install npm): {e}"));
-            assert!(
-                out.status.success() && installed(),
-                "`npm ci` in tests/node failed: the pinned drivers (package-lock.json) are needed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        dir
-    })
+    crate::support::node::dir()
 }
 
 /// What a driver made of a configuration.

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cmd;
+pub mod node;
 pub mod pg;
 pub mod pgbouncer;
 pub mod prometheus;
