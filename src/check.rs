@@ -13,10 +13,11 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::envctx::EnvView;
+use crate::probe::failure::{Cause, Failure};
 use crate::probe::postgres::{PgSession, PgTarget, PgWriter};
 use crate::probe::redis::RedisSession;
-use crate::probe::{Cause, Failure, Probes};
-use crate::report::{CheckResult, Severity, Status};
+use crate::probe::shared::Probes;
+use crate::report::{CheckResult, Ending, Severity, Status};
 
 /// What a check keeps of its `--timeout` to report a slow PgBouncer console itself.
 const CONSOLE_MARGIN: Duration = Duration::from_millis(250);
@@ -172,6 +173,51 @@ impl From<&Cause> for Premise {
     }
 }
 
+/// A check of the built-in suite that owns a cause other checks' findings point
+/// at ("REDIS_URL is not set (see env.required)"). Typed, so that a renamed id
+/// is caught when the registry is loaded ([`crate::manifest::load_all`] checks
+/// that the built-in suite declares each, with its kind), not by a reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    EnvRequired,
+    PostgresWritable,
+    PostgresSchema,
+    RedisTopology,
+}
+
+impl Owner {
+    pub const ALL: [Owner; 4] =
+        [Owner::EnvRequired, Owner::PostgresWritable, Owner::PostgresSchema, Owner::RedisTopology];
+
+    /// The check's id in the built-in suite (its kind has the same name).
+    pub const fn id(self) -> &'static str {
+        match self {
+            Owner::EnvRequired => "env.required",
+            Owner::PostgresWritable => "postgres.writable",
+            Owner::PostgresSchema => "postgres.schema",
+            Owner::RedisTopology => "redis.topology",
+        }
+    }
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// How the run's bounds stopped a check ([`crate::run`]), before it answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stopped {
+    /// SIGINT/SIGTERM; what it was waiting on, when known.
+    Interrupted { phase: Option<String> },
+    /// An attempt's deadline (`--wait`, a scrape's timeout).
+    Cut,
+}
+
+/// The message of a check the interrupt stopped or never let start.
+pub(crate) const INTERRUPTED_MESSAGE: &str = "interrupted before it finished";
+
 /// A check's finding: verdict, message, hint and machine-readable details.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -182,8 +228,10 @@ pub struct Outcome {
     /// What the finding rests on and what it reports (boxed: most outcomes have neither).
     pub causes: Box<Causes>,
     /// The check that owns this finding's cause, when the check knows it itself
-    /// (a skip "see env.required"); the engine fills it in for the causes it settles.
-    pub see: Option<&'static str>,
+    /// (a skip "see env.required"); the engine settles the causes it finds.
+    pub see: Option<Owner>,
+    /// Set by the run's bounds alone: the check did not get to answer.
+    pub(crate) stopped: Option<Stopped>,
 }
 
 /// The premises of an [`Outcome`]: what it rests on, what it reports as the owner.
@@ -197,7 +245,15 @@ pub struct Causes {
 
 impl Outcome {
     fn new(verdict: Verdict, message: impl Into<String>) -> Self {
-        Outcome { verdict, message: message.into(), hint: None, details: Map::new(), causes: Box::default(), see: None }
+        Outcome {
+            verdict,
+            message: message.into(),
+            hint: None,
+            details: Map::new(),
+            causes: Box::default(),
+            see: None,
+            stopped: None,
+        }
     }
     pub fn pass(message: impl Into<String>) -> Self {
         Self::new(Verdict::Pass, message)
@@ -214,12 +270,25 @@ impl Outcome {
     pub fn skip(message: impl Into<String>) -> Self {
         Self::new(Verdict::Skip, message)
     }
+    /// A check the interrupt stopped (or never let start), `phase` what it was waiting on.
+    pub(crate) fn interrupted(phase: Option<String>) -> Self {
+        let mut outcome = Self::new(Verdict::Skip, INTERRUPTED_MESSAGE);
+        outcome.stopped = Some(Stopped::Interrupted { phase });
+        outcome
+    }
+
+    /// Marks this outcome as the run's bounds' answer for a check they stopped.
+    pub(crate) fn stopped_by(mut self, stopped: Stopped) -> Self {
+        self.stopped = Some(stopped);
+        self
+    }
+
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
     }
     /// Names the check that reports this finding's cause (JSON `see`).
-    pub fn see(mut self, owner: &'static str) -> Self {
+    pub fn see(mut self, owner: Owner) -> Self {
         self.see = Some(owner);
         self
     }
@@ -271,12 +340,17 @@ impl Outcome {
     /// hint only when it did not pass (the manifest's when the check gave none).
     pub fn into_result(self, decl: &Declared<'_>, elapsed: Duration) -> CheckResult {
         let status = self.verdict.status(decl.severity);
+        let ending = match (self.stopped, self.see) {
+            (Some(Stopped::Interrupted { phase }), _) => Ending::Interrupted { phase },
+            (Some(Stopped::Cut), _) => Ending::Cut,
+            (None, Some(owner)) => Ending::Deferred { owner: owner.id().to_string() },
+            (None, None) => Ending::Ran,
+        };
         let hint = match status {
             Status::Warn | Status::Fail => self.hint.or_else(|| decl.hint.map(str::to_string)),
             Status::Pass | Status::Skip => None,
         };
         CheckResult {
-            see: self.see.map(str::to_string),
             id: decl.id.to_string(),
             kind: decl.kind.name.to_string(),
             category: decl.kind.category().to_string(),
@@ -287,8 +361,8 @@ impl Outcome {
             hint,
             duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
             details: self.details,
-            // Filled in by the run, which knows the manifest (`run::Plan::report`).
-            needs: Vec::new(),
+            ending,
+            needs: decl.needs.to_vec(),
         }
     }
 }
@@ -296,6 +370,7 @@ impl Outcome {
 /// What a result needs to know of the check that produced it.
 pub struct Declared<'a> {
     pub id: &'a str,
+    pub needs: &'a [String],
     pub kind: &'static KindDef,
     pub severity: Severity,
     pub title: &'a str,
@@ -387,7 +462,7 @@ pub(crate) mod testing {
         let view = EnvView::new(Arc::new(EnvSet::from_pairs(env.iter().copied())));
         let ctx = Ctx::new(view, environment, Duration::from_secs(5));
         let outcome = check.run(&ctx).await;
-        let decl = Declared { id: "t", kind, severity, title: kind.title, hint: None };
+        let decl = Declared { id: "t", needs: &[], kind, severity, title: kind.title, hint: None };
         outcome.into_result(&decl, Duration::ZERO)
     }
 }

@@ -23,15 +23,37 @@ use futures::future::{BoxFuture, Shared, join_all};
 use crate::check::{Causes, Ctx, Declared, Outcome, Premise};
 use crate::error::UsageError;
 use crate::manifest::CheckDecl;
-use crate::report::{CheckResult, Status};
-
-/// The message of a check left out by `--only` (the table folds these away).
-pub const NOT_SELECTED: &str = "not selected by --only";
+use crate::report::{CheckResult, Ending, Status};
 
 /// Which checks run: `--only` (plus what they need) minus `--skip`.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
-    skipped: HashMap<String, &'static str>,
+    left_out: HashMap<String, LeftOut>,
+}
+
+/// Why a check does not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeftOut {
+    /// `--only` did not select it (nor anything that needs it).
+    NotSelected,
+    /// `--skip` named it.
+    Skipped,
+}
+
+impl LeftOut {
+    fn message(self) -> &'static str {
+        match self {
+            LeftOut::NotSelected => "not selected by --only",
+            LeftOut::Skipped => "skipped by --skip",
+        }
+    }
+
+    fn ending(self) -> Ending {
+        match self {
+            LeftOut::NotSelected => Ending::NotSelected,
+            LeftOut::Skipped => Ending::SkippedByFlag,
+        }
+    }
 }
 
 impl Selection {
@@ -57,15 +79,15 @@ impl Selection {
                 }
             }
         }
-        let mut skipped = HashMap::new();
+        let mut left_out = HashMap::new();
         for d in decls {
             if skip.contains(&d.id) {
-                skipped.insert(d.id.clone(), "skipped by --skip");
+                left_out.insert(d.id.clone(), LeftOut::Skipped);
             } else if !run.contains(&d.id) {
-                skipped.insert(d.id.clone(), NOT_SELECTED);
+                left_out.insert(d.id.clone(), LeftOut::NotSelected);
             }
         }
-        Ok(Selection { skipped })
+        Ok(Selection { left_out })
     }
 
     pub fn all() -> Selection {
@@ -74,11 +96,16 @@ impl Selection {
 
     /// Whether `id` runs (is neither deselected nor skipped).
     pub fn runs(&self, id: &str) -> bool {
-        !self.skipped.contains_key(id)
+        !self.left_out.contains_key(id)
     }
 
-    fn skip_reason(&self, id: &str) -> Option<&'static str> {
-        self.skipped.get(id).copied()
+    /// How many of `decls` run.
+    pub fn count(&self, decls: &[CheckDecl]) -> usize {
+        decls.iter().filter(|d| self.runs(&d.id)).count()
+    }
+
+    fn left_out(&self, id: &str) -> Option<LeftOut> {
+        self.left_out.get(id).copied()
     }
 }
 
@@ -90,8 +117,6 @@ struct Ran {
     result: CheckResult,
     premises: Vec<Premise>,
     reports: Vec<Premise>,
-    /// The need whose failure made this check `skip`.
-    blocked_by: Option<String>,
 }
 
 /// Sees checks start and finish (the terminal progress line).
@@ -145,25 +170,30 @@ pub async fn run_observed(
             .iter()
             .filter_map(|n| build(n, by_id, selection, ctx, observer, futures).map(|f| (n.clone(), f)))
             .collect();
-        let skip = selection.skip_reason(id);
+        let left_out = selection.left_out(id);
         let ctx = ctx.clone();
         let observer = observer.clone();
         let fut = async move {
-            if let Some(reason) = skip {
-                return finish(&decl, Outcome::skip(reason), Duration::ZERO);
+            if let Some(left_out) = left_out {
+                return not_run(&decl, Outcome::skip(left_out.message()), left_out.ending());
             }
             // A check that only reads starts now, beside what it needs; its result
             // counts only if they pass (see `Check::only_reads`).
             let early = (!deps.is_empty() && decl.check.only_reads()).then(|| Running::spawn(&decl, &ctx));
-            let results = join_all(deps.into_iter().map(|(n, f)| f.map(move |r| (n, r.result.status)))).await;
-            if let Some((need, status)) = results.into_iter().find(|(_, s)| *s != Status::Pass) {
+            let results = join_all(
+                deps.into_iter().map(|(n, f)| f.map(move |r| (n, r.result.status, r.result.ending.interrupted()))),
+            )
+            .await;
+            if let Some((need, status, interrupted)) = results.into_iter().find(|(_, s, _)| *s != Status::Pass) {
                 if let Some(early) = early {
                     early.abandon();
                 }
+                // A need the interrupt stopped: this check was interrupted too.
+                if interrupted {
+                    return finish(&decl, Outcome::interrupted(None), Duration::ZERO);
+                }
                 let why = format!("needs {need}, which {}", status.past_tense());
-                let mut ran = finish(&decl, Outcome::skip(why), Duration::ZERO);
-                ran.blocked_by = Some(need);
-                return ran;
+                return not_run(&decl, Outcome::skip(why), Ending::Blocked { need, see: None });
             }
             observer.started(&decl.id);
             let ran = early.unwrap_or_else(|| Running::spawn(&decl, &ctx)).finish(&decl).await;
@@ -223,16 +253,16 @@ fn settle(ran: Vec<Ran>) -> Vec<CheckResult> {
             result.message = format!("see {owner}: {}", result.message);
             result.status = Status::Skip;
             result.hint = None;
-            result.see = Some(owner.clone());
+            result.ending = Ending::Deferred { owner: owner.clone() };
         }
     }
-    for (i, r) in ran.iter().enumerate() {
-        let Some(need) = &r.blocked_by else { continue };
+    for result in &mut results {
+        let Ending::Blocked { need, see } = &mut result.ending else { continue };
         let Some(j) = ids.iter().position(|id| id == need) else { continue };
         if let Some(owner) = roots[j] {
             let owner = ids[owner].clone();
-            results[i].message = format!("needs {need}, which was skipped (see {owner})");
-            results[i].see = Some(owner);
+            result.message = format!("needs {need}, which was skipped (see {owner})");
+            *see = Some(owner);
         }
     }
     results
@@ -304,13 +334,21 @@ impl Running {
 fn finish(decl: &CheckDecl, mut outcome: Outcome, elapsed: Duration) -> Ran {
     let declared = Declared {
         id: &decl.id,
+        needs: &decl.needs,
         kind: decl.kind,
         severity: decl.severity,
         title: &decl.title,
         hint: decl.hint.as_deref(),
     };
     let Causes { premises, reports } = *std::mem::take(&mut outcome.causes);
-    Ran { result: outcome.into_result(&declared, elapsed), premises, reports, blocked_by: None }
+    Ran { result: outcome.into_result(&declared, elapsed), premises, reports }
+}
+
+/// A check the engine did not run, and why (`ending`), decided here.
+fn not_run(decl: &CheckDecl, outcome: Outcome, ending: Ending) -> Ran {
+    let mut ran = finish(decl, outcome, Duration::ZERO);
+    ran.result.ending = ending;
+    ran
 }
 
 #[cfg(test)]
@@ -565,17 +603,14 @@ mod tests {
         assert_eq!(by("env.required").status, Status::Fail);
         let c = by("pg.connect");
         assert_eq!((c.status, c.message.as_str()), (Status::Skip, "see env.required: DB_HOST is not set"));
-        assert_eq!(
-            (c.hint.as_deref(), c.see.as_deref(), c.details["k"].clone()),
-            (None, Some("env.required"), 1.into())
-        );
+        assert_eq!((c.hint.as_deref(), c.ending.see(), c.details["k"].clone()), (None, Some("env.required"), 1.into()));
         assert_eq!(by("pg.custom").message, "see env.required: no session");
         let s = by("pg.schema");
         assert_eq!(
             (s.status, s.message.as_str()),
             (Status::Skip, "needs pg.connect, which was skipped (see env.required)")
         );
-        assert_eq!((by("redis.x").status, by("redis.x").see.as_deref()), (Status::Warn, None));
+        assert_eq!((by("redis.x").status, by("redis.x").ending.see()), (Status::Warn, None));
         assert_eq!(by("pg.fine").status, Status::Pass);
 
         // Without the owner in the run, the dependent keeps its own failure.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::check::{Check, KindDef};
+use crate::check::{Check, KindDef, Owner};
 use crate::error::UsageError;
 use crate::kinds;
 use crate::probe::postgres::{ApiClient, ClientKind, PoolSsl};
@@ -230,7 +230,23 @@ fn load_checks(sources: &[Source]) -> Result<Loaded, UsageError> {
         }
     }
     check_cycles(&decls)?;
+    if sources.iter().any(|s| s.label == DEFAULT_LABEL) {
+        check_owners(&decls)?;
+    }
     Ok(Loaded { checks: decls, postgres })
+}
+
+/// Every check other checks' findings point at ([`Owner`]) is declared, with
+/// its kind: a renamed id in the built-in suite is caught here, at load.
+fn check_owners(decls: &[CheckDecl]) -> Result<(), UsageError> {
+    for owner in Owner::ALL {
+        if !decls.iter().any(|d| d.id == owner.id() && d.kind.name == owner.id()) {
+            return Err(UsageError::new(format!(
+                "{DEFAULT_LABEL}: the built-in suite must declare `{owner}` (kind {owner}): other checks point at it"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `needs` must form no cycle, or the engine would wait forever.

@@ -1,13 +1,17 @@
-//! The only place bytes leave the process. Everything written here passes
-//! through the redactor; colour follows one policy (`--color`, `NO_COLOR`,
-//! `CLICOLOR_FORCE`, terminal or not). The streams are injected: `main` hands
-//! in the process's stdout and stderr, tests in-memory buffers, so formats, exit
-//! codes and redaction are testable without spawning the binary.
+//! The only place bytes leave the process: stdout, stderr, report files
+//! (`--report`) and `serve`'s HTTP bodies ([`Body`]). Everything written here
+//! passes through the redactor; colour follows one policy per sink, decided
+//! here (`--color`, `NO_COLOR`, `CLICOLOR_FORCE`, terminal or not for the
+//! streams; never for files and HTTP bodies). The streams are injected: `main`
+//! hands in the process's stdout and stderr, tests in-memory buffers, so
+//! formats, exit codes and redaction are testable without spawning the binary.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::error::UsageError;
 use crate::redact::Redactor;
+use crate::report::Report;
 
 /// `--color`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -47,9 +51,13 @@ impl Stream {
 
     /// Broken pipes (`| head`) are not an error worth reporting.
     fn write(&self, text: &str, styled: bool) {
+        let _ = self.try_write(text, styled);
+    }
+
+    fn try_write(&self, text: &str, styled: bool) -> io::Result<()> {
         let text = if styled && self.color { text.to_string() } else { anstream::adapter::strip_str(text).to_string() };
         let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
-        let _ = sink.write_all(text.as_bytes()).and_then(|()| sink.flush());
+        sink.write_all(text.as_bytes()).and_then(|()| sink.flush())
     }
 }
 
@@ -57,7 +65,13 @@ pub struct Output {
     redactor: Redactor,
     stdout: Stream,
     stderr: Stream,
+    /// Report files (`--report FORMAT=PATH`), by [`FileId`], with the path errors name.
+    files: Vec<(String, Stream)>,
 }
+
+/// A report file opened by [`Output::open_file`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId(usize);
 
 /// What an in-memory [`Output`] received, for tests.
 #[derive(Clone, Default)]
@@ -106,7 +120,7 @@ impl Output {
             io::IsTerminal::is_terminal(&io::stderr()),
             colored(anstream::AutoStream::choice(&io::stderr())),
         );
-        Output { redactor, stdout, stderr }
+        Output { redactor, stdout, stderr, files: Vec::new() }
     }
 
     /// In-memory streams that are not terminals (so `auto` means no colour).
@@ -114,7 +128,34 @@ impl Output {
         let captured = Captured::default();
         let stdout = Stream::new(Box::new(Buffer(captured.stdout.clone())), false, false);
         let stderr = Stream::new(Box::new(Buffer(captured.stderr.clone())), false, false);
-        (Output { redactor, stdout, stderr }, captured)
+        (Output { redactor, stdout, stderr, files: Vec::new() }, captured)
+    }
+
+    /// Creates a report file now, before any check runs, so a bad path is a usage
+    /// error rather than a lost artifact. Files never get colour, whatever `--color` says.
+    pub fn open_file(&mut self, path: &std::path::Path) -> Result<FileId, UsageError> {
+        let label = path.display().to_string();
+        let file =
+            std::fs::File::create(path).map_err(|e| UsageError::new(format!("--report {label}: cannot write: {e}")))?;
+        self.files.push((label, Stream::new(Box::new(file), false, false)));
+        Ok(FileId(self.files.len() - 1))
+    }
+
+    /// Writes to a report file, redacted and uncoloured.
+    pub fn file(&self, id: FileId, text: &str) -> Result<(), UsageError> {
+        let Some((label, stream)) = self.files.get(id.0) else { return Ok(()) };
+        stream
+            .try_write(&self.redactor.redact(text), false)
+            .map_err(|e| UsageError::new(format!("--report {label}: cannot write: {e}")))
+    }
+
+    /// `report` with every secret the redactor knows masked in its data, before
+    /// any format lays it out (a secret a layout wraps across lines is masked
+    /// whole); the text is redacted again where it leaves.
+    pub fn redacted(&self, report: &Report) -> Report {
+        let mut report = report.clone();
+        self.redactor.redact_report(&mut report);
+        report
     }
 
     pub fn set_color(&mut self, when: ColorWhen) {
@@ -154,11 +195,6 @@ impl Output {
         self.stdout.columns.filter(|_| self.stdout.terminal)
     }
 
-    /// Whether stdout gets colour (the table's styling is kept).
-    pub fn stdout_color(&self) -> bool {
-        self.stdout.color
-    }
-
     pub fn stderr_is_terminal(&self) -> bool {
         self.stderr.terminal
     }
@@ -166,6 +202,31 @@ impl Output {
     /// A terminal-like view of stderr for the progress line: it redacts too.
     pub fn stderr_term(&self, width: u16) -> StderrTerm {
         StderrTerm { stream: self.stderr.clone(), redactor: self.redactor.clone(), width }
+    }
+}
+
+/// An HTTP body's way out (`serve`): redacted with the secrets of the target it
+/// answers for, never coloured.
+#[derive(Clone)]
+pub struct Body {
+    redactor: Redactor,
+}
+
+impl Body {
+    pub fn new(redactor: Redactor) -> Body {
+        Body { redactor }
+    }
+
+    /// A body's text, redacted and uncoloured.
+    pub fn text(&self, text: &str) -> String {
+        anstream::adapter::strip_str(&self.redactor.redact(text)).to_string()
+    }
+
+    /// `report` with its secrets masked in its data (see [`Output::redacted`]).
+    pub fn redacted(&self, report: &Report) -> Report {
+        let mut report = report.clone();
+        self.redactor.redact_report(&mut report);
+        report
     }
 }
 

@@ -166,10 +166,14 @@ impl Redactor {
             for v in c.details.values_mut() {
                 self.redact_json(v);
             }
+            if let crate::report::Ending::Interrupted { phase: Some(phase) } = &mut c.ending {
+                fix(phase);
+            }
         }
         for v in &mut report.variables {
             fix(&mut v.source);
         }
+        report.notes.iter_mut().for_each(fix);
     }
 
     fn redact_json(&self, value: &mut serde_json::Value) {

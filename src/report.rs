@@ -59,7 +59,7 @@ impl Severity {
 }
 
 /// One check's result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct CheckResult {
     pub id: String,
     pub kind: String,
@@ -71,12 +71,84 @@ pub struct CheckResult {
     pub hint: Option<String>,
     pub duration_ms: u64,
     pub details: Map<String, Value>,
-    /// For a `skip` whose failure had its cause reported by another check of the
-    /// run: that check's id ("one root cause, one failure"). Absent otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub see: Option<String>,
+    /// How the check's run ended, decided once where it happened.
+    pub ending: Ending,
     /// The ids this check needs (it is `skip` when one of them did not pass).
     pub needs: Vec<String>,
+}
+
+/// How a check's run ended: set once, where it is decided (the engine, the
+/// run's bounds), and read by every output — never guessed from the message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Ending {
+    /// It ran and gave its own verdict.
+    #[default]
+    Ran,
+    /// `--only` left it out.
+    NotSelected,
+    /// `--skip` left it out.
+    SkippedByFlag,
+    /// It did not run: `need` did not pass. `see`: the check that reports the
+    /// cause when the need itself was deferred to it.
+    Blocked { need: String, see: Option<String> },
+    /// Its finding rests on a cause another check of the run reports: see `owner`
+    /// ("one root cause, one failure").
+    Deferred { owner: String },
+    /// SIGINT or SIGTERM (or a server shutting down) stopped it; `phase`: what it
+    /// was waiting on, when known.
+    Interrupted { phase: Option<String> },
+    /// An attempt's deadline (`--wait`, a scrape's timeout) cut it.
+    Cut,
+}
+
+impl Ending {
+    /// The check that owns this result's cause (JSON `see`), if another does.
+    pub fn see(&self) -> Option<&str> {
+        match self {
+            Ending::Deferred { owner } => Some(owner),
+            Ending::Blocked { see, .. } => see.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn interrupted(&self) -> bool {
+        matches!(self, Ending::Interrupted { .. })
+    }
+}
+
+/// The JSON contract (`--format json`, schema_version 1): the ending shows as
+/// `see` and as the `interrupted` / `cut_by_deadline` details it has always had.
+impl Serialize for CheckResult {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut details = self.details.clone();
+        match &self.ending {
+            Ending::Interrupted { .. } => {
+                details.insert("interrupted".into(), true.into());
+            }
+            Ending::Cut => {
+                details.insert("cut_by_deadline".into(), true.into());
+            }
+            _ => {}
+        }
+        let see = self.ending.see();
+        let mut s = serializer.serialize_struct("CheckResult", if see.is_some() { 12 } else { 11 })?;
+        s.serialize_field("id", &self.id)?;
+        s.serialize_field("kind", &self.kind)?;
+        s.serialize_field("category", &self.category)?;
+        s.serialize_field("title", &self.title)?;
+        s.serialize_field("severity", &self.severity)?;
+        s.serialize_field("status", &self.status)?;
+        s.serialize_field("message", &self.message)?;
+        s.serialize_field("hint", &self.hint)?;
+        s.serialize_field("duration_ms", &self.duration_ms)?;
+        s.serialize_field("details", &details)?;
+        if let Some(see) = see {
+            s.serialize_field("see", see)?;
+        }
+        s.serialize_field("needs", &self.needs)?;
+        s.end()
+    }
 }
 
 /// Where a variable the checks looked at came from. Never its value.
@@ -246,11 +318,12 @@ impl FailOn {
 }
 
 impl Report {
-    /// 130 when interrupted (whatever finished), else 1 when a check trips `fail_on`, else 0.
-    pub fn exit_code(&self, fail_on: FailOn) -> ExitCode {
+    /// 130 when interrupted (whatever finished), else 1 when a check trips the
+    /// run's `--fail-on`, else 0.
+    pub fn exit_code(&self) -> ExitCode {
         if self.interrupted {
             ExitCode::Interrupted
-        } else if self.checks.iter().any(|c| fail_on.trips(c.status)) {
+        } else if self.checks.iter().any(|c| self.options.fail_on.trips(c.status)) {
             ExitCode::ChecksFailed
         } else {
             ExitCode::Ok
@@ -277,7 +350,7 @@ mod tests {
     fn see_is_in_the_json_only_when_another_check_owns_the_cause() {
         let mut r = crate::format::fixture().checks.remove(0);
         assert!(serde_json::to_value(&r).expect("serialises").get("see").is_none());
-        r.see = Some("env.required".into());
+        r.ending = Ending::Deferred { owner: "env.required".into() };
         assert_eq!(serde_json::to_value(&r).expect("serialises")["see"], "env.required");
     }
 

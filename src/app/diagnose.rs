@@ -1,43 +1,28 @@
 //! The run command: plan, progress line, `--wait`, signals, and the report on
 //! stdout and in `--report` files.
 
-use std::fs::File;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::Process;
-use crate::cli::{CommonArgs, ReportTarget, RunArgs};
+use crate::cli::{CommonArgs, RunArgs};
 use crate::engine::{Observer, Quiet, Selection};
 use crate::error::UsageError;
 use crate::format::table::Layout;
 use crate::format::{self, Format, Verbosity};
 use crate::output::Output;
 use crate::progress::Progress;
-use crate::report::{ExitCode, FailOn, Report};
-use crate::run::{Interrupt, Plan, Request, Retry};
+use crate::report::{ExitCode, Report};
+use crate::run::{self, Interrupt, Plan, Request, Retry, Threads};
 
 /// Renders `report` in `format`: the one dispatch over formats.
-fn render(report: &Report, format: Format, fail_on: FailOn, layout: Layout) -> String {
+fn render(report: &Report, format: Format, layout: Layout) -> String {
     match format {
         Format::Table => format::table::format(report, layout),
         Format::Json => format::json::format(report),
         Format::Markdown => format::markdown::format(report),
-        Format::Junit => format::junit::format(report, fail_on),
+        Format::Junit => format::junit::format(report),
     }
-}
-
-/// Opens every `--report` file before any check runs: a bad path is a usage error, not a lost artifact.
-fn open_reports(targets: &[ReportTarget]) -> Result<Vec<(Format, File, String)>, UsageError> {
-    targets
-        .iter()
-        .map(|t| {
-            let label = t.path.display().to_string();
-            File::create(&t.path)
-                .map(|f| (t.format, f, label.clone()))
-                .map_err(|e| UsageError::new(format!("--report {label}: cannot write: {e}")))
-        })
-        .collect()
 }
 
 pub(super) fn run(
@@ -51,7 +36,6 @@ pub(super) fn run(
     let file_width = process.width(None);
     let in_ci = process.var("CI").is_some_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"));
     let format = args.format();
-    let fail_on = args.fail_on();
     let request = Request {
         env: common.env.clone(),
         env_files: common.env_file.clone(),
@@ -61,7 +45,7 @@ pub(super) fn run(
         timeout: common.timeout,
         allow_writes: args.allow_writes,
         user_id: args.user_id,
-        fail_on,
+        fail_on: args.fail_on(),
         wait: args.wait,
     };
     let signals = process.signals;
@@ -70,7 +54,8 @@ pub(super) fn run(
     let mut redactor = out.redactor().clone();
     redactor.extend(&plan.secrets());
     out.set_redactor(redactor);
-    let mut report_files = open_reports(&args.report)?;
+    let report_files =
+        args.report.iter().map(|t| out.open_file(&t.path).map(|id| (t.format, id))).collect::<Result<Vec<_>, _>>()?;
     if let Some(wait) = args.wait
         && wait < common.timeout
     {
@@ -82,10 +67,7 @@ pub(super) fn run(
     }
     let view = plan.view();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| UsageError::new(format!("cannot start the async runtime: {e}")))?;
+    let runtime = run::runtime(Threads::All)?;
     let interrupt = Interrupt::default();
     if signals {
         listen_for_signals(&runtime, &interrupt);
@@ -104,7 +86,7 @@ pub(super) fn run(
             // indicatif pads its line to the width it is given. Three columns short of the
             // edge, the "^C" the terminal echoes after it stays on the same line, which the
             // bar then clears; at the edge it would wrap onto a line the bar never clears.
-            Arc::new(Progress::new(plan.running(selection), shown.stderr_term(width.saturating_sub(3))))
+            Arc::new(Progress::new(selection.count(&plan.decls), shown.stderr_term(width.saturating_sub(3))))
         } else {
             Arc::new(Quiet)
         }
@@ -118,20 +100,24 @@ pub(super) fn run(
             humantime::format_duration(Duration::from_millis(retry.pause.as_millis() as u64))
         ));
     };
-    let diagnosis = runtime.block_on(plan.diagnose(&view, &interrupt, observe, on_retry));
-    let mut report = plan.report(diagnosis.checks, &view, started, clock.elapsed());
-    report.attempts = diagnosis.attempts;
-    report.interrupted = diagnosis.interrupted.is_some();
-    if report.interrupted {
-        // Not a verdict on the environment: a gate that reads summary.status must
-        // not take an interrupted run for a pass or a mere warning (the table says FAIL too).
-        report.summary.status = crate::report::SummaryStatus::Fail;
-    }
+    // A second signal abandons the run: no report, exit at once.
+    let diagnosis = runtime.block_on(async {
+        tokio::select! {
+            diagnosis = plan.diagnose(&view, &interrupt, observe, on_retry) => Some(diagnosis),
+            () = interrupt.abandoned() => None,
+        }
+    });
+    let Some(diagnosis) = diagnosis else {
+        runtime.shutdown_background();
+        return Ok(ExitCode::Interrupted);
+    };
+    let signal = diagnosis.interrupted;
+    let report = plan.report(diagnosis, &view, started, clock.elapsed());
     // Connections close with the runtime; never wait on a hung server's goodbye.
     runtime.shutdown_timeout(Duration::from_millis(100));
-    out.redactor().redact_report(&mut report);
-    if let Some(signal) = diagnosis.interrupted {
-        let finished = report.checks.iter().filter(|c| !is_interrupted(c)).count();
+    let report = out.redacted(&report);
+    if let Some(signal) = signal {
+        let finished = report.checks.iter().filter(|c| !c.ending.interrupted()).count();
         let during = match args.wait {
             Some(wait) => format!(
                 " during --wait {} (after {} {}): the wait was interrupted",
@@ -147,30 +133,21 @@ pub(super) fn run(
         ));
     }
 
-    for (file_format, file, label) in &mut report_files {
-        let layout = Layout { width: file_width, verbosity };
-        // Files never get colour, whatever --color says.
-        let text = anstream::adapter::strip_str(&render(&report, *file_format, fail_on, layout)).to_string();
-        let clean = out.redactor().redact(&text).into_owned();
-        file.write_all(clean.as_bytes())
-            .map_err(|e| UsageError::new(format!("--report {label}: cannot write: {e}")))?;
+    for (file_format, file) in &report_files {
+        out.file(*file, &render(&report, *file_format, Layout { width: file_width, verbosity }))?;
     }
-    let text = render(&report, format, fail_on, Layout { width, verbosity });
+    let text = render(&report, format, Layout { width, verbosity });
     if format == Format::Table {
         out.stdout(&text);
     } else {
         out.stdout_plain(&text);
     }
-    Ok(report.exit_code(fail_on))
-}
-
-fn is_interrupted(c: &crate::report::CheckResult) -> bool {
-    c.details.get(crate::run::INTERRUPTED).and_then(serde_json::Value::as_bool) == Some(true)
+    Ok(report.exit_code())
 }
 
 /// SIGINT and SIGTERM interrupt the run (the report of what finished is still
-/// printed); a second one ends the process at once. The handlers are installed
-/// before the run starts, so no signal can fall between.
+/// printed); a second one abandons it ([`Interrupt::abandoned`]). The handlers
+/// are installed before the run starts, so no signal can fall between.
 fn listen_for_signals(runtime: &tokio::runtime::Runtime, interrupt: &Interrupt) {
     use tokio::signal::unix::{SignalKind, signal};
     let _entered = runtime.enter();
@@ -184,10 +161,10 @@ fn listen_for_signals(runtime: &tokio::runtime::Runtime, interrupt: &Interrupt) 
             _ = term.recv() => "SIGTERM",
         };
         interrupt.trigger(first);
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        std::process::exit(ExitCode::Interrupted as i32);
+        let again = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        interrupt.trigger(again);
     });
 }

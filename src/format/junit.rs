@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Property, Report as Junit, TestCase, TestCaseStatus, TestSuite};
 
-use crate::report::{FailOn, Report, Status};
+use crate::report::{Report, Status};
 
-pub fn format(report: &Report, fail_on: FailOn) -> String {
+/// A check fails the JUnit report when it trips the run's `--fail-on`.
+pub fn format(report: &Report) -> String {
+    let fail_on = report.options.fail_on;
     let mut junit = Junit::new(report.tool);
     junit.set_time(Duration::from_millis(report.duration_ms));
     let mut suites: Vec<TestSuite> = Vec::new();
@@ -83,12 +85,14 @@ mod tests {
 
     #[test]
     fn snapshot_fail_on_fail() {
-        insta::assert_snapshot!(super::format(&crate::format::fixture(), FailOn::Fail));
+        insta::assert_snapshot!(super::format(&crate::format::fixture()));
     }
 
     #[test]
     fn warnings_fail_with_fail_on_warn() {
-        let xml = super::format(&crate::format::fixture(), FailOn::Warn);
+        let mut report = crate::format::fixture();
+        report.options.fail_on = FailOn::Warn;
+        let xml = super::format(&report);
         assert!(xml.contains("<testcase name=\"redis.connect\""), "{xml}");
         assert_eq!(xml.matches("<failure").count(), 3, "{xml}");
         assert_eq!(xml.matches("<skipped").count(), 2, "{xml}");

@@ -66,7 +66,7 @@ pub fn status_label(status: Status) -> &'static str {
 /// The fixture report formatter tests snapshot: every status, fixed durations.
 #[cfg(test)]
 pub(crate) fn fixture() -> crate::report::Report {
-    use crate::report::{CheckResult, Report, SCHEMA_VERSION, Severity, Summary, TOOL, VarUse};
+    use crate::report::{CheckResult, Ending, Report, SCHEMA_VERSION, Severity, Summary, TOOL, VarUse};
     use serde_json::json;
     let check =
         |id: &str, status: Status, severity: Severity, message: &str, hint: Option<&str>, ms: u64| CheckResult {
@@ -80,7 +80,7 @@ pub(crate) fn fixture() -> crate::report::Report {
             hint: hint.map(Into::into),
             duration_ms: ms,
             details: serde_json::Map::new(),
-            see: None,
+            ending: Ending::Ran,
             needs: if id.ends_with(".connect") || id.starts_with("env.") {
                 Vec::new()
             } else {
@@ -125,7 +125,10 @@ pub(crate) fn fixture() -> crate::report::Report {
             Some("start Redis or fix REDIS_URL; sessions still work without the cache"),
             1,
         ),
-        check("redis.memory", Status::Skip, Severity::Warn, "needs redis.connect, which warned", None, 0),
+        CheckResult {
+            ending: Ending::Blocked { need: "redis.connect".into(), see: None },
+            ..check("redis.memory", Status::Skip, Severity::Warn, "needs redis.connect, which warned", None, 0)
+        },
         check("postgres.session_insert", Status::Skip, Severity::Fail, "read-only run; pass --allow-writes", None, 0),
     ];
     Report {

@@ -13,8 +13,7 @@ use serde_json::Value;
 
 use super::text::{Piece, hint_pieces, wrap, wrap_sql};
 use super::{MIN_WIDTH, Verbosity, short_duration, status_label};
-use crate::engine::NOT_SELECTED;
-use crate::report::{CheckResult, Report, Status, SummaryStatus};
+use crate::report::{CheckResult, Ending, Report, Status, SummaryStatus};
 
 /// How to lay the report out.
 #[derive(Debug, Clone, Copy)]
@@ -39,10 +38,6 @@ fn overall(report: &Report) -> Status {
         SummaryStatus::Warn => Status::Warn,
         SummaryStatus::Fail => Status::Fail,
     }
-}
-
-fn interrupted(c: &CheckResult) -> bool {
-    c.details.get(crate::run::INTERRUPTED).and_then(Value::as_bool) == Some(true)
 }
 
 /// `Status` and its padding.
@@ -77,18 +72,13 @@ enum Folded {
     Blocked(String),
 }
 
-fn folded(report: &Report, c: &CheckResult) -> Option<Folded> {
-    if c.status != Status::Skip {
-        return None;
+fn folded(c: &CheckResult) -> Option<Folded> {
+    match &c.ending {
+        Ending::NotSelected => Some(Folded::NotSelected),
+        Ending::Interrupted { .. } => Some(Folded::Interrupted),
+        Ending::Blocked { need, .. } => Some(Folded::Blocked(need.clone())),
+        Ending::Ran | Ending::SkippedByFlag | Ending::Deferred { .. } | Ending::Cut => None,
     }
-    if c.message == NOT_SELECTED {
-        return Some(Folded::NotSelected);
-    }
-    if interrupted(c) {
-        return Some(Folded::Interrupted);
-    }
-    let status = |id: &str| report.checks.iter().find(|r| r.id == id).map(|r| r.status);
-    c.needs.iter().find(|n| status(n).is_some_and(|s| s != Status::Pass)).map(|n| Folded::Blocked(n.clone()))
 }
 
 pub fn format(report: &Report, layout: Layout) -> String {
@@ -125,8 +115,8 @@ fn table(report: &Report, verbosity: Verbosity, width: usize) -> String {
         .checks
         .iter()
         .filter(|c| match verbosity {
-            Verbosity::Verbose => folded(report, c) != Some(Folded::NotSelected),
-            _ => folded(report, c).is_none(),
+            Verbosity::Verbose => folded(c) != Some(Folded::NotSelected),
+            _ => folded(c).is_none(),
         })
         .collect();
     let mut out = String::new();
@@ -187,7 +177,7 @@ fn hidden_line(report: &Report, verbosity: Verbosity, truncated: bool) -> String
     let mut blocked: Vec<(String, usize)> = Vec::new();
     let (mut not_selected, mut stopped) = (0, 0);
     for c in &report.checks {
-        match folded(report, c) {
+        match folded(c) {
             Some(Folded::NotSelected) => not_selected += 1,
             Some(Folded::Interrupted) if verbosity != Verbosity::Verbose => stopped += 1,
             Some(Folded::Blocked(need)) if verbosity != Verbosity::Verbose => {
@@ -329,7 +319,7 @@ fn verdict(report: &Report, width: usize) -> String {
     let env = &report.environment;
     // After an interrupt the skips are the line above the table's business; the
     // verdict says how many checks got an answer.
-    let stopped = report.checks.iter().filter(|c| interrupted(c)).count();
+    let stopped = report.checks.iter().filter(|c| c.ending.interrupted()).count();
     let counts = || {
         let skipped = if report.interrupted { 0 } else { s.skip };
         [(s.fail, "failed"), (s.warn, "warned"), (s.pass, "passed"), (skipped, "skipped")]

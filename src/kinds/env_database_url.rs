@@ -6,7 +6,7 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
+use crate::check::{Check, Ctx, KindDef, Outcome, Owner, Premise};
 use crate::probe::postgres::target::parse_port;
 use crate::probe::{Cause, Failure};
 
@@ -30,7 +30,8 @@ impl Check for DatabaseUrl {
             };
             let url_set = ctx.env.non_empty("DATABASE_URL").is_some();
             if !url_set && (db_host.is_none() || db_name.is_none()) {
-                return Outcome::skip("neither DATABASE_URL nor DB_HOST/DB_NAME is set (see env.required)").see("env.required");
+                return Outcome::skip(format!("neither DATABASE_URL nor DB_HOST/DB_NAME is set (see {})", Owner::EnvRequired))
+                    .see(Owner::EnvRequired);
             }
             let target = match ctx.postgres_target() {
                 Ok(target) => target,

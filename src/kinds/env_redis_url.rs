@@ -4,7 +4,7 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
+use crate::check::{Check, Ctx, KindDef, Outcome, Owner, Premise};
 use crate::probe::redis::{RedisTarget, RedisTls};
 
 pub static KIND: KindDef = KindDef {
@@ -20,7 +20,8 @@ impl Check for RedisUrl {
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
         async move {
             if ctx.env.non_empty("REDIS_URL").is_none() {
-                return Outcome::skip("REDIS_URL is not set (see env.required)").see("env.required");
+                return Outcome::skip(format!("REDIS_URL is not set (see {})", Owner::EnvRequired))
+                    .see(Owner::EnvRequired);
             }
             match RedisTarget::from_env(&|name: &str| ctx.env.get(name)) {
                 Ok(t) => {

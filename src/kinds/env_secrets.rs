@@ -4,7 +4,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use crate::check::{Check, Ctx, KindDef, Outcome};
+use crate::check::{Check, Ctx, KindDef, Outcome, Owner};
 
 pub static KIND: KindDef = KindDef {
     name: "env.secrets",
@@ -92,8 +92,8 @@ impl Check for Secrets {
                 }
             }
             if checked.is_empty() {
-                return Outcome::skip(format!("{} not set (see env.required)", self.0.vars.join(", ")))
-                    .see("env.required");
+                return Outcome::skip(format!("{} not set (see {})", self.0.vars.join(", "), Owner::EnvRequired))
+                    .see(Owner::EnvRequired);
             }
             if problems.is_empty() {
                 return Outcome::pass(format!("{} strong enough", checked.join(", ")));

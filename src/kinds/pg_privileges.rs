@@ -21,7 +21,7 @@ use tokio_postgres::types::Type;
 
 use super::pg_common::{SchemaParam, get, query_one, session};
 use super::pg_visibility::{Candidate, Place, SCOPE_SQL, Scope, candidates_sql, ident, place, resolved_sql};
-use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
+use crate::check::{Check, Ctx, KindDef, Outcome, Owner, Premise};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.privileges",
@@ -300,10 +300,11 @@ impl Privileges {
         } else if !unseen.is_empty() {
             // Nothing to judge on a table the role does not find; the schema check says why.
             Outcome::skip(format!(
-                "cannot check privileges on {}: not found by role \"{role}\" (see postgres.schema)",
-                unseen.join(", ")
+                "cannot check privileges on {}: not found by role \"{role}\" (see {})",
+                unseen.join(", "),
+                Owner::PostgresSchema
             ))
-            .see("postgres.schema")
+            .see(Owner::PostgresSchema)
         } else {
             Outcome::pass(format!("role \"{role}\" has all {granted} required privileges"))
         };

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::pg_common::{duration, get, human, plural, session};
-use crate::check::{Check, Ctx, KindDef, Outcome};
+use crate::check::{Check, Ctx, KindDef, Outcome, Owner};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.replication",
@@ -153,10 +153,11 @@ impl Standby {
 impl Primary {
     fn judge(&self, max_lag: Duration) -> Outcome {
         if self.in_recovery {
-            return Outcome::skip(
-                "this server is a standby: postgres.writable reports it, with its upstream and replay lag",
-            )
-            .see("postgres.writable");
+            return Outcome::skip(format!(
+                "this server is a standby: {} reports it, with its upstream and replay lag",
+                Owner::PostgresWritable
+            ))
+            .see(Owner::PostgresWritable);
         }
         let outcome = self.verdict(max_lag);
         let standbys: Vec<_> = self

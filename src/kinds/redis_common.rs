@@ -9,7 +9,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::check::{Check, Ctx, Outcome, Service};
+use crate::check::{Check, Ctx, Outcome, Owner, Service};
 use crate::probe::Failure;
 use crate::probe::redis::{Mode, RedisSession, Topology};
 
@@ -80,7 +80,8 @@ pub fn with_impact(mut f: Failure) -> Failure {
 /// says why (and what to point REDIS_URL at).
 pub fn on_sentinel(session: &RedisSession) -> Option<Outcome> {
     (session.mode() == Mode::Sentinel).then(|| {
-        Outcome::skip("REDIS_URL names a Sentinel, which holds no data: see redis.topology").see("redis.topology")
+        Outcome::skip(format!("REDIS_URL names a Sentinel, which holds no data: see {}", Owner::RedisTopology))
+            .see(Owner::RedisTopology)
     })
 }
 
@@ -94,11 +95,14 @@ pub async fn defer_to_topology(session: &RedisSession) -> Option<Outcome> {
         return None;
     }
     match session.topology().await {
-        Ok(Topology::Cluster(state)) if !state.is_ok() => Some(Outcome::skip(format!(
-            "the Redis Cluster is down (cluster_state:{}), so every command on a key answers CLUSTERDOWN: see redis.topology",
-            state.state
-        ))
-        .see("redis.topology")),
+        Ok(Topology::Cluster(state)) if !state.is_ok() => Some(
+            Outcome::skip(format!(
+                "the Redis Cluster is down (cluster_state:{}), so every command on a key answers CLUSTERDOWN: see {}",
+                state.state,
+                Owner::RedisTopology
+            ))
+            .see(Owner::RedisTopology),
+        ),
         _ => None,
     }
 }

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use super::metrics::{Endpoint, ErrorKind, Metrics, Served};
 use super::runner::{Done, Runner};
 use crate::format;
-use crate::redact::Redactor;
+use crate::output::Body;
 use crate::report::Status;
 
 /// Prometheus's header naming how long it waits for a scrape.
@@ -38,7 +38,8 @@ const MARKDOWN: &str = "text/markdown; charset=utf-8";
 pub struct App {
     pub runners: BTreeMap<String, Arc<Runner>>,
     pub metrics: Arc<Metrics>,
-    pub redactor: Redactor,
+    /// Where answers that belong to no target leave (the process's secrets).
+    pub body: Body,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -49,6 +50,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(app)
+}
+
+fn text_response(sink: &Body, status: StatusCode, content_type: &'static str, body: &str) -> Response {
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], sink.text(body)).into_response()
 }
 
 /// A request that names no target `serve` has.
@@ -66,8 +71,7 @@ struct Params {
 impl App {
     /// A body, redacted, with its content type.
     fn respond(&self, status: StatusCode, content_type: &'static str, body: &str) -> Response {
-        let body = self.redactor.redact(body).into_owned();
-        (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
+        text_response(&self.body, status, content_type, body)
     }
 
     /// A body written from names and numbers only (see the module comment).
@@ -78,8 +82,7 @@ impl App {
 
     /// A target's report, redacted with its own secrets too.
     fn respond_for(&self, runner: &Runner, status: StatusCode, content_type: &'static str, body: &str) -> Response {
-        let body = runner.redactor().redact(body);
-        self.respond(status, content_type, &body)
+        text_response(runner.body(), status, content_type, body)
     }
 
     /// A refusal, as plain text.

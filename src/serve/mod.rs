@@ -24,9 +24,10 @@ use std::time::Duration;
 
 use crate::cli::{CommonArgs, RunArgs, ServeArgs};
 use crate::error::UsageError;
+use crate::output::Body;
 use crate::output::Output;
 use crate::report::ExitCode;
-use crate::run::Interrupt;
+use crate::run::{self, Interrupt, Threads};
 
 /// How long runs in flight at shutdown may go on before they are interrupted.
 pub const FINISH_GRACE: Duration = Duration::from_secs(5);
@@ -66,10 +67,7 @@ pub fn main(
     }
     out.set_redactor(everything);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| UsageError::new(format!("cannot start the async runtime: {e}")))?;
+    let runtime = run::runtime(Threads::All)?;
     let interrupt = Interrupt::default();
     let names: Vec<String> = loaded.iter().map(|t| t.name.clone()).collect();
     let metrics = Arc::new(metrics::Metrics::new(names.iter().map(String::as_str)));
@@ -78,10 +76,10 @@ pub fn main(
         .map(|t| {
             let mut own = process.clone();
             own.extend(&t.plan.secrets());
-            (t.name, Arc::new(runner::Runner::new(t.plan, own, args.cache, interrupt.clone())))
+            (t.name, Arc::new(runner::Runner::new(t.plan, Body::new(own), args.cache, interrupt.clone())))
         })
         .collect();
-    let app = Arc::new(http::App { runners, metrics: metrics.clone(), redactor: process });
+    let app = Arc::new(http::App { runners, metrics: metrics.clone(), body: Body::new(process) });
 
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(args.listen))

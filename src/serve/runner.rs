@@ -1,7 +1,7 @@
 //! One target's results under load: a cache (`--cache`), and single flight —
 //! concurrent requests share one run, and a target never has two runs at once.
 //!
-//! A run is the run path's own ([`Plan::attempt_within`]) on a runtime of its
+//! A run is the run path's own ([`Plan::attempt`], [`Plan::report`]) on a runtime of its
 //! own, shut down when the run ends, as `mockmate-diag run` does: every
 //! connection the checks opened (PostgreSQL, Redis, those still connecting)
 //! is closed with it, whatever the services do.
@@ -14,9 +14,9 @@ use futures::future::{BoxFuture, Shared};
 
 use super::metrics::Served;
 use crate::engine::Quiet;
-use crate::redact::Redactor;
-use crate::report::{Report, SummaryStatus};
-use crate::run::{Bounds, CUT_BY_DEADLINE, Cut, Interrupt, Plan};
+use crate::output::Body;
+use crate::report::{Ending, Report};
+use crate::run::{self, Bounds, Cut, Diagnosis, Interrupt, Plan, Threads};
 
 /// How long a runtime that ended gets to close its connections politely.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
@@ -40,9 +40,7 @@ impl Done {
     /// scrape, not a result to keep for the next one (a short timeout sent by
     /// anyone must not be cached as failures).
     fn cut(&self) -> bool {
-        self.report.as_ref().is_some_and(|r| {
-            r.checks.iter().any(|c| c.details.get(CUT_BY_DEADLINE).is_some_and(|v| v == &serde_json::Value::Bool(true)))
-        })
+        self.report.as_ref().is_some_and(|r| r.checks.iter().any(|c| c.ending == Ending::Cut))
     }
 }
 
@@ -58,7 +56,7 @@ struct State {
 
 pub struct Runner {
     plan: Arc<Plan>,
-    redactor: Redactor,
+    body: Body,
     cache: Duration,
     /// Shutdown: runs still going end their checks as `skip` ("interrupted").
     interrupt: Interrupt,
@@ -66,13 +64,13 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn new(plan: Plan, redactor: Redactor, cache: Duration, interrupt: Interrupt) -> Runner {
-        Runner { plan: Arc::new(plan), redactor, cache, interrupt, state: Mutex::default() }
+    pub fn new(plan: Plan, body: Body, cache: Duration, interrupt: Interrupt) -> Runner {
+        Runner { plan: Arc::new(plan), body, cache, interrupt, state: Mutex::default() }
     }
 
-    /// The process's secrets and this target's: what its responses pass through.
-    pub fn redactor(&self) -> &Redactor {
-        &self.redactor
+    /// Where this target's responses leave: redacted with the process's secrets and its own.
+    pub fn body(&self) -> &Body {
+        &self.body
     }
 
     /// The target's results: cached when the last run finished less than
@@ -130,7 +128,7 @@ impl Runner {
 
     /// One run, on this (blocking) thread.
     fn run(&self, budget: Option<Duration>) -> Done {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        let Ok(runtime) = run::runtime(Threads::One) else {
             return Done::nothing();
         };
         let plan = &self.plan;
@@ -140,15 +138,10 @@ impl Runner {
         let view = plan.view();
         let started = SystemTime::now();
         let clock = Instant::now();
-        let attempted = runtime.block_on(plan.attempt_within(&plan.selection, &view, Arc::new(Quiet), &bounds));
+        let checks = runtime.block_on(plan.attempt(&plan.selection, &view, Arc::new(Quiet), &bounds));
         runtime.shutdown_timeout(SHUTDOWN_GRACE);
-        let mut report = plan.report(attempted.checks, &view, started, clock.elapsed());
-        if attempted.interrupted {
-            report.interrupted = true;
-            // As for a run: an interrupted run is no verdict to pass a gate on.
-            report.summary.status = SummaryStatus::Fail;
-        }
-        self.redactor.redact_report(&mut report);
+        let diagnosis = Diagnosis { checks, attempts: 1, interrupted: self.interrupt.reason() };
+        let report = self.body.redacted(&plan.report(diagnosis, &view, started, clock.elapsed()));
         Done { report: Some(report), finished: SystemTime::now(), finished_at: Instant::now() }
     }
 }

@@ -355,7 +355,7 @@ mod tests {
 
     #[test]
     fn timeouts_name_the_phase() {
-        let t = PgTarget::from_env(&crate::probe::lookup(&[("DATABASE_URL", "postgresql://u@10.0.0.5/db")]))
+        let t = PgTarget::from_env(&crate::probe::failure::lookup(&[("DATABASE_URL", "postgresql://u@10.0.0.5/db")]))
             .expect("parses");
         let f = timeout_failure(&t, Duration::from_secs(5), Phase::Reply("startup"));
         assert_eq!(f.message, "timed out after 5s waiting for the server's reply to startup");

@@ -302,7 +302,7 @@ mod tests {
     use super::*;
 
     fn target(vars: &[(&str, &str)]) -> Result<PgTarget, Failure> {
-        PgTarget::from_env(&crate::probe::lookup(vars))
+        PgTarget::from_env(&crate::probe::failure::lookup(vars))
     }
 
     fn url(u: &str) -> Result<PgTarget, Failure> {
@@ -311,7 +311,7 @@ mod tests {
 
     fn libpq_client(vars: &[(&str, &str)]) -> Result<PgTarget, Failure> {
         let api = ApiClient { client: ClientKind::Libpq, ..ApiClient::default() };
-        PgTarget::from_env_for(&crate::probe::lookup(vars), &api)
+        PgTarget::from_env_for(&crate::probe::failure::lookup(vars), &api)
     }
 
     #[test]

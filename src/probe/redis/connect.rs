@@ -244,7 +244,7 @@ mod tests {
     #[test]
     fn connect_can_run_on_any_worker_thread() {
         fn assert_send<T: Send>(_: &T) {}
-        let t = RedisTarget::from_env(&crate::probe::lookup(&[("REDIS_URL", "redis://h")])).expect("parses");
+        let t = RedisTarget::from_env(&crate::probe::failure::lookup(&[("REDIS_URL", "redis://h")])).expect("parses");
         assert_send(&connect(&t, Duration::from_secs(1)));
     }
 }

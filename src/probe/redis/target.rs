@@ -233,7 +233,7 @@ mod tests {
     use super::*;
 
     fn target(vars: &[(&str, &str)]) -> Result<RedisTarget, Failure> {
-        RedisTarget::from_env(&crate::probe::lookup(vars))
+        RedisTarget::from_env(&crate::probe::failure::lookup(vars))
     }
 
     fn url(u: &str) -> Result<RedisTarget, Failure> {

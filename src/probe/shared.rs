@@ -1,0 +1,166 @@
+//! The run's shared connections: one per service per run, opened by the first
+//! check that asks, and the PostgreSQL connections some checks need beside it.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+
+use super::failure::{EnvLookup, Failure};
+use super::{postgres, redis};
+
+/// A connection being opened (or opened) once, awaited by every check that needs it.
+pub type SharedConnect<T> = Shared<BoxFuture<'static, Result<Arc<T>, Failure>>>;
+
+/// A connection being opened for one check alone.
+type OwnConnect<T> = tokio::task::JoinHandle<Result<T, Failure>>;
+
+/// The run's shared connections, opened by the first check that asks, and the
+/// PostgreSQL connections some checks need beside the shared session, which the
+/// engine starts early ([`crate::check::Check::warm`]) so that their handshakes
+/// overlap the shared one's instead of following it.
+///
+/// Every connect runs on its own task, so a check that gives up waiting (its
+/// deadline) does not cancel it for the others; one nobody awaits (its check was
+/// skipped) ends with its own deadline or with the runtime.
+#[derive(Default)]
+pub struct Probes {
+    /// What the API's code sets for its PostgreSQL client (the manifest's `[postgres]`).
+    api: postgres::ApiClient,
+    postgres: OnceLock<SharedConnect<postgres::PgSession>>,
+    redis: OnceLock<SharedConnect<redis::RedisSession>>,
+    /// A read-only session for long scans (`postgres.user`, `postgres.orphan_sessions`):
+    /// their scans may queue behind each other, never in front of the quick checks'
+    /// queries on the shared session.
+    postgres_scan: OnceLock<SharedConnect<postgres::PgSession>>,
+    /// The dry run's connection (`postgres.session_insert`): handed out once, by
+    /// value, so its transaction can never carry another check's statements.
+    postgres_write: Mutex<Option<OwnConnect<postgres::Connection>>>,
+}
+
+impl Probes {
+    pub fn new(api: postgres::ApiClient) -> Probes {
+        Probes { api, ..Probes::default() }
+    }
+
+    /// Where the run's PostgreSQL connections go, as the API's driver reads it.
+    pub fn postgres_target(&self, get: EnvLookup<'_>) -> Result<postgres::PgTarget, Failure> {
+        postgres::PgTarget::from_env_for(get, &self.api)
+    }
+
+    /// The PostgreSQL session, connecting on first use with `deadline`.
+    pub async fn postgres(&self, get: EnvLookup<'_>, deadline: Duration) -> Result<Arc<postgres::PgSession>, Failure> {
+        let fut = self.postgres.get_or_init(|| {
+            let target = self.postgres_target(get);
+            spawn_shared(async move {
+                postgres::connect(&target?, deadline).await.map(|c| postgres::PgSession::read_only(c, deadline))
+            })
+        });
+        fut.clone().await
+    }
+
+    /// The Redis session, connecting on first use with `deadline`.
+    pub async fn redis(&self, get: EnvLookup<'_>, deadline: Duration) -> Result<Arc<redis::RedisSession>, Failure> {
+        let fut = self.redis.get_or_init(|| {
+            let target = redis::RedisTarget::from_env(get);
+            spawn_shared(async move { redis::connect(&target?, deadline).await })
+        });
+        fut.clone().await
+    }
+}
+
+impl Probes {
+    fn scan(&self, get: EnvLookup<'_>, deadline: Duration) -> SharedConnect<postgres::PgSession> {
+        let fut = self.postgres_scan.get_or_init(|| {
+            let target = self.postgres_target(get);
+            spawn_shared(async move {
+                postgres::connect(&target?, deadline).await.map(|c| postgres::PgSession::read_only(c, deadline))
+            })
+        });
+        fut.clone()
+    }
+
+    /// Starts the scan session's connect, if nothing has yet.
+    pub fn warm_postgres_scan(&self, get: EnvLookup<'_>, deadline: Duration) {
+        drop(self.scan(get, deadline));
+    }
+
+    /// The scan session (same target and settings as the shared one), connecting
+    /// now with `deadline` if [`Probes::warm_postgres_scan`] did not start it.
+    pub async fn postgres_scan(
+        &self,
+        get: EnvLookup<'_>,
+        deadline: Duration,
+    ) -> Result<Arc<postgres::PgSession>, Failure> {
+        self.scan(get, deadline).await
+    }
+
+    /// Starts the dry run's connect, unless one is already waiting to be taken.
+    pub fn warm_postgres_write(&self, get: EnvLookup<'_>, deadline: Duration) {
+        let mut slot = self.postgres_write.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            let target = self.postgres_target(get);
+            *slot = Some(tokio::spawn(async move { postgres::connect(&target?, deadline).await }));
+        }
+    }
+
+    /// A connection for one caller alone: the one [`Probes::warm_postgres_write`]
+    /// started, if it is still there, else a new one connecting now with `deadline`.
+    pub async fn postgres_write(&self, get: EnvLookup<'_>, deadline: Duration) -> Result<postgres::PgWriter, Failure> {
+        let warm = self.postgres_write.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let conn = match warm {
+            Some(task) => match task.await {
+                Ok(result) => result,
+                Err(e) => Err(Failure::new(format!("internal error while connecting: {e}"))),
+            },
+            None => postgres::connect(&self.postgres_target(get)?, deadline).await,
+        };
+        conn.map(postgres::PgWriter::new)
+    }
+}
+
+fn spawn_shared<T: Send + Sync + 'static>(
+    connect: impl Future<Output = Result<T, Failure>> + Send + 'static,
+) -> SharedConnect<T> {
+    let task = tokio::spawn(connect);
+    async move {
+        match task.await {
+            Ok(result) => result.map(Arc::new),
+            Err(e) => Err(Failure::new(format!("internal error while connecting: {e}"))),
+        }
+    }
+    .boxed()
+    .shared()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::failure::{Cause, lookup};
+
+    /// The configuration causes the target parsers name (kept here, outside
+    /// `postgres/target.rs`, so the parser can be rewritten against them).
+    #[test]
+    fn target_failures_name_their_cause() {
+        let pg = |vars: &[(&str, &str)]| postgres::PgTarget::from_env(&lookup(vars)).unwrap_err().cause;
+        let unset = |v: &str| Some(Cause::Unset(v.into()));
+        let malformed = |v: &str| Some(Cause::Malformed(v.into()));
+        assert_eq!(pg(&[]), unset("DB_HOST"));
+        assert_eq!(pg(&[("DB_HOST", "h"), ("DB_NAME", "d")]), unset("DB_USER"));
+        assert_eq!(pg(&[("DB_HOST", "h"), ("DB_USER", "u")]), unset("DB_NAME"));
+        assert_eq!(pg(&[("DB_HOST", "h"), ("DB_USER", "u"), ("DB_NAME", "d"), ("DB_PORT", "x")]), malformed("DB_PORT"));
+        // node-postgres reads an unknown PGSSLMODE as no TLS, not an error.
+        let unknown_mode = [("DB_HOST", "h"), ("DB_USER", "u"), ("DB_NAME", "d"), ("PGSSLMODE", "on")];
+        assert!(postgres::PgTarget::from_env(&lookup(&unknown_mode)).is_ok());
+        for url in [
+            "postgresql://u:p#w@h/d",
+            "postgresql://u:p/w@h/d",
+            "postgresql://h/d",
+            "postgresql://u@h/d?ssl=false",
+            "postgresql://u@h/d?sslmode=require&sslrootcert=/nonexistent/ca.pem",
+        ] {
+            assert_eq!(pg(&[("DATABASE_URL", url)]), malformed("DATABASE_URL"), "{url}");
+        }
+    }
+}
