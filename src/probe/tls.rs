@@ -188,6 +188,24 @@ fn read(file: &PemFile) -> Result<Vec<u8>, Failure> {
     })
 }
 
+/// The TLS handshake of both services, over a connected stream: tokio-rustls
+/// with a configuration from [`client_config`]; `seen` records that it completed.
+pub async fn handshake<S>(
+    config: Arc<ClientConfig>,
+    host: &str,
+    stream: S,
+    seen: &Seen,
+) -> std::io::Result<tokio_rustls::client::TlsStream<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let name =
+        ServerName::try_from(host.to_string()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let stream = tokio_rustls::TlsConnector::from(config).connect(name, stream).await?;
+    seen.completed();
+    Ok(stream)
+}
+
 /// Every certificate in a PEM file. One rule for both services: a section that
 /// does not decode is an error naming the file (a half-read CA bundle would fail
 /// later, and more obscurely); a file with no certificate at all is one too.

@@ -6,15 +6,16 @@
 //! so we know which phase a timeout hit, and we do TLS policy ourselves
 //! (tokio-postgres knows neither `verify-ca`/`verify-full` nor `sslrootcert`).
 
-use std::future::Future;
+use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use futures::future::BoxFuture;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::Client;
-use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres_rustls::MakeRustlsConnect;
+use tokio_postgres::tls::{ChannelBinding, TlsConnect};
 
 use super::failure::{connect_failure, resolve_failure, socket_failure, timeout_failure};
 use super::psql;
@@ -66,22 +67,18 @@ async fn establish(
     if let Some(password) = &target.password {
         config.password(password.expose().as_bytes());
     }
-    // With TLS off the connector is never asked to connect; it still has to exist.
-    let mut make = match tls {
-        Some(tls) => MakeRustlsConnect::new(tls),
-        None => MakeRustlsConnect::new(tls::client_config(&disabled(), seen)?),
-    };
+    let tls = PgTls { config: tls.map(Arc::new), host: target.host.clone(), phase: phase.clone(), seen: seen.clone() };
 
     let (client, server_version) = if target.is_unix_socket() {
         phase.set(Phase::Connect);
         let stream =
             tokio::net::UnixStream::connect(target.socket_path()).await.map_err(|e| socket_failure(target, &e))?;
-        startup(target, &config, stream, &mut make, phase, seen).await?
+        startup(target, &config, stream, tls, phase).await?
     } else {
         let addrs = net::resolve(&target.host, target.port).await.map_err(|e| resolve_failure(target, &e))?;
         phase.set(Phase::Connect);
         let stream = net::connect_any(&addrs).await.map_err(|e| socket_failure(target, &e))?;
-        startup(target, &config, stream, &mut make, phase, seen).await?
+        startup(target, &config, stream, tls, phase).await?
     };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(Connection {
@@ -108,11 +105,6 @@ async fn establish(
     })
 }
 
-/// A configuration for a connection that never starts TLS.
-fn disabled() -> tls::Setup {
-    tls::Setup { verify: tls::Verify::Nothing, trust: tls::Trust { public: false, file: None }, identity: None }
-}
-
 /// TLS negotiation, startup and authentication over a connected socket; spawns the
 /// connection task. Returns the client and the `server_version` the server reported
 /// at startup (every PostgreSQL since 7.4 does; "unknown" if it did not).
@@ -120,15 +112,13 @@ async fn startup<S>(
     target: &PgTarget,
     config: &tokio_postgres::Config,
     stream: S,
-    make: &mut MakeRustlsConnect,
+    tls: PgTls,
     phase: &PhaseCell,
-    seen: &tls::Seen,
 ) -> Result<(Client, String), Failure>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     phase.set(Phase::Reply("startup"));
-    let tls = tracked::<S>(make, &target.host, phase, seen);
     let (client, connection) = config.connect_raw(stream, tls).await.map_err(|e| connect_failure(target, &e))?;
     let server_version = connection.parameter("server_version").unwrap_or("unknown").to_string();
     // Ends (with the error, if any, already seen by the client's callers) when the
@@ -137,59 +127,62 @@ where
     Ok((client, server_version))
 }
 
-/// tokio-postgres-rustls's connector, wrapped to record when the TLS handshake runs.
-struct Tracked<T> {
-    inner: T,
+/// tokio-postgres's TLS hook: the probe's one handshake ([`tls::handshake`]),
+/// with the phase recorded. `config` is `None` when the target asks for no TLS
+/// (tokio-postgres then never calls it).
+struct PgTls {
+    config: Option<Arc<rustls::ClientConfig>>,
+    host: String,
     phase: PhaseCell,
     seen: tls::Seen,
 }
 
-fn tracked<S>(
-    make: &mut MakeRustlsConnect,
-    host: &str,
-    phase: &PhaseCell,
-    seen: &tls::Seen,
-) -> Tracked<<MakeRustlsConnect as MakeTlsConnect<S>>::TlsConnect>
+impl<S> TlsConnect<S> for PgTls
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let inner = match MakeTlsConnect::<S>::make_tls_connect(make, host) {
-        Ok(inner) => inner,
-        Err(never) => match never {},
-    };
-    Tracked { inner, phase: phase.clone(), seen: seen.clone() }
-}
-
-impl<S, T: TlsConnect<S>> TlsConnect<S> for Tracked<T> {
-    type Stream = T::Stream;
-    type Error = T::Error;
-    type Future = Handshake<T::Future>;
+    type Stream = PgTlsStream<S>;
+    type Error = io::Error;
+    type Future = BoxFuture<'static, io::Result<PgTlsStream<S>>>;
 
     fn connect(self, stream: S) -> Self::Future {
         self.phase.set(Phase::TlsHandshake);
-        Handshake { inner: Box::pin(self.inner.connect(stream)), phase: self.phase, seen: self.seen }
+        Box::pin(async move {
+            let config = self.config.ok_or_else(|| io::Error::other("TLS was not configured for this connection"))?;
+            let stream = tls::handshake(config, &self.host, stream, &self.seen).await;
+            self.phase.set(Phase::Reply("startup"));
+            stream.map(PgTlsStream)
+        })
     }
 }
 
-struct Handshake<F> {
-    inner: Pin<Box<F>>,
-    phase: PhaseCell,
-    seen: tls::Seen,
+/// A TLS stream as tokio-postgres takes it. No channel binding: node-postgres
+/// does not bind either unless the API's code enables it, so SCRAM is judged as
+/// the API logs in.
+struct PgTlsStream<S>(tokio_rustls::client::TlsStream<S>);
+
+impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for PgTlsStream<S> {
+    fn channel_binding(&self) -> ChannelBinding {
+        ChannelBinding::none()
+    }
 }
 
-impl<F, S, E> Future for Handshake<F>
-where
-    F: Future<Output = Result<S, E>>,
-{
-    type Output = Result<S, E>;
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for PgTlsStream<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let result = std::task::ready!(this.inner.as_mut().poll(cx));
-        if result.is_ok() {
-            this.seen.completed();
-        }
-        this.phase.set(Phase::Reply("startup"));
-        Poll::Ready(result)
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for PgTlsStream<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
     }
 }

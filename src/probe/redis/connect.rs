@@ -9,14 +9,12 @@
 //! - AUTH is sent by us, so a rejection carries the server's own words
 //!   (`WRONGPASS …`) rather than the crate's generic "authentication failed".
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisConnectionInfo, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::failure::{
     command_failure, is_transport, noauth_failure, resolve_failure, server_words, tcp_failure, timeout_failure,
@@ -72,13 +70,9 @@ async fn connect_steps(target: &RedisTarget, deadline: Duration, phase: &PhaseCe
         None => redis_over(tcp, config, &addr).await?,
         Some(tls_config) => {
             phase.set(Phase::TlsHandshake);
-            let mut maker = MakeRustlsConnect::new(tls_config);
-            let connector = match MakeTlsConnect::<TcpStream>::make_tls_connect(&mut maker, &target.host) {
-                Ok(c) => c,
-                Err(never) => match never {},
-            };
-            let stream = connector.connect(tcp).await.map_err(|e| tls_failure(target, &e))?;
-            seen.completed();
+            let stream = tls::handshake(Arc::new(tls_config), &target.host, tcp, &seen)
+                .await
+                .map_err(|e| tls_failure(target, &e))?;
             redis_over(stream, config, &addr).await?
         }
     };
