@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use crate::envctx::EnvView;
 use crate::probe::failure::{Cause, Failure};
 use crate::probe::postgres::{PgSession, PgTarget, PgWriter};
-use crate::probe::redis::RedisSession;
+use crate::probe::redis::{RedisSession, RedisTarget};
 use crate::probe::shared::Probes;
 use crate::report::{CheckResult, Ending, Severity, Status};
 
@@ -58,6 +58,11 @@ impl Ctx {
     /// (the one parser: a check that judges the configuration reports this).
     pub fn postgres_target(&self) -> Result<PgTarget, Failure> {
         self.probes.postgres_target(&self.lookup())
+    }
+
+    /// Where the run's Redis connection goes, read as node-redis reads `REDIS_URL`.
+    pub fn redis_target(&self) -> Result<RedisTarget, Failure> {
+        self.probes.redis_target(&self.lookup())
     }
 
     /// The run's one PostgreSQL session (connected by the first check that asks).

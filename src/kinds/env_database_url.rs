@@ -7,7 +7,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::check::{Check, Ctx, KindDef, Outcome, Owner, Premise};
-use crate::probe::postgres::target::parse_port;
+use crate::probe::postgres::target::DbVars;
 use crate::probe::{Cause, Failure};
 
 pub static KIND: KindDef = KindDef {
@@ -22,14 +22,13 @@ struct DatabaseUrl;
 impl Check for DatabaseUrl {
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
         async move {
-            let db_host = ctx.env.non_empty("DB_HOST");
-            let db_name = ctx.env.non_empty("DB_NAME");
-            let db_port = match ctx.env.non_empty("DB_PORT").map(|p| parse_port(p.trim(), "DB_PORT")).transpose() {
+            let db = DbVars::read(&|name: &str| ctx.env.get(name));
+            let db_port = match db.port() {
                 Ok(port) => port,
-                Err(failure) => return owned(failure.because(Cause::Malformed("DB_PORT".into()))),
+                Err(failure) => return owned(failure),
             };
             let url_set = ctx.env.non_empty("DATABASE_URL").is_some();
-            if !url_set && (db_host.is_none() || db_name.is_none()) {
+            if !url_set && (db.host.is_none() || db.name.is_none()) {
                 return Outcome::skip(format!("neither DATABASE_URL nor DB_HOST/DB_NAME is set (see {})", Owner::EnvRequired))
                     .see(Owner::EnvRequired);
             }
@@ -59,13 +58,12 @@ impl Check for DatabaseUrl {
                 ))
                 .hint("percent-encode @ in the password as %40");
             }
-            if url_set && (db_host.is_some() || db_name.is_some()) {
-                let dh = db_host.unwrap_or_else(|| target.host.clone());
-                let dn = db_name.unwrap_or_else(|| target.dbname.clone());
-                let dp = db_port.unwrap_or(5432);
-                if dh != target.host || dn != target.dbname || dp != target.port {
+            if url_set && (db.host.is_some() || db.name.is_some()) {
+                let dh = db.host.unwrap_or_else(|| target.host.clone());
+                let dn = db.name.unwrap_or_else(|| target.dbname.clone());
+                if dh != target.host || dn != target.dbname || db_port != target.port {
                     outcome = Outcome::warn(format!(
-                        "DATABASE_URL ({} on {}) and DB_* ({dn} on {dh}:{dp}) point at different databases; DATABASE_URL wins",
+                        "DATABASE_URL ({} on {}) and DB_* ({dn} on {dh}:{db_port}) point at different databases; DATABASE_URL wins",
                         target.dbname,
                         target.endpoint()
                     ))

@@ -1,11 +1,11 @@
 //! `env.redis_url`: `REDIS_URL` parses as a Redis URL. It reports the probe's
-//! own reading ([`RedisTarget::from_env`]): one parser, one wording.
+//! own reading ([`crate::probe::redis::RedisTarget::from_env`]): one parser, one wording.
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::check::{Check, Ctx, KindDef, Outcome, Owner, Premise};
-use crate::probe::redis::{RedisTarget, RedisTls};
+use crate::probe::redis::RedisTls;
 
 pub static KIND: KindDef = KindDef {
     name: "env.redis_url",
@@ -23,7 +23,7 @@ impl Check for RedisUrl {
                 return Outcome::skip(format!("REDIS_URL is not set (see {})", Owner::EnvRequired))
                     .see(Owner::EnvRequired);
             }
-            match RedisTarget::from_env(&|name: &str| ctx.env.get(name)) {
+            match ctx.redis_target() {
                 Ok(t) => {
                     let scheme = match (&t.socket, &t.tls) {
                         (Some(_), _) => "unix",

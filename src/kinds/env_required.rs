@@ -5,6 +5,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
+use crate::probe::postgres::target::DbVars;
 
 pub static KIND: KindDef = KindDef {
     name: "env.required",
@@ -28,9 +29,6 @@ impl Default for Params {
     }
 }
 
-/// The `DB_*` variables that configure the database when `DATABASE_URL` is absent.
-pub const DB_VARS: [&str; 4] = ["DB_HOST", "DB_USER", "DB_PASSWORD", "DB_NAME"];
-
 struct EnvRequired(Params);
 
 impl Check for EnvRequired {
@@ -48,9 +46,9 @@ impl Check for EnvRequired {
                     set_count += 1;
                     database = "DATABASE_URL".into();
                 } else {
-                    let absent: Vec<&str> = DB_VARS.iter().copied().filter(|v| ctx.env.non_empty(v).is_none()).collect();
+                    let absent = DbVars::read(&|name: &str| ctx.env.get(name)).missing();
                     if absent.is_empty() {
-                        set_count += DB_VARS.len();
+                        set_count += DbVars::REQUIRED.len();
                         database = "DB_*".into();
                     } else {
                         missing.push(format!("DATABASE_URL (or {})", absent.join(", ")));

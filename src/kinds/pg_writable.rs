@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 use super::pg_common::{get, human, query_one, session};
 use super::pg_role_settings::{Inherited, inherited_one_sql};
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service};
+use crate::probe::postgres::conninfo;
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.writable",
@@ -77,8 +78,8 @@ impl Check for Writable {
                         Some(Standby {
                             receiver: get(&row, 2, what)?,
                             status: get(&row, 3, what)?,
-                            upstream: host.map(|h| endpoint(&h, port)),
-                            configured_upstream: conninfo.as_deref().and_then(conninfo_upstream),
+                            upstream: host.map(|h| conninfo::endpoint(&h, port.and_then(|p| u16::try_from(p).ok()))),
+                            configured_upstream: conninfo.as_deref().and_then(conninfo::upstream),
                             paused: get(&row, 6, what)?,
                             last_replay_age: get(&row, 7, what)?,
                             unreplayed_bytes: get(&row, 8, what)?,
@@ -211,66 +212,6 @@ fn judge(standby: Option<&Standby>, read_only_default: bool, inherited: &Inherit
     outcome.detail("in_recovery", standby.is_some()).detail("default_transaction_read_only", read_only_default)
 }
 
-/// `host:port`, IPv6 in brackets.
-fn endpoint(host: &str, port: Option<i32>) -> String {
-    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
-    match port {
-        Some(p) => format!("{host}:{p}"),
-        None => host,
-    }
-}
-
-/// The upstream in a libpq connection string (`host=… port=…`, or a URI). Only
-/// the host and port are read: the string may hold a password.
-fn conninfo_upstream(conninfo: &str) -> Option<String> {
-    let conninfo = conninfo.trim();
-    if conninfo.starts_with("postgres://") || conninfo.starts_with("postgresql://") {
-        let url = url::Url::parse(conninfo).ok()?;
-        let host = url.host_str()?.trim_matches(|c| c == '[' || c == ']').to_string();
-        return Some(endpoint(&host, url.port().map(i32::from)));
-    }
-    let (mut host, mut port) = (None, None);
-    for (key, value) in conninfo_pairs(conninfo) {
-        match key.as_str() {
-            "host" | "hostaddr" if host.is_none() || key == "host" => host = Some(value),
-            "port" => port = value.parse::<i32>().ok(),
-            _ => {}
-        }
-    }
-    host.filter(|h| !h.is_empty()).map(|h| endpoint(&h, port))
-}
-
-/// `key = value` pairs; values may be single-quoted with `\'` and `\\` escapes.
-fn conninfo_pairs(s: &str) -> Vec<(String, String)> {
-    let mut pairs = Vec::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
-        if key.is_empty() {
-            return pairs;
-        }
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        if chars.next_if_eq(&'=').is_none() {
-            return pairs;
-        }
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        let mut value = String::new();
-        if chars.next_if_eq(&'\'').is_some() {
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => value.extend(chars.next()),
-                    '\'' => break,
-                    c => value.push(c),
-                }
-            }
-        } else {
-            value.extend(std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace())));
-        }
-        pairs.push((key, value));
-    }
-}
-
 /// `512 B`, `16.0 MB`.
 fn bytes(b: f64) -> String {
     match b {
@@ -347,17 +288,6 @@ mod tests {
             "not streaming (no WAL receiver: it replays archived WAL, or its connection to the upstream \
              is down; primary_conninfo names db-a:5432), last replayed commit 10m ago"
         );
-    }
-
-    #[test]
-    fn conninfo_yields_host_and_port_only() {
-        let c = "user=rep password='s3c\\'ret' host=10.0.0.5 port=5433 sslmode=prefer";
-        assert_eq!(conninfo_upstream(c).as_deref(), Some("10.0.0.5:5433"));
-        assert_eq!(conninfo_upstream("host = 'db a' ").as_deref(), Some("db a"));
-        assert_eq!(conninfo_upstream("postgresql://rep:pw@[::1]:6000/x").as_deref(), Some("[::1]:6000"));
-        assert_eq!(conninfo_upstream("hostaddr=10.1.1.1 host=db").as_deref(), Some("db"));
-        assert_eq!(conninfo_upstream(""), None);
-        assert_eq!(endpoint("::1", Some(5432)), "[::1]:5432");
     }
 
     #[test]

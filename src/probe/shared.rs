@@ -28,6 +28,9 @@ type OwnConnect<T> = tokio::task::JoinHandle<Result<T, Failure>>;
 pub struct Probes {
     /// What the API's code sets for its PostgreSQL client (the manifest's `[postgres]`).
     api: postgres::ApiClient,
+    /// The targets, read from the environment once per run by their one parser.
+    postgres_target: OnceLock<Result<postgres::PgTarget, Failure>>,
+    redis_target: OnceLock<Result<redis::RedisTarget, Failure>>,
     postgres: OnceLock<SharedConnect<postgres::PgSession>>,
     redis: OnceLock<SharedConnect<redis::RedisSession>>,
     /// A read-only session for long scans (`postgres.user`, `postgres.orphan_sessions`):
@@ -44,9 +47,16 @@ impl Probes {
         Probes { api, ..Probes::default() }
     }
 
-    /// Where the run's PostgreSQL connections go, as the API's driver reads it.
+    /// Where the run's PostgreSQL connections go, as the API's driver reads it
+    /// (parsed on the first call, then kept).
     pub fn postgres_target(&self, get: EnvLookup<'_>) -> Result<postgres::PgTarget, Failure> {
-        postgres::PgTarget::from_env_for(get, &self.api)
+        self.postgres_target.get_or_init(|| postgres::PgTarget::from_env_for(get, &self.api)).clone()
+    }
+
+    /// Where the run's Redis connection goes, as node-redis reads `REDIS_URL`
+    /// (parsed on the first call, then kept).
+    pub fn redis_target(&self, get: EnvLookup<'_>) -> Result<redis::RedisTarget, Failure> {
+        self.redis_target.get_or_init(|| redis::RedisTarget::from_env(get)).clone()
     }
 
     /// The PostgreSQL session, connecting on first use with `deadline`.
@@ -63,7 +73,7 @@ impl Probes {
     /// The Redis session, connecting on first use with `deadline`.
     pub async fn redis(&self, get: EnvLookup<'_>, deadline: Duration) -> Result<Arc<redis::RedisSession>, Failure> {
         let fut = self.redis.get_or_init(|| {
-            let target = redis::RedisTarget::from_env(get);
+            let target = self.redis_target(get);
             spawn_shared(async move { redis::connect(&target?, deadline).await })
         });
         fut.clone().await

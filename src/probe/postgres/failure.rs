@@ -8,7 +8,7 @@ use tokio_postgres::error::{DbError, SqlState};
 
 use super::psql::{self, NodeFailure};
 use super::ssl::ClientKind;
-use super::target::PgTarget;
+use super::target::{PgSource, PgTarget};
 use crate::probe::net::{self, Phase};
 use crate::probe::{Failure, tls};
 
@@ -233,7 +233,7 @@ fn db_failure(target: &PgTarget, db: &DbError) -> (Failure, NodeFailure) {
             Failure::new(format!("the server requires a client certificate: {base}")).with_hint(format!(
                 "give the API one: sslcert and sslkey in {} (files it can read; node-postgres sends them when both \
                  are set)",
-                target.var
+                target.var()
             ))
         } else if message.contains("role") && message.contains("does not exist") {
             Failure::new(base).with_hint(format!("create the role or fix {}", target.var_for("user")))
@@ -266,7 +266,7 @@ fn db_failure(target: &PgTarget, db: &DbError) -> (Failure, NodeFailure) {
 fn server_requires_tls(target: &PgTarget, base: &str) -> Failure {
     match target.client {
         ClientKind::NodePostgres => {
-            let fix = if target.var == "DB_*" {
+            let fix = if target.source == PgSource::DbVars {
                 "set PGSSLMODE=verify-full (the certificate must be trusted) or PGSSLMODE=no-verify in the API's \
                  environment, or pass ssl to new Pool(...)"
                     .to_string()
@@ -274,7 +274,7 @@ fn server_requires_tls(target: &PgTarget, base: &str) -> Failure {
                 format!(
                     "add sslmode=verify-full (the certificate must be trusted) or sslmode=no-verify to {}, \
                      or pass ssl to new Pool(...)",
-                    target.var
+                    target.var()
                 )
             };
             Failure::new(format!(
@@ -318,7 +318,7 @@ fn tls_failure(target: &PgTarget, e: &rustls::Error) -> (Failure, NodeFailure) {
         (tls::Problem::SelfSigned, ClientKind::NodePostgres) => format!(
             "trust it: add sslrootcert=/path/to/server.crt (the certificate itself) to {} (or set \
              NODE_EXTRA_CA_CERTS to it in the API's environment); or encrypt without verifying: sslmode=no-verify",
-            if target.var == "DB_*" { "DATABASE_URL" } else { target.var }
+            if target.source == PgSource::DbVars { "DATABASE_URL" } else { target.var() }
         ),
         (tls::Problem::SelfSigned, ClientKind::Libpq) => {
             "the server's certificate is self-signed: set sslrootcert (in DATABASE_URL or PGSSLROOTCERT) to the \
@@ -333,7 +333,7 @@ fn tls_failure(target: &PgTarget, e: &rustls::Error) -> (Failure, NodeFailure) {
         (tls::Problem::UnknownIssuer, ClientKind::NodePostgres) => format!(
             "trust the CA: add sslrootcert=/path/to/ca.pem to {} (or set NODE_EXTRA_CA_CERTS=/path/to/ca.pem in the \
              API's environment); or encrypt without verifying: sslmode=no-verify",
-            if target.var == "DB_*" { "DATABASE_URL" } else { target.var }
+            if target.source == PgSource::DbVars { "DATABASE_URL" } else { target.var() }
         ),
         (tls::Problem::UnknownIssuer, ClientKind::Libpq) => "the server's certificate is not from a public CA: set \
              sslrootcert (in DATABASE_URL or PGSSLROOTCERT) to its CA certificate"

@@ -3,6 +3,7 @@
 
 pub mod conn_string;
 pub mod connect;
+pub mod conninfo;
 pub mod failure;
 pub mod pgbouncer;
 pub mod pooler;

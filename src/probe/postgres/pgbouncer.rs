@@ -14,7 +14,7 @@ use tokio_postgres::SimpleQueryMessage;
 use super::connect::connect;
 use super::failure::describe;
 use super::ssl::{ApiClient, ClientKind};
-use super::target::PgTarget;
+use super::target::{PgSource, PgTarget};
 use crate::probe::{EnvLookup, Failure};
 
 /// One row of a `SHOW` command: column → value (text, as the console sends it).
@@ -54,7 +54,7 @@ pub async fn admin_console(get: EnvLookup<'_>, deadline: Duration) -> Option<Res
 async fn read(raw: &str, get: EnvLookup<'_>, deadline: Duration) -> Result<BouncerState, Failure> {
     // libpq's meanings: the console is an ops tool's door, not the API's.
     let api = ApiClient { client: ClientKind::Libpq, ..ApiClient::default() };
-    let target = PgTarget::from_url_as(raw, "PGBOUNCER_URL", get, &api)?;
+    let target = PgTarget::from_url_as(raw, PgSource::PgBouncerUrl, get, &api)?;
     // One deadline for the whole visit: login and SHOWs together.
     let end = tokio::time::Instant::now() + deadline;
     let conn = connect(&target, deadline).await?;

@@ -13,7 +13,7 @@ pub fn libpq_on_success(target: &PgTarget) -> Option<String> {
     if target.raw_at {
         return Some(format!(
             "psql would read another host: it splits {} at the first '@' (percent-encode @ in the password as %40)",
-            target.var
+            target.var()
         ));
     }
     match &target.libpq {

@@ -13,21 +13,71 @@ use super::ssl::{self, ApiClient, ClientKind, Libpq, SslMode, TlsChoice, TlsMode
 use crate::probe::url::Secret;
 use crate::probe::{Cause, EnvLookup, Failure, net, tls};
 
-const DEFAULT_PORT: u16 = 5432;
+/// PostgreSQL's port when nothing names one.
+pub const DEFAULT_PORT: u16 = 5432;
 
 /// Which configuration a target came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PgSource {
     DatabaseUrl,
+    /// PgBouncer's admin console (`PGBOUNCER_URL`), not the API's database.
+    PgBouncerUrl,
     DbVars,
 }
 
 impl PgSource {
+    /// The variable an operator edits (`DB_*` for the set).
     pub fn as_str(self) -> &'static str {
         match self {
             PgSource::DatabaseUrl => "DATABASE_URL",
+            PgSource::PgBouncerUrl => "PGBOUNCER_URL",
             PgSource::DbVars => "DB_*",
         }
+    }
+}
+
+/// The `DB_*` variables, read once: how the API's code configures the database
+/// when `DATABASE_URL` is absent. The one reading `env.required`,
+/// `env.database_url` and the target share.
+#[derive(Debug, Clone)]
+pub struct DbVars {
+    pub host: Option<String>,
+    /// `DB_PORT` as written (see [`DbVars::port`]).
+    port: Option<String>,
+    pub user: Option<String>,
+    password: Option<Secret>,
+    pub name: Option<String>,
+}
+
+impl DbVars {
+    /// The set `env.required` asks for when `DATABASE_URL` is absent.
+    pub const REQUIRED: [&'static str; 4] = ["DB_HOST", "DB_USER", "DB_PASSWORD", "DB_NAME"];
+
+    /// Reads them; blank counts as unset (a password only when empty).
+    pub fn read(get: EnvLookup) -> DbVars {
+        let env = |name: &str| get(name).filter(|v| !v.trim().is_empty()).map(|v| v.trim().to_string());
+        DbVars {
+            host: env("DB_HOST"),
+            port: env("DB_PORT"),
+            user: env("DB_USER"),
+            // A password may legitimately be empty-looking; only unset means none.
+            password: get("DB_PASSWORD").filter(|p| !p.is_empty()).map(Secret::new),
+            name: env("DB_NAME"),
+        }
+    }
+
+    /// `DB_PORT` as a port number, PostgreSQL's default when unset.
+    pub fn port(&self) -> Result<u16, Failure> {
+        match &self.port {
+            Some(p) => parse_port(p, "DB_PORT").map_err(|f| f.because(Cause::Malformed("DB_PORT".into()))),
+            None => Ok(DEFAULT_PORT),
+        }
+    }
+
+    /// Those of [`DbVars::REQUIRED`] that are unset or blank.
+    pub fn missing(&self) -> Vec<&'static str> {
+        let set = [self.host.is_some(), self.user.is_some(), self.password.is_some(), self.name.is_some()];
+        DbVars::REQUIRED.iter().zip(set).filter(|(_, set)| !set).map(|(name, _)| *name).collect()
     }
 }
 
@@ -62,8 +112,6 @@ pub struct PgTarget {
     pub raw_at: bool,
     /// The URL's scheme (node-postgres does not check it).
     pub scheme: String,
-    /// The variable the URL came from (`DATABASE_URL`, `PGBOUNCER_URL`).
-    pub var: &'static str,
 }
 
 /// The hint for malformed URLs: how to write one, and what to encode.
@@ -82,14 +130,15 @@ impl PgTarget {
     pub fn from_env_for(get: EnvLookup, api: &ApiClient) -> Result<PgTarget, Failure> {
         let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         match var("DATABASE_URL") {
-            Some(url) => PgTarget::from_url_as(url.trim(), "DATABASE_URL", get, api)
+            Some(url) => PgTarget::from_url_as(url.trim(), PgSource::DatabaseUrl, get, api)
                 .map_err(|f| f.because(Cause::Malformed("DATABASE_URL".into()))),
-            None => PgTarget::from_db_vars(get, api),
+            None => PgTarget::from_db_vars(&DbVars::read(get), get, api),
         }
     }
 
-    /// Parses a URL named by `var` (`DATABASE_URL`, `PGBOUNCER_URL`).
-    pub fn from_url_as(raw: &str, var: &'static str, get: EnvLookup, api: &ApiClient) -> Result<PgTarget, Failure> {
+    /// Parses the URL in `source`'s variable (`DATABASE_URL`, `PGBOUNCER_URL`).
+    pub fn from_url_as(raw: &str, source: PgSource, get: EnvLookup, api: &ApiClient) -> Result<PgTarget, Failure> {
+        let var = source.as_str();
         let env = |name: &str| get(name).filter(|v| !v.trim().is_empty()).map(|v| v.trim().to_string());
         let url = conn_string::parse(raw).map_err(|e| match e {
             // Only what went wrong is said, never the URL: it may hold the password.
@@ -135,7 +184,7 @@ impl PgTarget {
             user,
             dbname,
             password,
-            source: if var == "DATABASE_URL" { PgSource::DatabaseUrl } else { PgSource::DbVars },
+            source,
             client: api.client,
             tls,
             libpq,
@@ -143,30 +192,28 @@ impl PgTarget {
             direct_tls: url.param("sslnegotiation") == Some("direct"),
             raw_at: url.raw_at_in_userinfo,
             scheme: url.scheme.clone(),
-            var,
         })
     }
 
-    fn from_db_vars(get: EnvLookup, api: &ApiClient) -> Result<PgTarget, Failure> {
+    /// The target of the `DB_*` set: host, user and database are needed (the
+    /// password may come from the server's trust or `~/.pgpass`, as for the API).
+    fn from_db_vars(db: &DbVars, get: EnvLookup, api: &ApiClient) -> Result<PgTarget, Failure> {
         let env = |name: &str| get(name).filter(|v| !v.trim().is_empty()).map(|v| v.trim().to_string());
-        let require = |name: &str| {
-            env(name).ok_or_else(|| {
-                Failure::new(format!("neither DATABASE_URL nor {name} is set")).with_hint(
-                    "set DATABASE_URL=postgresql://<user>:<password>@<host>:<port>/<database>, \
-                     or DB_HOST, DB_PORT, DB_USER, DB_PASSWORD and DB_NAME",
-                )
+        let require = |value: &Option<String>, name: &str| {
+            value.clone().ok_or_else(|| {
+                Failure::new(format!("neither DATABASE_URL nor {name} is set"))
+                    .with_hint(
+                        "set DATABASE_URL=postgresql://<user>:<password>@<host>:<port>/<database>, \
+                         or DB_HOST, DB_PORT, DB_USER, DB_PASSWORD and DB_NAME",
+                    )
+                    .because(Cause::Unset(name.to_string()))
             })
         };
-        let require = |name: &str| require(name).map_err(|f| f.because(Cause::Unset(name.to_string())));
-        let host = require("DB_HOST")?;
-        let port = match env("DB_PORT") {
-            Some(p) => parse_port(&p, "DB_PORT").map_err(|f| f.because(Cause::Malformed("DB_PORT".into())))?,
-            None => DEFAULT_PORT,
-        };
-        let user = require("DB_USER")?;
-        let dbname = require("DB_NAME")?;
-        // A password may legitimately be empty-looking; only unset means none.
-        let password = get("DB_PASSWORD").filter(|p| !p.is_empty()).map(Secret::new);
+        let host = require(&db.host, "DB_HOST")?;
+        let port = db.port()?;
+        let user = require(&db.user, "DB_USER")?;
+        let dbname = require(&db.name, "DB_NAME")?;
+        let password = db.password.clone();
         let unix_socket = host.starts_with('/');
         let lookup = |name: &str| env(name);
         let libpq = ssl::libpq(None, &lookup, unix_socket);
@@ -190,8 +237,12 @@ impl PgTarget {
             direct_tls: false,
             raw_at: false,
             scheme: String::new(),
-            var: "DB_*",
         })
+    }
+
+    /// The variable an operator edits to change this target (`DB_*` for the set).
+    pub fn var(&self) -> &'static str {
+        self.source.as_str()
     }
 
     /// Loopback address, `localhost`, or a Unix socket.
@@ -226,8 +277,7 @@ impl PgTarget {
     /// The variable an operator edits to fix `what` ("password", "host" …).
     pub(in crate::probe) fn var_for(&self, what: &str) -> String {
         match self.source {
-            PgSource::DatabaseUrl => format!("the {what} in {}", self.var),
-            PgSource::DbVars if self.var != "DB_*" => format!("the {what} in {}", self.var),
+            PgSource::DatabaseUrl | PgSource::PgBouncerUrl => format!("the {what} in {}", self.source),
             PgSource::DbVars => match what {
                 "password" => "DB_PASSWORD",
                 "user" => "DB_USER",
