@@ -17,7 +17,7 @@ use serde::Deserialize;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::pg_common::{ident, on_tables, query_failed, session};
+use super::shared::postgres::{ident, on_tables, query_failed, session};
 use crate::check::{Check, Ctx, KindDef, Outcome, Service};
 
 pub static KIND: KindDef = KindDef {
@@ -107,7 +107,7 @@ impl CachedSessions {
     async fn sample(&self, ctx: &Ctx, until: Instant) -> Result<Sample, Outcome> {
         let redis = ctx.redis().await.map_err(|f| Outcome::unreachable(f, Service::Redis))?;
         // A Sentinel holds no sessions (SCAN is an unknown command there): redis.topology says so.
-        if let Some(skip) = super::redis_common::on_sentinel(&redis) {
+        if let Some(skip) = super::shared::redis::on_sentinel(&redis) {
             return Err(skip);
         }
         let mut seen: BTreeSet<Vec<u8>> = BTreeSet::new();
@@ -152,7 +152,7 @@ impl CachedSessions {
         for key in seen {
             let id = key.strip_prefix(self.prefix.as_bytes()).unwrap_or(&key);
             // redis.permissions' and redis.roundtrip's probe keys are ours, not the API's.
-            if id.starts_with(super::redis_common::PROBE_MARK.as_bytes()) {
+            if id.starts_with(super::shared::redis::PROBE_MARK.as_bytes()) {
                 continue;
             }
             match std::str::from_utf8(id).ok().and_then(|s| Uuid::parse_str(s).ok()) {

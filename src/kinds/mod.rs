@@ -1,57 +1,47 @@
 //! Check kinds: one file per kind, one registry ([`KINDS`]).
 //!
-//! A kind never imports another kind: what several share lives in
-//! `pg_common`, `redis_common` and `expect`. Kind names, the `list` output and
-//! the docs all derive from [`KINDS`].
+//! A kind never imports another kind: what several share lives in [`shared`].
+//! Kind names, the `list` output and the docs all derive from [`KINDS`].
 
 use crate::check::KindDef;
 
-pub mod env_database_url;
-pub mod env_node_env;
-pub mod env_redis_url;
-pub mod env_required;
-pub mod env_secrets;
-pub mod expect;
-pub mod pg_common;
-pub mod pg_role_settings;
-pub mod pg_visibility;
-pub mod redis_common;
-pub mod tls_common;
-// postgres kinds — one `pub mod` per kind, here
-pub mod pg_active_users;
-pub mod pg_cert_expiry;
-pub mod pg_connect;
-pub mod pg_connections;
-pub mod pg_extensions;
-pub mod pg_locks;
-pub mod pg_migrations;
-pub mod pg_privileges;
-pub mod pg_query;
-pub mod pg_replication;
-pub mod pg_schema;
-pub mod pg_settings;
-pub mod pg_tls;
-pub mod pg_writable;
-// end postgres kinds
-// redis kinds — one `pub mod` per kind, here
-pub mod redis_cert_expiry;
-pub mod redis_connect;
-pub mod redis_info;
-pub mod redis_memory;
-pub mod redis_permissions;
-pub mod redis_persistence;
-pub mod redis_roundtrip;
-pub mod redis_topology;
-pub mod redis_writable;
-// end redis kinds
-// incident kinds — one `pub mod` per kind, here
-pub mod consistency_cached_sessions;
-pub mod pg_orphan_sessions;
-pub mod pg_session_insert;
-pub mod pg_user;
-// end incident kinds
+pub mod shared;
 
-/// Every kind this binary implements.
+mod cert_expiry;
+mod consistency_cached_sessions;
+mod env_database_url;
+mod env_node_env;
+mod env_redis_url;
+mod env_required;
+mod env_secrets;
+mod pg_active_users;
+mod pg_connect;
+mod pg_connections;
+mod pg_extensions;
+mod pg_locks;
+mod pg_migrations;
+mod pg_orphan_sessions;
+mod pg_privileges;
+mod pg_query;
+mod pg_replication;
+mod pg_schema;
+mod pg_session_insert;
+mod pg_settings;
+mod pg_tls;
+mod pg_user;
+mod pg_writable;
+mod redis_connect;
+mod redis_info;
+mod redis_memory;
+mod redis_permissions;
+mod redis_persistence;
+mod redis_roundtrip;
+mod redis_topology;
+mod redis_writable;
+
+/// Every kind this binary implements, in the order `list` shows them: the
+/// environment, PostgreSQL, the topology of both services, Redis, then the
+/// incident's own (the session route and the data behind it).
 #[rustfmt::skip]
 pub static KINDS: &[&KindDef] = &[
     &env_required::KIND,
@@ -59,7 +49,7 @@ pub static KINDS: &[&KindDef] = &[
     &env_redis_url::KIND,
     &env_node_env::KIND,
     &env_secrets::KIND,
-    // postgres kinds (issue 3)
+
     &pg_connect::KIND,
     &pg_tls::KIND,
     &pg_writable::KIND,
@@ -72,14 +62,12 @@ pub static KINDS: &[&KindDef] = &[
     &pg_locks::KIND,
     &pg_migrations::KIND,
     &pg_query::KIND,
-    // end postgres kinds
-    // topology kinds (issue 16)
+
     &pg_replication::KIND,
-    &pg_cert_expiry::KIND,
-    &redis_cert_expiry::KIND,
+    &cert_expiry::POSTGRES,
+    &cert_expiry::REDIS,
     &redis_topology::KIND,
-    // end topology kinds
-    // redis kinds (issue 4)
+
     &redis_connect::KIND,
     &redis_writable::KIND,
     &redis_permissions::KIND,
@@ -87,13 +75,11 @@ pub static KINDS: &[&KindDef] = &[
     &redis_persistence::KIND,
     &redis_roundtrip::KIND,
     &redis_info::KIND,
-    // end redis kinds
-    // incident kinds (issue 5)
+
     &pg_session_insert::KIND,
     &pg_user::KIND,
     &pg_orphan_sessions::KIND,
     &consistency_cached_sessions::KIND,
-    // end incident kinds
 ];
 
 pub fn find(name: &str) -> Option<&'static KindDef> {

@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use tokio_postgres::SimpleQueryMessage;
 
-use super::pg_common::{CREATE_USER, NOT_FOUND_HINT, human, ident, on_tables, session, sqlstate};
+use super::shared::postgres::{CREATE_USER, NOT_FOUND_HINT, human, ident, on_tables, session, sqlstate};
 use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::postgres::describe;
 use tokio_postgres::error::SqlState;
@@ -28,7 +28,7 @@ pub static KIND: KindDef = KindDef {
         if p.predicate.trim().is_empty() || p.predicate.contains(';') {
             return Err("`predicate`: a SQL boolean expression without ';', like \"is_active = true\"".into());
         }
-        let timeout = super::pg_common::duration("timeout", &p.timeout)?;
+        let timeout = super::shared::postgres::duration("timeout", &p.timeout)?;
         Ok(Box::new(ActiveUsers { table: p.table, predicate: p.predicate, timeout }))
     },
 };

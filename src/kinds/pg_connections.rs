@@ -9,7 +9,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::pg_common::{get, query_one, session};
+use super::shared::postgres::{get, query_one, session};
 use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::postgres::pgbouncer::BouncerState;
 use crate::probe::postgres::pooler::Path;

@@ -5,7 +5,7 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::pg_common::{get, query_one, session};
+use super::shared::postgres::{get, query_one, session};
 use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio_postgres::types::Type;
 
-use super::pg_common::{get, human, query_one, session};
+use super::shared::postgres::{get, human, query_one, session};
 use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
@@ -20,7 +20,7 @@ pub static KIND: KindDef = KindDef {
     description: "no session idle in transaction longer than idle_in_transaction, none blocking writers on the tables",
     build: |t| {
         let p: Params = crate::check::params(t)?;
-        let idle = super::pg_common::duration("idle_in_transaction", &p.idle_in_transaction)?;
+        let idle = super::shared::postgres::duration("idle_in_transaction", &p.idle_in_transaction)?;
         Ok(Box::new(Locks { idle, tables: p.tables }))
     },
 };

@@ -7,7 +7,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio_postgres::Row;
 
-use super::pg_common::{get, query_failed, query_one, session};
+use super::shared::postgres::{get, query_failed, query_one, session};
 use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::postgres::PgSession;
 

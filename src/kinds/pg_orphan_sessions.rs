@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use tokio_postgres::SimpleQueryMessage;
 
-use super::pg_common::{NOT_FOUND_HINT, human, ident, literal, on_tables, regclass_sql, scan_session, sqlstate};
+use super::shared::postgres::{NOT_FOUND_HINT, human, ident, literal, on_tables, regclass_sql, scan_session, sqlstate};
 use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::postgres::describe;
 use tokio_postgres::error::SqlState;
@@ -37,7 +37,7 @@ pub static KIND: KindDef = KindDef {
         if p.limit == 0 {
             return Err("`limit`: at least 1".into());
         }
-        let timeout = super::pg_common::duration("timeout", &p.timeout)?;
+        let timeout = super::shared::postgres::duration("timeout", &p.timeout)?;
         Ok(Box::new(Orphans { p, timeout }))
     },
 };
@@ -112,7 +112,7 @@ impl Check for Orphans {
             let (fk, search) = futures::join!(pg.simple_query(&fk), pg.simple_query(&sql));
             let fk = match fk {
                 Ok(m) => rows(&m).first().map(|(v, _)| v == "t").unwrap_or(false),
-                Err(e) => return super::pg_common::query_failed("the foreign key lookup", &e),
+                Err(e) => return super::shared::postgres::query_failed("the foreign key lookup", &e),
             };
             let tables = [self.p.users.as_str(), self.p.sessions.as_str()];
             let outcome = match search {
@@ -128,7 +128,7 @@ impl Check for Orphans {
                         self.p.sessions
                     )),
                     Some(&SqlState::UNDEFINED_TABLE) => Outcome::problem(format!("cannot read the tables: {}", describe(&e))).hint(NOT_FOUND_HINT),
-                    _ => super::pg_common::query_failed("the orphan search", &e),
+                    _ => super::shared::postgres::query_failed("the orphan search", &e),
                 }, &e, &tables),
             };
             outcome.detail("limit", self.p.limit).detail("foreign_key", fk)

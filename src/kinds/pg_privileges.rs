@@ -19,8 +19,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio_postgres::types::Type;
 
-use super::pg_common::{SchemaParam, get, query_one, session};
-use super::pg_visibility::{Candidate, Place, SCOPE_SQL, Scope, candidates_sql, ident, place, resolved_sql};
+use super::shared::postgres::{SchemaParam, get, query_one, session};
+use super::shared::visibility::{Candidate, Place, SCOPE_SQL, Scope, candidates_sql, ident, place, resolved_sql};
 use crate::check::{Check, Ctx, KindDef, Outcome, Owner, Premise};
 
 pub static KIND: KindDef = KindDef {

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Row, SimpleQueryMessage};
 
-use super::expect::Expect;
-use super::pg_common::{query_failed, session};
+use super::shared::expect::Expect;
+use super::shared::postgres::{query_failed, session};
 use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::postgres::PgSession;
 

@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::pg_common::{duration, get, human, plural, session};
+use super::shared::postgres::{duration, get, human, plural, session};
 use crate::check::{Check, Ctx, KindDef, Outcome, Owner};
 
 pub static KIND: KindDef = KindDef {
@@ -61,7 +61,8 @@ impl Check for Replication {
             let result = async {
                 let session = session(ctx).await?;
                 let what = "pg_stat_replication";
-                let rows = session.query_typed(SQL, &[]).await.map_err(|e| super::pg_common::query_failed(what, &e))?;
+                let rows =
+                    session.query_typed(SQL, &[]).await.map_err(|e| super::shared::postgres::query_failed(what, &e))?;
                 let Some(first) = rows.first() else {
                     return Err(Outcome::problem(format!("unexpected reply to {what}: no row")));
                 };

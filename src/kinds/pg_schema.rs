@@ -4,7 +4,7 @@
 //!
 //! One query over `pg_catalog` — not `information_schema`, which hides the objects
 //! the role has no privilege on and would report them as missing. A table the role
-//! cannot find is told apart from an absent one (see `pg_visibility`): in a schema
+//! cannot find is told apart from an absent one (see `shared::visibility`): in a schema
 //! outside its search_path, or in one it has no USAGE on, the fix is not the
 //! migrations.
 
@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio_postgres::types::Type;
 
-use super::pg_common::{MIGRATE_HINT, SchemaParam, get, plural, query_one, session};
-use super::pg_visibility::{Candidate, Place, SCOPE_SQL, Scope, candidates_sql, place, resolved_sql};
+use super::shared::postgres::{MIGRATE_HINT, SchemaParam, get, plural, query_one, session};
+use super::shared::visibility::{Candidate, Place, SCOPE_SQL, Scope, candidates_sql, place, resolved_sql};
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
 
 pub static KIND: KindDef = KindDef {

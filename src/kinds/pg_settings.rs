@@ -22,8 +22,8 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::pg_common::{duration, get, human, query_one, session};
-use super::pg_role_settings::{Inherited, inherited_sql, pg_duration, reset_duration};
+use super::shared::postgres::{duration, get, human, query_one, session};
+use super::shared::role_settings::{Inherited, inherited_sql, pg_duration, reset_duration};
 use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {
@@ -79,7 +79,7 @@ impl Check for Settings {
             let result = async {
                 let session = session(ctx).await?;
                 let names: Vec<&str> = self.timeouts.iter().map(|(n, _)| *n).chain(SHOWN).collect();
-                let list = names.iter().map(|n| super::pg_common::literal(n)).collect::<Vec<_>>().join(", ");
+                let list = names.iter().map(|n| super::shared::postgres::literal(n)).collect::<Vec<_>>().join(", ");
                 let sql = format!("SELECT {}", inherited_sql(&format!("ARRAY[{list}]")));
                 let what = "the settings query";
                 let row = query_one(&session, what, &sql, &[]).await?;
@@ -177,7 +177,7 @@ impl Settings {
 mod tests {
     use super::*;
     use crate::check::Verdict;
-    use crate::kinds::pg_role_settings::{RawLevel, Setting};
+    use crate::kinds::shared::role_settings::{RawLevel, Setting};
 
     fn settings() -> Settings {
         Settings {

@@ -18,7 +18,7 @@ struct Tls;
 impl Check for Tls {
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
         async move {
-            match super::pg_common::session(ctx).await {
+            match super::shared::postgres::session(ctx).await {
                 Ok(session) => judge(&session.info, ctx.is_production()),
                 Err(outcome) => outcome,
             }

@@ -25,7 +25,9 @@ use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::pg_common::{ApiError, human, ident, on_tables, plural, query_failed, scan_session, session, sqlstate};
+use super::shared::postgres::{
+    ApiError, human, ident, on_tables, plural, query_failed, scan_session, session, sqlstate,
+};
 use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::postgres::{PgSession, describe};
 use tokio_postgres::error::SqlState;
@@ -36,7 +38,7 @@ pub static KIND: KindDef = KindDef {
     description: "with --user-id: the user exists, is active and verified, has credits; counts their sessions and how many Redis has cached",
     build: |t| {
         let p: Params = crate::check::params(t)?;
-        super::redis_common::key_prefix(&p.key_prefix)?;
+        super::shared::redis::key_prefix(&p.key_prefix)?;
         if p.max_sessions == 0 {
             return Err("`max_sessions`: at least 1".into());
         }

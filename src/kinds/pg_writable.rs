@@ -20,8 +20,8 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
-use super::pg_common::{get, human, query_one, session};
-use super::pg_role_settings::{Inherited, inherited_one_sql};
+use super::shared::postgres::{get, human, query_one, session};
+use super::shared::role_settings::{Inherited, inherited_one_sql};
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service};
 use crate::probe::postgres::conninfo;
 
@@ -296,7 +296,7 @@ mod tests {
             role: "app".into(),
             database: "mockmate".into(),
             settings: vec![],
-            levels: vec![crate::kinds::pg_role_settings::RawLevel {
+            levels: vec![crate::kinds::shared::role_settings::RawLevel {
                 role: false,
                 database: true,
                 config: "default_transaction_read_only=on".into(),

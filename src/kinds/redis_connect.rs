@@ -7,7 +7,7 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::redis_common::with_impact;
+use super::shared::redis::with_impact;
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service};
 use crate::probe::redis::RedisInfo;
 

@@ -17,8 +17,8 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::expect::Expect;
-use super::redis_common::session;
+use super::shared::expect::Expect;
+use super::shared::redis::session;
 use crate::check::{Check, Ctx, KindDef, Outcome};
 
 pub static KIND: KindDef = KindDef {

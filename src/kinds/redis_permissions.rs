@@ -21,7 +21,7 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::redis_common::{IMPACT, KeyPrefix, session};
+use super::shared::redis::{IMPACT, KeyPrefix, session};
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
 use crate::probe::redis::Reply;
 
@@ -46,7 +46,7 @@ impl Check for Permissions {
             };
             // A Sentinel answers every data command "unknown command", a Cluster that
             // is down CLUSTERDOWN: nothing to learn about the ACL; redis.topology says why.
-            if let Some(skip) = super::redis_common::defer_to_topology(&session).await {
+            if let Some(skip) = super::shared::redis::defer_to_topology(&session).await {
                 return skip;
             }
             let key = probe_key(&self.0.key_prefix);
@@ -66,7 +66,7 @@ impl Check for Permissions {
 
 /// A key under the API's prefix that cannot exist.
 fn probe_key(prefix: &str) -> String {
-    super::redis_common::probe_key(prefix, "acl-probe")
+    super::shared::redis::probe_key(prefix, "acl-probe")
 }
 
 /// The owner of a refusal that is not about permissions, by the server's error code.

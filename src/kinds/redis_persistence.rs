@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::redis_common::FromInfo;
+use super::shared::redis::FromInfo;
 use crate::check::{KindDef, Outcome, Premise, Service};
 
 pub static KIND: KindDef = KindDef {

@@ -12,7 +12,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use redis::Value;
 
-use super::redis_common::{IMPACT, KeyPrefix, defer_to_topology, probe_key, session};
+use super::shared::redis::{IMPACT, KeyPrefix, defer_to_topology, probe_key, session};
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service};
 use crate::probe::redis::Reply;
 

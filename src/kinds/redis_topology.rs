@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::redis_common::{IMPACT, session};
+use super::shared::redis::{IMPACT, session};
 use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::Failure;
 use crate::probe::redis::topology::CLUSTER_SLOTS;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::redis_common::{IMPACT, defer_to_topology, session};
+use super::shared::redis::{IMPACT, defer_to_topology, session};
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service};
 use crate::probe::redis::Mode;
 

@@ -1,6 +1,7 @@
-//! What `postgres.cert_expiry` and `redis.cert_expiry` share: judging the
-//! lifetimes of the certificates one connection dealt with — the chain the
-//! server presented and the private CA it was verified against.
+//! `postgres.cert_expiry` and `redis.cert_expiry`: one kind, parameterised by
+//! service, judging the lifetimes of the certificates one connection dealt
+//! with — the chain the server presented and the private CA it was verified
+//! against (`sslrootcert`, `REDIS_CA_CERT`).
 //!
 //! A verifying connection to an expired chain never gets here: the handshake
 //! fails and `*.connect` says "certificate not trusted (expired on …)". What is
@@ -12,17 +13,69 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::check::Outcome;
+use super::shared::{postgres, redis};
+use crate::check::{Check, Ctx, KindDef, Outcome, Service, params};
 use crate::probe::certs::{Certificates, Lifetime, date};
 use crate::probe::tls::PemFile;
+
+pub static POSTGRES: KindDef = KindDef {
+    name: "postgres.cert_expiry",
+    title: "PostgreSQL certificates are not expiring",
+    description: "the server's certificate chain and the sslrootcert CA are valid, and none expires within warn_within (14d)",
+    build: |t| build(t, Service::Postgres),
+};
+
+pub static REDIS: KindDef = KindDef {
+    name: "redis.cert_expiry",
+    title: "Redis certificates are not expiring",
+    description: "with rediss://, the server's certificate chain and the REDIS_CA_CERT CA are valid, and none expires within warn_within (14d)",
+    build: |t| build(t, Service::Redis),
+};
+
+fn build(table: toml::Table, service: Service) -> Result<Box<dyn Check>, String> {
+    let p: ExpiryParams = params(table)?;
+    Ok(Box::new(CertExpiry { service, warn_within: p.warn_within()? }))
+}
+
+struct CertExpiry {
+    service: Service,
+    warn_within: Duration,
+}
+
+impl Check for CertExpiry {
+    fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
+        async move {
+            let words = Words::of(self.service);
+            match self.service {
+                Service::Postgres => match postgres::session(ctx).await {
+                    Ok(session) => {
+                        let info = &session.info;
+                        judge(&info.certificates, info.tls.is_some(), now(), self.warn_within, &words)
+                    }
+                    Err(outcome) => outcome,
+                },
+                Service::Redis => match redis::session(ctx).await {
+                    Ok(session) => {
+                        let info = &session.info;
+                        judge(&info.certificates, info.tls, now(), self.warn_within, &words)
+                    }
+                    Err(outcome) => outcome,
+                },
+            }
+        }
+        .boxed()
+    }
+}
 
 /// `warn_within = "14d"`: how close an expiry must be to warn.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExpiryParams {
+struct ExpiryParams {
     #[serde(default = "default_warn_within")]
     warn_within: String,
 }
@@ -32,7 +85,7 @@ fn default_warn_within() -> String {
 }
 
 impl ExpiryParams {
-    pub fn warn_within(&self) -> Result<Duration, String> {
+    fn warn_within(&self) -> Result<Duration, String> {
         humantime::parse_duration(self.warn_within.trim()).map_err(|e| {
             format!("`warn_within`: \"{}\" is not a duration like \"14d\" or \"72h\" ({e})", self.warn_within)
         })
@@ -40,11 +93,28 @@ impl ExpiryParams {
 }
 
 /// The words a service puts around the judgement.
-pub struct Service {
+struct Words {
     /// The skip message for an unencrypted connection.
-    pub unencrypted: &'static str,
+    unencrypted: &'static str,
     /// How the server's certificate is renewed.
-    pub renew: &'static str,
+    renew: &'static str,
+}
+
+impl Words {
+    fn of(service: Service) -> Words {
+        match service {
+            Service::Postgres => Words {
+                unencrypted: "unencrypted connection: no certificate to check (postgres.tls judges encryption)",
+                renew: "renew the server's certificate (ssl_cert_file on a self-managed server, then SELECT \
+                        pg_reload_conf(); a managed service rotates it in its console)",
+            },
+            Service::Redis => Words {
+                unencrypted: "unencrypted connection (redis://): no certificate to check",
+                renew: "renew the server's certificate (tls-cert-file on a self-managed server, then CONFIG SET \
+                        tls-cert-file to reload it; a managed service rotates it in its console)",
+            },
+        }
+    }
 }
 
 /// Where a certificate sits, for the message.
@@ -78,7 +148,7 @@ impl Role<'_> {
         }
     }
 
-    fn fix(self, service: &Service) -> String {
+    fn fix(self, service: &Words) -> String {
         match self {
             Role::Anchor(file) => format!(
                 "point {} at the CA's current certificate ({} is out of date); if the CA was replaced, \
@@ -101,7 +171,7 @@ enum Standing {
 }
 
 /// The judgement. `now` in seconds since the epoch.
-pub fn judge(certs: &Certificates, encrypted: bool, now: i64, warn_within: Duration, service: &Service) -> Outcome {
+fn judge(certs: &Certificates, encrypted: bool, now: i64, warn_within: Duration, service: &Words) -> Outcome {
     if !encrypted {
         return Outcome::skip(service.unencrypted);
     }
@@ -202,7 +272,7 @@ fn span(secs: i64) -> String {
 }
 
 /// Seconds since the epoch, now.
-pub fn now() -> i64 {
+fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
@@ -216,7 +286,7 @@ mod tests {
     const DAY: i64 = 86_400;
     /// 2026-12-01T00:00:00Z
     const NOW: i64 = 1_796_083_200;
-    const SERVICE: Service = Service { unencrypted: "unencrypted", renew: "renew the server's certificate" };
+    const SERVICE: Words = Words { unencrypted: "unencrypted", renew: "renew the server's certificate" };
 
     /// A CA valid for `ca_days` from NOW and a leaf it signed valid for `leaf_days`
     /// (negative: expired that many days ago), as Lifetimes.
@@ -315,5 +385,15 @@ mod tests {
         let p = |s: &str| ExpiryParams { warn_within: s.to_string() }.warn_within();
         assert_eq!(p("14d"), Ok(Duration::from_secs(14 * DAY as u64)));
         assert!(p("soon").unwrap_err().starts_with("`warn_within`: \"soon\""));
+    }
+
+    #[tokio::test]
+    async fn bad_warn_within_is_a_manifest_error() {
+        let table: toml::Table = "warn_within = \"soon\"".parse().expect("toml");
+        let err = (POSTGRES.build)(table).err().unwrap_or_default();
+        assert!(err.starts_with("`warn_within`"), "{err}");
+        // Without a database the check says why, like every postgres.* check.
+        let r = crate::check::testing::run_kind(&POSTGRES, "", &[], "production").await;
+        assert!(r.message.contains("DATABASE_URL"), "{}", r.message);
     }
 }

@@ -15,7 +15,7 @@
 
 use serde::Deserialize;
 
-use super::pg_common::{MIGRATE_HINT, literal};
+use super::postgres::{MIGRATE_HINT, literal};
 
 /// SQL for the oid of the relation named by the text expression `name` that the API
 /// resolves: in `schema` (when the manifest names one, and the role may use it),

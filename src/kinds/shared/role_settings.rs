@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::pg_common::literal;
+use super::postgres::literal;
 
 /// SQL for a JSON object describing `names` (SQL text array expression) for the
 /// session's role in its database: [`Inherited`].

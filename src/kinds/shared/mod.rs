@@ -1,0 +1,14 @@
+//! What several kinds share. Nothing here is a kind: each file is a helper one
+//! service's kinds (or the user-defined ones) lean on.
+//!
+//! - [`postgres`]: the run's session for a kind, SQL error wording, typed API error codes, reading rows;
+//! - [`visibility`]: whether the API's role finds a table (absent vs invisible), for schema and privileges;
+//! - [`role_settings`]: settings a role inherits (`ALTER ROLE/DATABASE … SET`), and where they are set;
+//! - [`redis`]: the run's Redis session for a kind, the key prefix, stepping aside for `redis.topology`;
+//! - [`expect`]: the `expect = "…"` rule of user-defined checks.
+
+pub mod expect;
+pub mod postgres;
+pub mod redis;
+pub mod role_settings;
+pub mod visibility;
