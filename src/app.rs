@@ -115,7 +115,7 @@ fn one_line(rendered: &str) -> String {
 pub fn execute(cli: Cli, process: Process<'_>, out: &mut Output) -> Result<ExitCode, UsageError> {
     let Cli { common, run, command } = cli;
     let Some(command) = command else {
-        return diagnose::run(&common, run, process, out);
+        return diagnose::command(&common, run, process, out);
     };
     // The run's own flags before another subcommand are a mistake, except
     // `--format` before `list`.
@@ -128,7 +128,7 @@ pub fn execute(cli: Cli, process: Process<'_>, out: &mut Output) -> Result<ExitC
         }
     };
     match command {
-        Command::Run(after) => diagnose::run(&common, run.merge(after), process, out),
+        Command::Run(after) => diagnose::command(&common, run.merge(after), process, out),
         Command::List(args) => {
             misplaced("list", &["--format"])?;
             let format = match (args.format, run.format) {

@@ -414,7 +414,7 @@ pub struct KindDef {
     /// One line for `list` and the docs.
     pub description: &'static str,
     /// Builds a check from its manifest parameters (unknown fields are errors).
-    pub build: fn(toml::Table) -> Result<Box<dyn Check>, String>,
+    pub build: fn(toml::Table) -> Result<Box<dyn Check>, ParamError>,
 }
 
 impl KindDef {
@@ -424,9 +424,28 @@ impl KindDef {
     }
 }
 
+/// A kind's manifest parameters are wrong. The message names the field in
+/// backquotes (serde's words, or the kind's own: "`warn_within`: …"), which
+/// the manifest loader turns into the field's file:line:col.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParamError(pub String);
+
+impl From<String> for ParamError {
+    fn from(message: String) -> Self {
+        ParamError(message)
+    }
+}
+
+impl From<&str> for ParamError {
+    fn from(message: &str) -> Self {
+        ParamError(message.to_string())
+    }
+}
+
 /// Deserialises a kind's parameters; the error names the offending field.
-pub fn params<P: DeserializeOwned>(table: toml::Table) -> Result<P, String> {
-    toml::Value::Table(table).try_into::<P>().map_err(|e| e.message().trim().to_string())
+pub fn params<P: DeserializeOwned>(table: toml::Table) -> Result<P, ParamError> {
+    toml::Value::Table(table).try_into::<P>().map_err(|e| ParamError(e.message().trim().to_string()))
 }
 
 /// Parameters of kinds that take none.
@@ -435,7 +454,7 @@ pub fn params<P: DeserializeOwned>(table: toml::Table) -> Result<P, String> {
 pub struct NoParams {}
 
 /// `build` for kinds that take no parameters: any given is an error.
-pub fn without_params(table: toml::Table, check: impl Check + 'static) -> Result<Box<dyn Check>, String> {
+pub fn without_params(table: toml::Table, check: impl Check + 'static) -> Result<Box<dyn Check>, ParamError> {
     let NoParams {} = params(table)?;
     Ok(Box::new(check))
 }

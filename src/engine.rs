@@ -90,6 +90,7 @@ impl Selection {
         Ok(Selection { left_out })
     }
 
+    #[cfg(test)]
     pub fn all() -> Selection {
         Selection::default()
     }
@@ -133,13 +134,9 @@ impl Observer for Quiet {
     fn finished(&self, _: &CheckResult) {}
 }
 
-/// Runs `decls` under `selection`; results in manifest order.
-pub async fn run(decls: &[CheckDecl], selection: &Selection, ctx: Arc<Ctx>) -> Vec<CheckResult> {
-    run_observed(decls, selection, ctx, Arc::new(Quiet)).await
-}
-
-/// [`run`], telling `observer` as checks start and finish.
-pub async fn run_observed(
+/// Runs `decls` under `selection`, telling `observer` as checks start and
+/// finish; results in manifest order.
+pub async fn run(
     decls: &[CheckDecl],
     selection: &Selection,
     ctx: Arc<Ctx>,
@@ -435,7 +432,7 @@ mod tests {
 
     async fn run_all(decls: &[CheckDecl], timeout: Duration) -> Vec<CheckResult> {
         let ctx = Ctx::new(EnvView::new(Arc::new(EnvSet::default())), "test", timeout);
-        run(decls, &Selection::all(), Arc::new(ctx)).await
+        run(decls, &Selection::all(), Arc::new(ctx), Arc::new(Quiet)).await
     }
 
     #[tokio::test]
@@ -479,11 +476,11 @@ mod tests {
         ];
         let sel = Selection::new(&decls, &["b".into()], &[]).expect("valid");
         let ctx = Arc::new(Ctx::new(EnvView::new(Arc::new(EnvSet::default())), "test", Duration::from_secs(1)));
-        let r = run(&decls, &sel, ctx.clone()).await;
+        let r = run(&decls, &sel, ctx.clone(), Arc::new(Quiet)).await;
         let statuses: Vec<Status> = r.iter().map(|r| r.status).collect();
         assert_eq!(statuses, [Status::Pass, Status::Pass, Status::Skip]);
         let sel = Selection::new(&decls, &["b".into()], &["a".into()]).expect("valid");
-        let r = run(&decls, &sel, ctx).await;
+        let r = run(&decls, &sel, ctx, Arc::new(Quiet)).await;
         assert_eq!(r[1].message, "needs a, which was skipped");
         assert!(Selection::new(&decls, &["zz".into()], &[]).is_err());
     }
@@ -500,7 +497,7 @@ mod tests {
         ];
         let sel = Selection::new(&decls, &[], &["c.skipped".into()]).expect("valid");
         let ctx = Arc::new(Ctx::new(EnvView::new(Arc::new(EnvSet::default())), "test", Duration::from_secs(1)));
-        let r = run(&decls, &sel, ctx).await;
+        let r = run(&decls, &sel, ctx, Arc::new(Quiet)).await;
         let warmed: Vec<usize> = counters.iter().map(|c| c.load(Ordering::SeqCst)).collect();
         // b is warmed (whether a passes is not known yet), then skipped.
         assert_eq!(warmed, [1, 0, 1]);
@@ -616,7 +613,7 @@ mod tests {
         // Without the owner in the run, the dependent keeps its own failure.
         let sel = Selection::new(&decls, &[], &["env.required".into()]).expect("valid");
         let ctx = Arc::new(Ctx::new(EnvView::new(Arc::new(EnvSet::default())), "test", Duration::from_secs(1)));
-        let r = run(&decls, &sel, ctx).await;
+        let r = run(&decls, &sel, ctx, Arc::new(Quiet)).await;
         assert_eq!((r[1].status, r[1].message.as_str()), (Status::Fail, "DB_HOST is not set"));
         assert_eq!(r[1].hint.as_deref(), Some("set it"));
         assert_eq!(r[2].message, "see pg.connect: no session");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::check::{Check, KindDef, Owner};
+use crate::check::{Check, KindDef, Owner, ParamError};
 use crate::error::UsageError;
 use crate::kinds;
 use crate::probe::postgres::{ApiClient, ClientKind, PoolSsl};
@@ -208,7 +208,7 @@ fn load_checks(sources: &[Source]) -> Result<Loaded, UsageError> {
                 .filter(|(k, _)| !COMMON_FIELDS.contains(&k.as_str()))
                 .map(|(k, (_, _, v))| (k.clone(), v.clone()))
                 .collect();
-            let check = (kind.build)(params).map_err(|message| {
+            let check = (kind.build)(params).map_err(|ParamError(message)| {
                 // Point at the offending parameter when serde names it: the one named
                 // first (`unknown field `x`, expected `y``: x, even when y is set too).
                 let field_at = fields

@@ -25,7 +25,7 @@ fn render(report: &Report, format: Format, layout: Layout) -> String {
     }
 }
 
-pub(super) fn run(
+pub(super) fn command(
     common: &CommonArgs,
     args: RunArgs,
     process: Process<'_>,

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::shared::{postgres, redis};
-use crate::check::{Check, Ctx, KindDef, Outcome, Service, params};
+use crate::check::{Check, Ctx, KindDef, Outcome, ParamError, Service, params};
 use crate::probe::certs::{Certificates, Lifetime, date};
 use crate::probe::tls::PemFile;
 
@@ -37,7 +37,7 @@ pub static REDIS: KindDef = KindDef {
     build: |t| build(t, Service::Redis),
 };
 
-fn build(table: toml::Table, service: Service) -> Result<Box<dyn Check>, String> {
+fn build(table: toml::Table, service: Service) -> Result<Box<dyn Check>, ParamError> {
     let p: ExpiryParams = params(table)?;
     Ok(Box::new(CertExpiry { service, warn_within: p.warn_within()? }))
 }
@@ -390,7 +390,7 @@ mod tests {
     #[tokio::test]
     async fn bad_warn_within_is_a_manifest_error() {
         let table: toml::Table = "warn_within = \"soon\"".parse().expect("toml");
-        let err = (POSTGRES.build)(table).err().unwrap_or_default();
+        let err = (POSTGRES.build)(table).err().map(|e| e.0).unwrap_or_default();
         assert!(err.starts_with("`warn_within`"), "{err}");
         // Without a database the check says why, like every postgres.* check.
         let r = crate::check::testing::run_kind(&POSTGRES, "", &[], "production").await;

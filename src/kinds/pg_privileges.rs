@@ -36,7 +36,8 @@ pub static KIND: KindDef = KindDef {
                     return Err(format!(
                         "`require`: unknown privilege \"{privilege}\" for {table} (one of {})",
                         PRIVILEGES.join(", ")
-                    ));
+                    )
+                    .into());
                 }
             }
         }

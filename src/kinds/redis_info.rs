@@ -28,12 +28,16 @@ pub static KIND: KindDef = KindDef {
     build: |t| {
         let p: Params = crate::check::params(t)?;
         if p.field.trim().is_empty() || p.field.contains(char::is_whitespace) {
-            return Err(format!("`field` must name one INFO field (e.g. \"connected_slaves\"), not {:?}", p.field));
+            return Err(
+                format!("`field` must name one INFO field (e.g. \"connected_slaves\"), not {:?}", p.field).into()
+            );
         }
         if let Some(section) = &p.section
             && (section.is_empty() || !section.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
         {
-            return Err(format!("`section` must be one INFO section name (e.g. \"replication\"), not {section:?}"));
+            return Err(
+                format!("`section` must be one INFO section name (e.g. \"replication\"), not {section:?}").into()
+            );
         }
         let expect = Expect::parse(&p.expect).map_err(|e| format!("`expect` {e}"))?;
         Ok(Box::new(Info { field: p.field, section: p.section, expect }))

@@ -63,7 +63,7 @@ impl Plan {
                 ..d.clone()
             })
             .collect();
-        engine::run_observed(&decls, selection, Arc::new(ctx), observer).await
+        engine::run(&decls, selection, Arc::new(ctx), observer).await
     }
 
     /// The whole diagnosis: one attempt, or with `--wait` as many as the wait

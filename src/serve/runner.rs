@@ -116,7 +116,7 @@ impl Runner {
 
     async fn run_and_keep(self: Arc<Self>, budget: Option<Duration>) -> Arc<Done> {
         let me = self.clone();
-        let done = tokio::task::spawn_blocking(move || me.run(budget)).await.unwrap_or_else(|_| Done::nothing());
+        let done = tokio::task::spawn_blocking(move || me.run_once(budget)).await.unwrap_or_else(|_| Done::nothing());
         let done = Arc::new(done);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.flight = None;
@@ -127,7 +127,7 @@ impl Runner {
     }
 
     /// One run, on this (blocking) thread.
-    fn run(&self, budget: Option<Duration>) -> Done {
+    fn run_once(&self, budget: Option<Duration>) -> Done {
         let Ok(runtime) = run::runtime(Threads::One) else {
             return Done::nothing();
         };

@@ -40,7 +40,7 @@ impl Default for KeyPrefix {
 
 impl KeyPrefix {
     /// The parameters of `table`, or why they are not a key prefix.
-    pub fn from_params(table: toml::Table) -> Result<KeyPrefix, String> {
+    pub fn from_params(table: toml::Table) -> Result<KeyPrefix, crate::check::ParamError> {
         let p: KeyPrefix = crate::check::params(table)?;
         key_prefix(&p.key_prefix)?;
         Ok(p)

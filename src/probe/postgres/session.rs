@@ -163,12 +163,11 @@ impl fmt::Debug for PgSession {
 /// transaction itself and must never commit.
 pub struct PgWriter {
     client: Client,
-    pub info: PgInfo,
 }
 
 impl PgWriter {
     pub fn new(conn: Connection) -> PgWriter {
-        PgWriter { client: conn.client, info: conn.info }
+        PgWriter { client: conn.client }
     }
 
     pub fn client(&self) -> &Client {
