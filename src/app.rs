@@ -3,43 +3,18 @@
 //! drive it in-process with an in-memory [`Output`].
 
 mod diagnose;
-
-use std::path::Path;
+mod process;
 
 use clap::Parser;
 
+pub use process::Process;
+
 use crate::cli::{self, Cli, Command, CommonArgs, ListFormat};
 use crate::error::UsageError;
-use crate::format::{self, DEFAULT_WIDTH, MIN_WIDTH};
+use crate::format;
 use crate::output::Output;
 use crate::report::ExitCode;
 use crate::run::load_manifests;
-
-/// The process's inputs, so tests and `main` drive the same code.
-pub struct Process<'a> {
-    pub vars: Vec<(String, String)>,
-    pub cwd: &'a Path,
-    /// Listen for SIGINT and SIGTERM during a run (the real process only: a
-    /// test process must keep its own Ctrl-C).
-    pub signals: bool,
-}
-
-impl Process<'_> {
-    fn var(&self, name: &str) -> Option<&str> {
-        self.vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-
-    /// The width to lay text out at: `COLUMNS` when set, else the terminal's,
-    /// else [`DEFAULT_WIDTH`] (a pipe, a file, a ticket).
-    fn width(&self, terminal: Option<u16>) -> u16 {
-        self.var("COLUMNS")
-            .and_then(|c| c.trim().parse::<u16>().ok())
-            .filter(|c| *c > 0)
-            .or(terminal)
-            .unwrap_or(DEFAULT_WIDTH)
-            .max(MIN_WIDTH)
-    }
-}
 
 /// Parses `args` (the program name first) and runs them. Help and version go to
 /// stdout; an argument error is one redacted line on stderr and exit code 2.

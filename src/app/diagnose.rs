@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::Process;
+use super::process::Process;
 use crate::cli::{CommonArgs, RunArgs};
 use crate::engine::{Observer, Quiet, Selection};
 use crate::error::UsageError;
