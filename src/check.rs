@@ -277,7 +277,11 @@ impl Outcome {
     }
     /// A check the interrupt stopped (or never let start), `phase` what it was waiting on.
     pub(crate) fn interrupted(phase: Option<String>) -> Self {
-        let mut outcome = Self::new(Verdict::Skip, INTERRUPTED_MESSAGE);
+        let message = match &phase {
+            Some(phase) => format!("interrupted after {phase}"),
+            None => INTERRUPTED_MESSAGE.to_string(),
+        };
+        let mut outcome = Self::new(Verdict::Skip, message);
         outcome.stopped = Some(Stopped::Interrupted { phase });
         outcome
     }

@@ -23,6 +23,7 @@ use futures::future::{BoxFuture, Shared, join_all};
 use crate::check::{Causes, Ctx, Declared, Outcome, Premise};
 use crate::error::UsageError;
 use crate::manifest::CheckDecl;
+use crate::probe::activity::Activity;
 use crate::report::{CheckResult, Ending, Status};
 
 /// Which checks run: `--only` (plus what they need) minus `--skip`.
@@ -288,7 +289,8 @@ impl Running {
         // answer win the race against this generic backstop. The clock starts
         // when the needs have passed: a check started early beside a slow (but
         // successful) connect keeps its whole `--timeout`.
-        let task = tokio::spawn(async move {
+        // The check's own activity: what it waits on, for an interruption's words.
+        let task = tokio::spawn(Activity::default().scope(async move {
             let run = check.run(&ctx);
             tokio::pin!(run);
             let from = tokio::select! {
@@ -296,7 +298,7 @@ impl Running {
                 at = armed => at.unwrap_or_else(|_| tokio::time::Instant::now()),
             };
             tokio::time::timeout_at(from + deadline + BACKSTOP_GRACE, run).await
-        });
+        }));
         Running { task, deadline, started: Instant::now(), arm }
     }
 

@@ -123,8 +123,11 @@ impl Serialize for CheckResult {
         use serde::ser::SerializeStruct;
         let mut details = self.details.clone();
         match &self.ending {
-            Ending::Interrupted { .. } => {
+            Ending::Interrupted { phase } => {
                 details.insert("interrupted".into(), true.into());
+                if let Some(phase) = phase {
+                    details.insert("interrupted_while".into(), phase.clone().into());
+                }
             }
             Ending::Cut => {
                 details.insert("cut_by_deadline".into(), true.into());

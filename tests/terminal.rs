@@ -38,6 +38,7 @@ fn normalize(screen: &str) -> String {
     let duration = regex::Regex::new(r"^(\s*)(\d+(\.\d+)?m?s)$").expect("regex");
     let verdict = regex::Regex::new(r"\((\d+(\.\d+)?m?s)(, \d+ attempts)?\)$").expect("regex");
     let seconds = regex::Regex::new(r"\(\d+\.\ds\)").expect("regex");
+    let waited = regex::Regex::new(r"after \d+\.\ds").expect("regex");
     let end = lines.get(table).and_then(|h| h.find("Duration")).map(|i| i + "Duration".len());
     let mut out: Vec<String> = Vec::new();
     if table > 0 {
@@ -56,6 +57,7 @@ fn normalize(screen: &str) -> String {
         }
         let line = verdict.replace(&line, "(⧗$3)").into_owned();
         let line = seconds.replace_all(&line, "(⧗)").into_owned();
+        let line = waited.replace_all(&line, "after ⧗").into_owned();
         out.push(line);
     }
     out.join("\n")
@@ -105,8 +107,15 @@ fn ctrl_c_during_a_hung_connect_clears_the_progress_line_and_prints_what_finishe
     assert!(pressed.elapsed() < Duration::from_secs(3), "took {:?} to stop", pressed.elapsed());
     let screen = pty.screen();
     assert!(!screen.contains("checks · waiting"), "the progress line is gone:\n{screen}");
+    // What was still running is named, with what it was waiting on (the
+    // terminal wraps the line: compare its words).
+    let words = screen.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        screen.contains("mockmate-diag: interrupted by SIGINT; reporting what finished (13 of 30 checks)"),
+        words.contains(&format!(
+            "mockmate-diag: interrupted by SIGINT; reporting what finished (13 of 30 checks); still running: \
+             postgres.connect: {}",
+            "" // the seconds vary
+        )) && words.contains(&format!("s waiting for PostgreSQL's reply to startup ({})", tarpit.addr())),
         "{screen}"
     );
     let report: String =
@@ -144,7 +153,7 @@ fn sigterm_prints_the_report_of_the_checks_that_finished_then_exits_130() {
     assert_eq!(out.status.code(), Some(130));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("mockmate-diag: interrupted by SIGTERM; reporting what finished (13 of 30 checks)"),
+        stderr.contains("mockmate-diag: interrupted by SIGTERM; reporting what finished (13 of 30 checks); still running: postgres.connect: "),
         "{stderr}"
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
@@ -154,7 +163,15 @@ fn sigterm_prints_the_report_of_the_checks_that_finished_then_exits_130() {
     assert_eq!(status(&report, "env.required"), "pass");
     assert_eq!(status(&report, "env.secrets"), "fail");
     assert_eq!(status(&report, "redis.connect"), "warn");
-    for id in ["postgres.connect", "postgres.schema", "consistency.cached_sessions"] {
+    // The check that hung says where; what needed it never started.
+    let connect = check(&report, "postgres.connect");
+    assert_eq!(connect["status"], "skip", "{connect:#}");
+    let waiting = format!("s waiting for PostgreSQL's reply to startup ({})", tarpit.addr());
+    let message = connect["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("interrupted after ") && message.ends_with(&waiting), "{connect:#}");
+    assert!(connect["details"]["interrupted_while"].as_str().is_some_and(|w| w.ends_with(&waiting)), "{connect:#}");
+    assert_eq!(connect["details"]["interrupted"], true, "{connect:#}");
+    for id in ["postgres.schema", "consistency.cached_sessions"] {
         let c = check(&report, id);
         assert_eq!(c["status"], "skip", "{c:#}");
         assert_eq!(c["message"], "interrupted before it finished", "{c:#}");

@@ -12,7 +12,7 @@ use crate::format::table::Layout;
 use crate::format::{self, Format, Verbosity};
 use crate::output::Output;
 use crate::progress::Progress;
-use crate::report::{ExitCode, Report};
+use crate::report::{Ending, ExitCode, Report};
 use crate::run::{self, Interrupt, Plan, Request, Retry, Threads};
 
 /// Renders `report` in `format`: the one dispatch over formats.
@@ -127,8 +127,20 @@ pub(super) fn command(
             ),
             None => String::new(),
         };
+        let running: Vec<String> = report
+            .checks
+            .iter()
+            .filter_map(|c| match &c.ending {
+                Ending::Interrupted { phase: Some(phase) } => Some(format!("{}: {phase}", c.id)),
+                _ => None,
+            })
+            .collect();
+        let running = match running.is_empty() {
+            true => String::new(),
+            false => format!("; still running: {}", running.join("; ")),
+        };
         out.stderr(&format!(
-            "mockmate-diag: interrupted by {signal}{during}; reporting what finished ({finished} of {} checks)\n",
+            "mockmate-diag: interrupted by {signal}{during}; reporting what finished ({finished} of {} checks){running}\n",
             report.checks.len()
         ));
     }

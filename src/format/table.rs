@@ -75,7 +75,9 @@ enum Folded {
 fn folded(c: &CheckResult) -> Option<Folded> {
     match &c.ending {
         Ending::NotSelected => Some(Folded::NotSelected),
-        Ending::Interrupted { .. } => Some(Folded::Interrupted),
+        // One that was waiting on a service keeps its row: it says on what.
+        Ending::Interrupted { phase: None } => Some(Folded::Interrupted),
+        Ending::Interrupted { phase: Some(_) } => None,
         Ending::Blocked { need, .. } => Some(Folded::Blocked(need.clone())),
         Ending::Ran | Ending::SkippedByFlag | Ending::Deferred { .. } | Ending::Cut => None,
     }

@@ -7,14 +7,39 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
+use super::activity;
 use super::failure::{EnvLookup, Failure};
+use super::net::{Phase, PhaseCell};
 use super::{postgres, redis};
 
 /// A connection being opened (or opened) once, awaited by every check that needs it.
 pub type SharedConnect<T> = Shared<BoxFuture<'static, Result<Arc<T>, Failure>>>;
 
-/// A connection being opened for one check alone.
-type OwnConnect<T> = tokio::task::JoinHandle<Result<T, Failure>>;
+/// A connection being opened for one check alone, and the phase it is in.
+type OwnConnect<T> = (tokio::task::JoinHandle<Result<T, Failure>>, Opened);
+
+/// Where a connect goes and the phase it is in: what a check waiting on it
+/// tells its [`activity`].
+#[derive(Clone)]
+struct Opened {
+    service: &'static str,
+    endpoint: String,
+    phase: PhaseCell,
+}
+
+impl Opened {
+    fn new(service: &'static str, endpoint: Option<String>) -> Opened {
+        Opened { service, endpoint: endpoint.unwrap_or_default(), phase: PhaseCell::new(Phase::Resolve) }
+    }
+
+    /// Awaits `connect`, telling the check's activity what it waits on meanwhile.
+    async fn wait<T>(&self, connect: impl Future<Output = T>) -> T {
+        activity::connecting(self.service, self.endpoint.clone(), &self.phase);
+        let result = connect.await;
+        activity::idle();
+        result
+    }
+}
 
 /// The run's shared connections, opened by the first check that asks, and the
 /// PostgreSQL connections some checks need beside the shared session, which the
@@ -31,12 +56,12 @@ pub struct Probes {
     /// The targets, read from the environment once per run by their one parser.
     postgres_target: OnceLock<Result<postgres::PgTarget, Failure>>,
     redis_target: OnceLock<Result<redis::RedisTarget, Failure>>,
-    postgres: OnceLock<SharedConnect<postgres::PgSession>>,
-    redis: OnceLock<SharedConnect<redis::RedisSession>>,
+    postgres: OnceLock<(SharedConnect<postgres::PgSession>, Opened)>,
+    redis: OnceLock<(SharedConnect<redis::RedisSession>, Opened)>,
     /// A read-only session for long scans (`postgres.user`, `postgres.orphan_sessions`):
     /// their scans may queue behind each other, never in front of the quick checks'
     /// queries on the shared session.
-    postgres_scan: OnceLock<SharedConnect<postgres::PgSession>>,
+    postgres_scan: OnceLock<(SharedConnect<postgres::PgSession>, Opened)>,
     /// The dry run's connection (`postgres.session_insert`): handed out once, by
     /// value, so its transaction can never carry another check's statements.
     postgres_write: Mutex<Option<OwnConnect<postgres::Connection>>>,
@@ -61,39 +86,43 @@ impl Probes {
 
     /// The PostgreSQL session, connecting on first use with `deadline`.
     pub async fn postgres(&self, get: EnvLookup<'_>, deadline: Duration) -> Result<Arc<postgres::PgSession>, Failure> {
-        let fut = self.postgres.get_or_init(|| {
-            let target = self.postgres_target(get);
-            spawn_shared(async move {
-                postgres::connect(&target?, deadline).await.map(|c| postgres::PgSession::read_only(c, deadline))
-            })
-        });
-        fut.clone().await
+        let (fut, opened) = self.postgres.get_or_init(|| self.open_session(get, deadline));
+        opened.wait(fut.clone()).await
     }
 
     /// The Redis session, connecting on first use with `deadline`.
     pub async fn redis(&self, get: EnvLookup<'_>, deadline: Duration) -> Result<Arc<redis::RedisSession>, Failure> {
-        let fut = self.redis.get_or_init(|| {
+        let (fut, opened) = self.redis.get_or_init(|| {
             let target = self.redis_target(get);
-            spawn_shared(async move { redis::connect(&target?, deadline).await })
+            let opened = Opened::new("Redis", target.as_ref().ok().map(redis::RedisTarget::addr));
+            let phase = opened.phase.clone();
+            (spawn_shared(async move { redis::connect::connect_in(&target?, deadline, &phase).await }), opened)
         });
-        fut.clone().await
+        opened.wait(fut.clone()).await
+    }
+
+    /// A read-only PostgreSQL session being opened with `deadline`.
+    fn open_session(&self, get: EnvLookup<'_>, deadline: Duration) -> (SharedConnect<postgres::PgSession>, Opened) {
+        let target = self.postgres_target(get);
+        let opened = Opened::new("PostgreSQL", target.as_ref().ok().map(postgres::PgTarget::endpoint));
+        let phase = opened.phase.clone();
+        let connect = spawn_shared(async move {
+            postgres::connect::connect_in(&target?, deadline, &phase)
+                .await
+                .map(|c| postgres::PgSession::read_only(c, deadline))
+        });
+        (connect, opened)
     }
 }
 
 impl Probes {
-    fn scan(&self, get: EnvLookup<'_>, deadline: Duration) -> SharedConnect<postgres::PgSession> {
-        let fut = self.postgres_scan.get_or_init(|| {
-            let target = self.postgres_target(get);
-            spawn_shared(async move {
-                postgres::connect(&target?, deadline).await.map(|c| postgres::PgSession::read_only(c, deadline))
-            })
-        });
-        fut.clone()
+    fn scan(&self, get: EnvLookup<'_>, deadline: Duration) -> &(SharedConnect<postgres::PgSession>, Opened) {
+        self.postgres_scan.get_or_init(|| self.open_session(get, deadline))
     }
 
     /// Starts the scan session's connect, if nothing has yet.
     pub fn warm_postgres_scan(&self, get: EnvLookup<'_>, deadline: Duration) {
-        drop(self.scan(get, deadline));
+        self.scan(get, deadline);
     }
 
     /// The scan session (same target and settings as the shared one), connecting
@@ -103,15 +132,15 @@ impl Probes {
         get: EnvLookup<'_>,
         deadline: Duration,
     ) -> Result<Arc<postgres::PgSession>, Failure> {
-        self.scan(get, deadline).await
+        let (fut, opened) = self.scan(get, deadline);
+        opened.wait(fut.clone()).await
     }
 
     /// Starts the dry run's connect, unless one is already waiting to be taken.
     pub fn warm_postgres_write(&self, get: EnvLookup<'_>, deadline: Duration) {
         let mut slot = self.postgres_write.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
-            let target = self.postgres_target(get);
-            *slot = Some(tokio::spawn(async move { postgres::connect(&target?, deadline).await }));
+            *slot = Some(self.open_own(get, deadline));
         }
     }
 
@@ -119,14 +148,20 @@ impl Probes {
     /// started, if it is still there, else a new one connecting now with `deadline`.
     pub async fn postgres_write(&self, get: EnvLookup<'_>, deadline: Duration) -> Result<postgres::PgWriter, Failure> {
         let warm = self.postgres_write.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let conn = match warm {
-            Some(task) => match task.await {
-                Ok(result) => result,
-                Err(e) => Err(Failure::new(format!("internal error while connecting: {e}"))),
-            },
-            None => postgres::connect(&self.postgres_target(get)?, deadline).await,
+        let (task, opened) = warm.unwrap_or_else(|| self.open_own(get, deadline));
+        let conn = match opened.wait(task).await {
+            Ok(result) => result,
+            Err(e) => Err(Failure::new(format!("internal error while connecting: {e}"))),
         };
         conn.map(postgres::PgWriter::new)
+    }
+
+    /// A PostgreSQL connection of one caller's own, being opened with `deadline`.
+    fn open_own(&self, get: EnvLookup<'_>, deadline: Duration) -> OwnConnect<postgres::Connection> {
+        let target = self.postgres_target(get);
+        let opened = Opened::new("PostgreSQL", target.as_ref().ok().map(postgres::PgTarget::endpoint));
+        let phase = opened.phase.clone();
+        (tokio::spawn(async move { postgres::connect::connect_in(&target?, deadline, &phase).await }), opened)
     }
 }
 

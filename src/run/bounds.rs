@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::check::{Check, Ctx, Outcome, Stopped};
+use crate::probe::activity::Activity;
 
 /// Stops a run from outside: checks still running end as `skip` ("interrupted"),
 /// and a `--wait` stops waiting. A second signal abandons the run altogether.
@@ -136,7 +137,9 @@ impl Check for Bounded {
             tokio::select! {
                 biased;
                 outcome = self.inner.run(ctx) => outcome,
-                () = self.bounds.interrupt.wait() => Outcome::interrupted(None),
+                () = self.bounds.interrupt.wait() => {
+                    Outcome::interrupted(Activity::current().and_then(|activity| activity.describe()))
+                }
                 cut = deadline => cut.outcome(),
             }
         }

@@ -28,14 +28,18 @@ use crate::probe::{Failure, tls};
 /// Connects and authenticates under `deadline`. The connection carries no
 /// session state: what it is used for decides how (see [`super::session`]).
 pub async fn connect(target: &PgTarget, deadline: Duration) -> Result<Connection, Failure> {
-    let phase = PhaseCell::new(Phase::Resolve);
+    connect_in(target, deadline, &PhaseCell::new(Phase::Resolve)).await
+}
+
+/// [`connect`], saying which phase it is in through `phase`.
+pub async fn connect_in(target: &PgTarget, deadline: Duration, phase: &PhaseCell) -> Result<Connection, Failure> {
     let seen = tls::Seen::default();
     // Built before any network traffic: a bad sslrootcert is a configuration error.
     let config = match target.tls_setup() {
         Some(setup) => Some(tls::client_config(setup, &seen)?),
         None => None,
     };
-    let attempt = establish(target, config, &phase, &seen);
+    let attempt = establish(target, config, phase, &seen);
     match tokio::time::timeout(deadline, attempt).await {
         Ok(result) => result,
         Err(_) => Err(timeout_failure(target, deadline, phase.get())),

@@ -31,7 +31,7 @@ use super::failure::first_query_failure;
 use super::pooler::{self, Route};
 use super::ssl::ClientKind;
 use super::target::{PgSource, PgTarget};
-use crate::probe::Failure;
+use crate::probe::{Failure, activity};
 
 /// What the server sees as our `application_name` (visible in `pg_stat_activity`).
 pub const APPLICATION_NAME: &str = "mockmate-diag";
@@ -128,6 +128,13 @@ impl PgSession {
     /// if one were left unread). A failed opening is the unit's error, whatever
     /// the body answered.
     async fn unit<T>(&self, body: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        activity::waiting("PostgreSQL", "its query");
+        let answer = self.unit_inner(body).await;
+        activity::idle();
+        answer
+    }
+
+    async fn unit_inner<T>(&self, body: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
         let mut body = std::pin::pin!(body);
         let (begin, first, end) = {
             let _queue = self.queue.lock().await;

@@ -32,8 +32,12 @@ const PINGS: usize = 5;
 /// Connect, AUTH, PING (a connection without AUTH "succeeds" and only the first
 /// command says NOAUTH), INFO, all under `deadline`.
 pub async fn connect(target: &RedisTarget, deadline: Duration) -> Result<RedisSession, Failure> {
-    let phase = PhaseCell::new(Phase::Resolve);
-    match tokio::time::timeout(deadline, connect_steps(target, deadline, &phase)).await {
+    connect_in(target, deadline, &PhaseCell::new(Phase::Resolve)).await
+}
+
+/// [`connect`], saying which phase it is in through `phase`.
+pub async fn connect_in(target: &RedisTarget, deadline: Duration, phase: &PhaseCell) -> Result<RedisSession, Failure> {
+    match tokio::time::timeout(deadline, connect_steps(target, deadline, phase)).await {
         Ok(result) => result,
         Err(_) => Err(timeout_failure(target, deadline, phase.get())),
     }

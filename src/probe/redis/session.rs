@@ -12,7 +12,7 @@ use super::failure::{command_failure, is_transport, server_words, transport_fail
 use super::info::parse_info;
 use super::target::RedisTarget;
 use super::topology::{ClusterState, Mode, Topology, monitored, one, refused, sentinel_names, text};
-use crate::probe::Failure;
+use crate::probe::{Failure, activity};
 
 /// A live connection and what the server said about itself.
 pub struct RedisSession {
@@ -114,7 +114,10 @@ impl RedisSession {
     pub async fn round(&self, pipe: &redis::Pipeline, what: &'static str) -> Result<Vec<Reply>, Failure> {
         let count = pipe.cmd_iter().count();
         let mut conn = self.conn.clone();
-        let values = conn.send_packed_commands(pipe, 0, count).await.map_err(|e| {
+        activity::waiting("Redis", what);
+        let sent = conn.send_packed_commands(pipe, 0, count).await;
+        activity::idle();
+        let values = sent.map_err(|e| {
             if is_transport(&e) {
                 transport_failure(&self.target, &e, what, self.deadline)
             } else {
