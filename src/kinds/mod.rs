@@ -13,6 +13,7 @@ pub mod env_required;
 pub mod env_secrets;
 pub mod expect;
 pub mod pg_common;
+pub mod pg_lock_view;
 pub mod pg_role_settings;
 pub mod pg_visibility;
 pub mod redis_common;
