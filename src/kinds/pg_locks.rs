@@ -78,7 +78,8 @@ const STUCK_SECONDS: f64 = 1.0;
 /// One query: the watched tables' locks held and queued by others, the waits of
 /// requests that touch them, the backends involved as the role sees them, who
 /// idles in transaction, whose transactions the role cannot see, and which
-/// backends may hold row locks on `users`. `pg_locks.waitstart` is read through
+/// backends may hold row locks on `users` — in this database (locks are per
+/// database; another database's sessions cannot block the route). `pg_locks.waitstart` is read through
 /// `to_jsonb` (PostgreSQL 14+: NULL before). $1 idle threshold (s), $2 watched
 /// tables, $3 the users table, $4 the tool's application_name.
 const SQL: &str = r"
@@ -93,7 +94,7 @@ act AS (
          left(regexp_replace(a.query, '\s+', ' ', 'g'), 200) AS query,
          a.backend_xid::text AS xid
   FROM pg_stat_activity a
-  WHERE a.pid <> pg_backend_pid() AND a.usename IS NOT NULL
+  WHERE a.pid <> pg_backend_pid() AND a.usename IS NOT NULL AND a.datid = (SELECT oid FROM db)
     AND a.application_name IS DISTINCT FROM $4),
 held AS (
   SELECT l.pid, p.gid, r.name AS tbl, l.mode
@@ -521,7 +522,8 @@ impl Locks {
                         fixes.join(" ")
                     )
                 };
-                if findings.iter().any(|f| f.level == Level::Unknown) || hidden_note.is_some() {
+                let hidden_backend = named.iter().any(|p| !backend(Some(*p), None).visible);
+                if findings.iter().any(|f| f.level == Level::Unknown) || hidden_note.is_some() || hidden_backend {
                     if !hint.is_empty() {
                         hint.push_str("; ");
                     }

@@ -240,11 +240,25 @@ impl SessionInsert {
         let after = format!("timed out after {} in {step}", human(budget));
         let user = progress.user.map(|u| format!("user {u}'s")).unwrap_or_else(|| "the user's".into());
         let base = |o: Outcome| o.detail("api_error", serde_json::Value::Null).detail("step", step);
-        let Some(wait) = wait.filter(|w| w.locktype.is_some()) else {
-            return base(Outcome::problem(format!(
-                "{after}: the server did not answer in time, and the statement was not waiting for a lock"
-            )))
-            .hint("the server is overloaded or the statement is slow (a trigger?): check the server's load and log");
+        let wait = match wait {
+            // The question did not get through in time (behind a pooler whose one server
+            // connection this transaction holds, it cannot): say so, guess nothing.
+            None => {
+                return base(Outcome::problem(format!(
+                    "{after}: it waits for a lock or a busy server; what it waits for could not be read in time \
+                     (pg_locks, from the run's other connection)"
+                )))
+                .hint("see postgres.locks for a lock on users or sessions; otherwise check the server's load and log");
+            }
+            Some(w) if w.locktype.is_none() => {
+                return base(Outcome::problem(format!(
+                    "{after}: the server did not answer in time, and the statement was not waiting for a lock"
+                )))
+                .hint(
+                    "the server is overloaded or the statement is slow (a trigger?): check the server's load and log",
+                );
+            }
+            Some(w) => w,
         };
         let blockers: Vec<String> = wait.blockers.iter().map(|b| b.describe(viewer)).collect();
         let by = if blockers.is_empty() { "a backend the role cannot see".to_string() } else { blockers.join(", ") };
