@@ -1,5 +1,6 @@
 //! The server's own refusals, each with its own fix: a role's or a database's
-//! CONNECTION LIMIT, ALLOW_CONNECTIONS false, NOLOGIN, an expired password — told
+//! CONNECTION LIMIT, ALLOW_CONNECTIONS false, NOLOGIN, an expired password (and
+//! one about to expire, which the catalog shows while the API still gets in) — told
 //! apart by SQLSTATE and PostgreSQL's words, never "raise max_connections" or
 //! "edit pg_hba.conf" for all of them. node-postgres (the API's driver) is refused
 //! with the same SQLSTATE in each state, and the statement the hint names lets
@@ -175,4 +176,37 @@ fn an_expired_password_is_named_as_a_possibility_with_the_catalog_read_and_its_f
     assert_let_in(&site);
     // The password itself never appears.
     assert!(!check(&report, "postgres.connect").to_string().contains(PASSWORD));
+}
+
+#[test]
+fn a_password_that_expires_in_days_is_named_while_the_api_still_gets_in() {
+    let site = Site::new("expiring_password");
+    let until = site.pg.sql("postgres", "SELECT (now() + interval '3 days')::text");
+    site.paste(&format!("ALTER ROLE \"{}\" VALID UNTIL '{until}'", site.role));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = || {
+        let mut cmd = diag(dir.path());
+        cmd.env("DATABASE_URL", site.url()).args([
+            "--env",
+            "production",
+            "--format",
+            "json",
+            "--only",
+            "postgres.connect,postgres.settings",
+        ]);
+        json_run(&mut cmd).1
+    };
+    let report = run();
+    assert_status(&report, "postgres.connect", "pass");
+    assert_status(&report, "postgres.settings", "warn");
+    let msg = message(&report, "postgres.settings");
+    assert!(
+        msg.starts_with(&format!("role \"{}\"'s password expires in 2days 23h", site.role))
+            && msg
+                .ends_with("from then on every login of the API fails with 28P01 (\"password authentication failed\")"),
+        "{msg}"
+    );
+    let fix = hint(&report, "postgres.settings");
+    site.paste(statement(fix, "ALTER ROLE"));
+    assert_status(&run(), "postgres.settings", "pass");
 }
