@@ -63,7 +63,7 @@ impl Site {
     /// `held` (run as the superuser) returns a row.
     fn hold(&self, statements: &str, held: &str) -> Holder {
         let psql = self.pg.bindir.join("psql");
-        let mut child = Command::new(if psql.exists() { psql } else { "psql".into() })
+        let child = Command::new(if psql.exists() { psql } else { "psql".into() })
             .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
             .args(["-p", &self.pg.port.to_string(), "-U", &self.other, "-d", &self.db])
             .env("PGPASSWORD", OTHER_PASSWORD)
@@ -73,14 +73,16 @@ impl Site {
             .stderr(Stdio::null())
             .spawn()
             .expect("start psql");
-        let stdin = child.stdin.as_mut().expect("psql stdin");
+        // Killed on drop from here on, whatever fails below.
+        let mut holder = Holder { child, pid: String::new() };
+        let stdin = holder.child.stdin.as_mut().expect("psql stdin");
         stdin.write_all(format!("BEGIN;\n{statements}\n").as_bytes()).expect("write to psql");
         stdin.flush().expect("flush");
         let started = Instant::now();
         loop {
-            let pid = self.sql(held);
-            if !pid.is_empty() {
-                return Holder { child, pid };
+            holder.pid = self.sql(held);
+            if !holder.pid.is_empty() {
+                return holder;
             }
             assert!(started.elapsed() < Duration::from_secs(10), "psql never held: {held}");
             std::thread::sleep(Duration::from_millis(20));

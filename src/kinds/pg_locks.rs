@@ -432,11 +432,9 @@ impl Locks {
                 (Rows::Found(_), many) => format!("{} {users} rows (id={}, …)", many.len(), many[0]),
                 (Rows::Unread(why), _) => format!("rows of {users}, perhaps (which ones could not be read: {why})"),
             };
-            let lock = format!(
-                "a FOR UPDATE lock (or an uncommitted DELETE) on it makes that user's session insert wait at its \
-                 foreign-key check; a FOR SHARE/KEY SHARE lock or a plain UPDATE would not (pg_locks does not \
-                 say which it is until someone waits)"
-            );
+            let lock = "a FOR UPDATE lock (or an uncommitted DELETE) on it makes that user's session insert wait at \
+                        its foreign-key check; a FOR SHARE/KEY SHARE lock or a plain UPDATE would not (pg_locks does \
+                        not say which it is until someone waits)";
             let level = if !b.visible {
                 Level::Unknown
             } else if b.xact_seconds.is_some_and(|t| t > self.idle.as_secs_f64()) {

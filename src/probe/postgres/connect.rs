@@ -224,11 +224,7 @@ const AUTH_HEAD: usize = 9;
 /// has a server connection (so with the database behind it down, SASLFinal is the
 /// last thing a client hears).
 fn accepted(head: &[u8]) -> bool {
-    match head {
-        [b'R', 0, 0, 0, 8, 0, 0, 0, 0] => true,
-        [b'R', 0, 0, _, _, 0, 0, 0, 12] => true,
-        _ => false,
-    }
+    matches!(head, [b'R', 0, 0, 0, 8, 0, 0, 0, 0] | [b'R', 0, 0, _, _, 0, 0, 0, 12])
 }
 
 /// A stream that notes when the server's bytes say the login was accepted (see
