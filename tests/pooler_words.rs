@@ -65,7 +65,9 @@ fn the_database_stopped_behind_a_working_pgbouncer_is_named_in_pgbouncers_words_
              its last login to PostgreSQL failed and no server connection is left"
         )
     );
-    assert!(hint(&report, "postgres.connect").starts_with("check that PostgreSQL behind PgBouncer is up"));
+    let fix = hint(&report, "postgres.connect");
+    assert!(fix.starts_with("check that PostgreSQL behind PgBouncer is up"), "{fix}");
+    assert!(!fix.contains("****"), "the redactor must find no password in the hint: {fix}");
     // The API's driver hears the same words.
     let node = pg_probe(&[("DATABASE_URL", &url)]);
     assert_eq!((node["code"].as_str(), node["message"].as_str()), (Some("08P01"), Some(failing)), "{node}");
@@ -142,7 +144,8 @@ fn a_stale_password_in_pgbouncers_auth_file_is_told_from_a_wrong_one() {
         "PgBouncer says: password authentication failed for user \"app\" (08P01) → the database behind it refused \
          PgBouncer's login, in PostgreSQL's words"
     );
-    assert!(hint(&report, "postgres.connect").contains("refresh PgBouncer's auth_file from the server"), "{report:#}");
+    let fix = hint(&report, "postgres.connect");
+    assert!(fix.contains("refresh PgBouncer's auth_file from the server") && !fix.contains("****"), "{fix}");
     assert_eq!(pg_probe(&[("DATABASE_URL", &url)])["code"], "08P01");
     assert!(!report.to_string().contains("old-pw") && !report.to_string().contains("new-pw"));
 

@@ -68,9 +68,11 @@ fn judge(info: &HashMap<String, String>, cluster: bool, reply: &Reply, prefix: &
     // Redis 7 still spells it `slave_read_only`; accept the newer name too.
     let read_only = field("slave_read_only").or_else(|| field("replica_read_only"));
     let role = field("role");
+    // A Cluster client follows a redirection: the probe key's slot is another master's.
+    let redirected = reply.as_ref().err().is_some_and(|w| matches!(code(w), "MOVED" | "ASK"));
     let outcome = match reply {
-        Err(words) => refused(info, words, prefix, &primary()),
-        Ok(_) => match role {
+        Err(words) if !redirected => refused(info, words, prefix, &primary()),
+        _ => match role {
             Some("master") if cluster => Outcome::pass(
                 "cluster master (role:master): a SET is accepted in the slots it serves (keys in other slots: see redis.topology)",
             ),
@@ -149,10 +151,6 @@ fn refused(info: &HashMap<String, String>, words: &str, prefix: &str, primary: &
         "NOPERM" => Outcome::problem(format!("the ACL refuses SET on {prefix}* keys: {words}"))
             .hint(format!("see redis.permissions for the ACL rule to add ({IMPACT} until then)"))
             .premise(Premise::RedisAcl),
-        // A Cluster client follows the redirection: the key's slot is another master's.
-        "MOVED" | "ASK" => {
-            Outcome::pass(format!("a SET is redirected to the master of its slot ({words}), as a Cluster client follows"))
-        }
         _ => writes_fail(
             Outcome::problem(format!("a SET is refused: {words}"))
                 .hint(format!("the server refuses writes: its log says why ({IMPACT} until then)")),

@@ -217,7 +217,7 @@ pub(super) fn pooler_failure(target: &PgTarget, db: &DbError) -> Option<Failure>
              no server connection is left"
                 .to_string(),
             "check that PostgreSQL behind PgBouncer is up, and that the password PgBouncer logs in with (auth_file, \
-             auth_query, or password= in its [databases] entry) is the server's; PgBouncer's log says which \
+             auth_query, or a password set in its [databases] entry) is the server's; PgBouncer's log says which \
              (\"connect failed\", or the server's own error); it retries every server_login_retry"
                 .to_string(),
         ),
@@ -232,7 +232,7 @@ pub(super) fn pooler_failure(target: &PgTarget, db: &DbError) -> Option<Failure>
         BouncerSays::ServerRefusedLogin => {
             let fix = match Refusal::relayed(message) {
                 Some(Refusal::PasswordFailed { user }) => format!(
-                    "PgBouncer's password for \"{user}\" (auth_file, auth_query, or password= in its [databases] \
+                    "PgBouncer's password for \"{user}\" (auth_file, auth_query, or a password set in its [databases] \
                      entry) is not the one PostgreSQL has (changed, or expired: VALID UNTIL): refresh PgBouncer's \
                      auth_file from the server and RELOAD its console"
                 ),
