@@ -314,7 +314,7 @@ fn missing_gen_random_uuid_is_named() {
 // ---- the deadline -----------------------------------------------------------
 
 #[test]
-fn deadline_mid_transaction_names_lock_contention_and_leaves_nothing_behind() {
+fn deadline_mid_transaction_names_the_lock_and_its_holder_and_leaves_nothing_behind() {
     let site = Site::new("deadline_lock");
     let before = site.counters();
     let lock = site.pg.lock_table(&site.db, "sessions");
@@ -325,7 +325,8 @@ fn deadline_mid_transaction_names_lock_contention_and_leaves_nothing_behind() {
     assert_eq!(code, 1);
     assert_status(&report, "postgres.session_insert", "fail");
     let msg = message(&report, "postgres.session_insert");
-    assert!(msg.contains("lock contention on sessions: blocked by pid "), "{msg}");
+    assert!(msg.contains("it waits for RowExclusiveLock on sessions, held by pid "), "{msg}");
+    assert!(msg.contains("(AccessExclusiveLock on sessions): every session insert waits the same way"), "{msg}");
     assert_eq!(details(&report, "postgres.session_insert")["rolled_back"], true);
     assert_eq!(details(&report, "postgres.session_insert")["ended_by"], "backend terminated");
     // Our backend is gone while the lock is still held: it did not wait for it.

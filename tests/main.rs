@@ -7,19 +7,25 @@
 
 mod support;
 
+mod cache_writes;
 mod causes;
 mod cli;
 mod concordance;
+mod dns;
 mod gate;
 mod incident;
+mod insert_traced;
 mod laws;
 mod pg_probe;
 mod pg_tls;
 mod pooler;
+mod pooler_words;
 mod postgres;
 mod redaction;
 mod redis;
 mod redis_probe;
+mod refusals;
+mod route_locks;
 mod serve;
 mod terminal;
 mod topology;

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service};
 use crate::probe::postgres::PgInfo;
-use crate::probe::postgres::pooler::{Path, Route};
+use crate::probe::postgres::pooler::{self, Path, Route};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.connect",
@@ -43,6 +43,17 @@ impl Check for Connect {
             match tokio::time::timeout(left, session.route()).await {
                 Ok(Ok(route)) => connected(&session.info, &route),
                 Ok(Err(failure)) => Outcome::from_failure(failure).reports(Premise::Reachable(Service::Postgres)),
+                Err(_) if pooler::announced_by_a_pooler(session.announced_pid().await) => Outcome::problem(format!(
+                    "logged in, but the first query got no answer within {}: a pooler (PgBouncer or alike) answered \
+                     the login (its cancel key is no process id) and has no server connection for the query: the \
+                     database behind it is down, or every connection of the pool is busy",
+                    crate::probe::human(ctx.timeout)
+                ))
+                .hint(
+                    "on PgBouncer's console: SHOW POOLS (cl_waiting, sv_active) and SHOW DATABASES; its log says \
+                     whether its connects to PostgreSQL fail; a waiting query gives up after query_wait_timeout",
+                )
+                .reports(Premise::Reachable(Service::Postgres)),
                 Err(_) => Outcome::problem(format!(
                     "logged in, but the first query got no answer within {}",
                     crate::probe::human(ctx.timeout)

@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio_postgres::types::Type;
 
 use super::shared::postgres::{MIGRATE_HINT, SchemaParam, get, plural, query_one, session};
-use super::shared::visibility::{Candidate, Place, SCOPE_SQL, Scope, candidates_sql, place, resolved_sql};
+use super::shared::visibility::{Candidate, Place, SCOPE_SQL, Scope, candidates_sql, ident, place, resolved_sql};
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
 
 pub static KIND: KindDef = KindDef {
@@ -131,6 +131,8 @@ fn sql(schema: Option<&str>) -> String {
             'columns', (SELECT coalesce(json_agg(a.attname::text ORDER BY a.attnum), '[]')
                         FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
             'fks', (SELECT coalesce(json_agg(json_build_object(
+                        'name', con.conname::text,
+                        'ref', con.confrelid::regclass::text,
                         'columns', (SELECT json_agg(a.attname::text ORDER BY k.ord)
                                     FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
                                     JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum),
@@ -172,6 +174,12 @@ struct Found {
 
 #[derive(Debug, Deserialize)]
 struct FoundFk {
+    /// The constraint's name, kept as it is in fixes.
+    #[serde(default)]
+    name: String,
+    /// The referenced table as the role would write it (`legacy_users`, `old.users`).
+    #[serde(default)]
+    r#ref: Option<String>,
     #[serde(default)]
     columns: Vec<String>,
     ref_table: Option<String>,
@@ -242,6 +250,9 @@ impl Schema {
         }
         // A foreign key of a missing table is implied by the table: not repeated.
         let mut missing_fks = Vec::new();
+        // A key on the right columns that references another table: every insert for a
+        // user missing there fails with 23503, whatever the users table holds.
+        let mut misdirected: Vec<(&ForeignKey, &FoundFk)> = Vec::new();
         let mut unindexed = Vec::new();
         for fk in &self.fks {
             let Some(f) = by_name.get(fk.table.as_str()) else {
@@ -256,7 +267,10 @@ impl Schema {
             match matching {
                 Some(x) if !x.indexed => unindexed.push(format!("{}.{}", fk.table, fk.column)),
                 Some(_) => {}
-                None => missing_fks.push(fk.to_string()),
+                None => match f.fks.iter().find(|x| x.columns == [fk.column.as_str()]) {
+                    Some(other) => misdirected.push((fk, other)),
+                    None => missing_fks.push(fk.to_string()),
+                },
             }
         }
         let mut parts = Vec::new();
@@ -282,6 +296,20 @@ impl Schema {
                 missing_fks.join(", ")
             ));
         }
+        for (fk, found) in &misdirected {
+            let target = found.r#ref.clone().or(found.ref_table.clone()).unwrap_or_else(|| "?".into());
+            parts.push(format!(
+                "foreign key {} on {}.{} references {}({}), not {}.{}: every session insert for a user missing \
+                 from {target} fails with 23503 (INVALID_USER_REFERENCE)",
+                found.name,
+                fk.table,
+                fk.column,
+                target,
+                found.ref_columns.join(", "),
+                fk.ref_table,
+                fk.ref_column
+            ));
+        }
         let outcome = if parts.is_empty() {
             let mut message = format!(
                 "{}, {} and {} present",
@@ -305,12 +333,23 @@ impl Schema {
                     fixes.push(fix);
                 }
             }
+            for (fk, found) in &misdirected {
+                let name = ident(&found.name);
+                fixes.push(format!(
+                    "ALTER TABLE {} DROP CONSTRAINT {name}, ADD CONSTRAINT {name} FOREIGN KEY ({}) REFERENCES {} ({});",
+                    ident(&fk.table),
+                    ident(&fk.column),
+                    ident(&fk.ref_table),
+                    ident(&fk.ref_column)
+                ));
+            }
             Outcome::problem(parts.join("; ")).hint(fixes.join("; "))
         };
         // This check owns every table the API cannot use as it is: the others'
         // "relation does not exist" defer to it.
         let mut unusable: Vec<&String> = missing_tables.iter().chain(invisible.iter().map(|(t, _)| t)).collect();
         unusable.extend(self.tables.keys().filter(|t| missing_columns.iter().any(|c| c.starts_with(&format!("{t}.")))));
+        unusable.extend(misdirected.iter().map(|(fk, _)| &fk.table));
         let outcome = unusable.into_iter().fold(outcome, |o, t| o.reports(Premise::Table(t.clone())));
         let invisible_detail: Vec<Value> = invisible
             .iter()
@@ -332,6 +371,13 @@ impl Schema {
             .detail("missing_tables", missing_tables)
             .detail("missing_columns", missing_columns)
             .detail("missing_foreign_keys", missing_fks)
+            .detail(
+                "misdirected_foreign_keys",
+                misdirected
+                    .iter()
+                    .map(|(fk, f)| serde_json::json!({"constraint": f.name, "column": format!("{}.{}", fk.table, fk.column), "references": f.r#ref}))
+                    .collect::<Vec<_>>(),
+            )
             .detail("unindexed_foreign_keys", unindexed)
     }
 }
@@ -394,6 +440,8 @@ mod tests {
 
     fn fk(indexed: bool) -> FoundFk {
         FoundFk {
+            name: "sessions_user_id_fkey".into(),
+            r#ref: Some("users".into()),
             columns: vec!["user_id".into()],
             ref_table: Some("users".into()),
             ref_columns: vec!["id".into()],
@@ -417,6 +465,28 @@ mod tests {
         assert_eq!(o.causes.reports, [Premise::Table("sessions".into()), Premise::Table("users".into())]);
         let o = s.judge(&[found("sessions", &sessions, vec![]), found("users", &users, vec![])], &scope());
         assert_eq!(o.message, "missing foreign key: sessions.user_id → users.id");
+    }
+
+    #[test]
+    fn a_key_that_references_another_table_is_named_with_its_target_not_sent_to_the_migrations() {
+        let s = schema();
+        let sessions = ["id", "user_id", "job_title", "difficulty", "duration", "session_type", "status", "created_at"];
+        let legacy = FoundFk { r#ref: Some("legacy_users".into()), ref_table: Some("legacy_users".into()), ..fk(true) };
+        let o = s.judge(&[found("sessions", &sessions, vec![legacy]), found("users", &USERS, vec![])], &scope());
+        assert_eq!(
+            o.message,
+            "foreign key sessions_user_id_fkey on sessions.user_id references legacy_users(id), not users.id: every \
+             session insert for a user missing from legacy_users fails with 23503 (INVALID_USER_REFERENCE)"
+        );
+        assert_eq!(
+            o.hint.as_deref(),
+            Some(
+                "ALTER TABLE sessions DROP CONSTRAINT sessions_user_id_fkey, ADD CONSTRAINT sessions_user_id_fkey \
+                 FOREIGN KEY (user_id) REFERENCES users (id);"
+            )
+        );
+        assert_eq!(o.causes.reports, [Premise::Table("sessions".into())]);
+        assert_eq!(o.details["misdirected_foreign_keys"][0]["references"], "legacy_users");
     }
 
     #[test]

@@ -25,9 +25,8 @@ use tokio_postgres::error::{DbError, SqlState};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::shared::postgres::{
-    ApiError, CREATE_USER, Denied, MIGRATE_HINT, NOT_FOUND_HINT, Param, denied, human, ident,
-};
+use super::shared::postgres::{ApiError, CREATE_USER, Denied, MIGRATE_HINT, NOT_FOUND_HINT, Param, denied, human, ident};
+use super::shared::lock_view::Backend;
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service};
 use crate::probe::postgres::{APPLICATION_NAME, PgSession, PgTarget, PgWriter, describe};
 
@@ -59,6 +58,8 @@ const MIN_BUDGET: Duration = Duration::from_millis(200);
 /// How long ROLLBACK may take before we close the connection instead.
 const ROLLBACK_WAIT: Duration = Duration::from_millis(300);
 const BLOCKERS_WAIT: Duration = Duration::from_millis(150);
+/// How long the catalog may take to say which trigger or key a failure came from.
+const TRACE_WAIT: Duration = Duration::from_millis(300);
 const TERMINATE_WAIT: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Deserialize)]
@@ -192,49 +193,132 @@ impl SessionInsert {
             Err(_) => return Outcome::problem(format!("timed out after {} starting the dry run", human(budget))),
         };
 
-        let work = tokio::time::timeout_at(end.into(), self.steps(client, ctx.user_id)).await;
+        let progress = std::sync::Mutex::new(Progress { step: "the user lookup", user: None });
+        let work = tokio::time::timeout_at(end.into(), self.steps(client, ctx.user_id, &progress)).await;
         match work {
             Ok(found) => {
-                let rolled_back =
-                    matches!(tokio::time::timeout(ROLLBACK_WAIT, client.batch_execute("ROLLBACK")).await, Ok(Ok(())));
+                // Who the failure belongs to (a trigger, a foreign key's real target),
+                // read from the catalog while the connection is still ours.
+                let trace = async {
+                    match &found {
+                        Found::Failed { error, .. } => self.trace(ctx, error).await,
+                        _ => Trace::default(),
+                    }
+                };
+                let rollback = tokio::time::timeout(ROLLBACK_WAIT, client.batch_execute("ROLLBACK"));
+                let (trace, rolled_back) = futures::join!(trace, rollback);
+                let rolled_back = matches!(rolled_back, Ok(Ok(())));
                 // If ROLLBACK did not answer, dropping the connection below ends the
                 // transaction instead.
                 drop(conn);
                 // Either way the transaction is gone: `ended_by` says how.
-                self.judge(found, &role)
+                self.judge(found, &role, &trace)
                     .detail("rolled_back", true)
                     .detail("ended_by", if rolled_back { "ROLLBACK" } else { "connection closed" })
             }
             Err(_elapsed) => {
                 // Something blocks the insert (or the server stopped answering). Say
-                // who, then end our backend so its transaction aborts now rather than
-                // when the lock frees; the dropped connection is the last resort.
-                let blockers = blockers(ctx, pid).await;
+                // what it waits for and behind whom, then end our backend so its
+                // transaction aborts now rather than when the lock frees; the dropped
+                // connection is the last resort.
+                let progress = *progress.lock().unwrap_or_else(|e| e.into_inner());
+                let wait = waiting_for(ctx, pid).await;
                 terminate(ctx, pid).await;
                 drop(conn);
-                let by =
-                    if blockers.is_empty() { String::new() } else { format!(": blocked by {}", blockers.join("; ")) };
-                Outcome::problem(format!(
-                    "timed out after {} waiting for the insert into {}: lock contention on {}{by}",
-                    human(budget),
-                    self.0.sessions,
-                    self.0.sessions
-                ))
-                .hint(
-                    "a transaction holds a lock that session inserts wait for (a migration, a long ALTER/VACUUM FULL, \
-                     an idle-in-transaction client): see postgres.locks, end the blocker (SELECT pg_terminate_backend(pid)) \
-                     — the API's inserts are stuck behind it too",
-                )
-                .detail("api_error", serde_json::Value::Null)
-                .detail("blocked_by", blockers)
-                .detail("rolled_back", true)
-                .detail("ended_by", "backend terminated")
+                self.timed_out(progress, wait, budget, &role)
+                    .detail("rolled_back", true)
+                    .detail("ended_by", "backend terminated")
             }
         }
     }
 
+    /// The dry run ran out of time in `progress`'s step: what it waited for, from
+    /// `pg_locks` (read before our backend was ended), as the on-call engineer acts on it.
+    fn timed_out(&self, progress: Progress, wait: Option<Waiting>, budget: Duration, viewer: &str) -> Outcome {
+        let (users, sessions) = (&self.0.users, &self.0.sessions);
+        let step = progress.step;
+        let after = format!("timed out after {} in {step}", human(budget));
+        let user = progress.user.map(|u| format!("user {u}'s")).unwrap_or_else(|| "the user's".into());
+        let base = |o: Outcome| o.detail("api_error", serde_json::Value::Null).detail("step", step);
+        let wait = match wait {
+            // The question did not get through in time (behind a pooler whose one server
+            // connection this transaction holds, it cannot): say so, guess nothing.
+            None => {
+                return base(Outcome::problem(format!(
+                    "{after}: it waits for a lock or a busy server; what it waits for could not be read in time \
+                     (pg_locks, from the run's other connection)"
+                )))
+                .hint("see postgres.locks for a lock on users or sessions; otherwise check the server's load and log");
+            }
+            Some(w) if w.locktype.is_none() => {
+                return base(Outcome::problem(format!(
+                    "{after}: the server did not answer in time, and the statement was not waiting for a lock"
+                )))
+                .hint(
+                    "the server is overloaded or the statement is slow (a trigger?): check the server's load and log",
+                );
+            }
+            Some(w) => w,
+        };
+        let blockers: Vec<String> = wait.blockers.iter().map(|b| b.describe(viewer)).collect();
+        let by = if blockers.is_empty() { "a backend the role cannot see".to_string() } else { blockers.join(", ") };
+        let holds = wait.held.iter().map(|h| format!("{} on {}", h.mode, h.table)).collect::<Vec<_>>();
+        let queries: String = wait.blockers.iter().map(|b| b.query_note()).collect();
+        let (message, who) = match (wait.locktype.as_deref(), wait.row_of.as_deref(), wait.table.as_deref()) {
+            (Some("transactionid" | "tuple"), Some(t), _) if t == users => (
+                format!(
+                    "{after}: the insert's foreign-key check waits for a lock on {user} row in {users} (FOR KEY SHARE), \
+                     locked by {by}: that user cannot create a session until it ends{queries}"
+                ),
+                "row",
+            ),
+            (Some("transactionid" | "tuple"), row, _) => (
+                format!(
+                    "{after}: it waits for a row lock{} held by {by}{queries}",
+                    row.map(|t| format!(" on {t}")).unwrap_or_default()
+                ),
+                "row",
+            ),
+            (_, _, Some(t)) => (
+                format!(
+                    "{after}: it waits for {} on {t}, {}: every session {} waits the same way{queries}",
+                    wait.mode.as_deref().unwrap_or("a lock"),
+                    if holds.is_empty() {
+                        format!("held by {by}")
+                    } else {
+                        format!("held by {by} ({})", holds.join(", "))
+                    },
+                    if t == sessions { "insert" } else { "creation" }
+                ),
+                "table",
+            ),
+            _ => (
+                format!("{after}: it waits for a {} lock held by {by}{queries}", wait.locktype.unwrap_or_default()),
+                "other",
+            ),
+        };
+        let fixes: Vec<String> = wait.blockers.iter().filter_map(|b| b.end_statement()).collect();
+        let hint = if fixes.is_empty() {
+            "see postgres.locks for the transaction holding the lock".to_string()
+        } else {
+            format!(
+                "ask its owner, then end it: {} — the API's inserts are stuck behind it too; \
+                 idle_in_transaction_session_timeout (ALTER ROLE … SET) ends idle ones by itself",
+                fixes.join(" ")
+            )
+        };
+        let pids: Vec<Option<i32>> = wait.blockers.iter().map(|b| b.pid).collect();
+        base(Outcome::problem(message).hint(hint))
+            .detail("blocked_by", pids)
+            .detail("lock", who)
+            .detail("user_id", progress.user.map(|u| u.to_string()))
+    }
+
     /// The API's steps inside the transaction; the first failure stops them.
-    async fn steps(&self, client: &Client, wanted: Option<Uuid>) -> Found {
+    async fn steps(&self, client: &Client, wanted: Option<Uuid>, progress: &std::sync::Mutex<Progress>) -> Found {
+        let at = |step: &'static str, user: Option<Uuid>| {
+            *progress.lock().unwrap_or_else(|e| e.into_inner()) = Progress { step, user };
+        };
         let p = &self.0;
         let (users, sessions) = (ident(&p.users), ident(&p.sessions));
         let user = match wanted {
@@ -271,6 +355,7 @@ impl SessionInsert {
                 }
             }
         };
+        at("the insert", Some(user.id));
         let insert = format!(
             "INSERT INTO {sessions} (user_id, job_title, difficulty, duration, session_type) \
              VALUES ($1, $2, $3, $4, $5) RETURNING id"
@@ -297,6 +382,7 @@ impl SessionInsert {
             Err(error) => return Found::Failed { step: "the insert", user: Some(user), error },
         };
         // What the desktop app does next: fetch the session it was told exists.
+        at("reading the session back", Some(user.id));
         let read = format!("SELECT status::text FROM {sessions} WHERE id = $1");
         match client.query_typed_opt(&read, &[(&session, Type::UUID)]).await {
             Ok(Some(row)) => Found::Created { user, session, status: row.try_get(0).ok().flatten() },
@@ -305,7 +391,32 @@ impl SessionInsert {
         }
     }
 
-    fn judge(&self, found: Found, role: &str) -> Outcome {
+    /// Reads from the catalog who a failed statement's error belongs to: the trigger
+    /// its context names (`where`: "PL/pgSQL function f() line 3 at RAISE"), among
+    /// the triggers on the tables the route writes, and a violated foreign key's
+    /// real target. Nothing on a timeout: the failure is reported without it.
+    async fn trace(&self, ctx: &Ctx, error: &tokio_postgres::Error) -> Trace {
+        let Some(db) = error.as_db_error() else { return Trace::default() };
+        let context = db.where_().unwrap_or_default();
+        let fk = (*db.code() == SqlState::FOREIGN_KEY_VIOLATION).then(|| db.constraint()).flatten();
+        if context.is_empty() && fk.is_none() {
+            return Trace::default();
+        }
+        let (users, sessions) = (ident(&self.0.users), ident(&self.0.sessions));
+        let constraint = fk.unwrap_or_default().to_string();
+        let query = async {
+            let session: Arc<PgSession> = ctx.postgres().await.ok()?;
+            let params: [Param<'_>; 3] = [(&users, Type::TEXT), (&sessions, Type::TEXT), (&constraint, Type::TEXT)];
+            let rows = session.query_typed(TRACE_SQL, &params).await.ok()?;
+            let json: serde_json::Value = rows.first()?.try_get(0).ok()?;
+            serde_json::from_value::<Trace>(json).ok()
+        };
+        let mut trace = tokio::time::timeout(TRACE_WAIT, query).await.ok().flatten().unwrap_or_default();
+        trace.fired = fired(&trace.triggers, context).cloned();
+        trace
+    }
+
+    fn judge(&self, found: Found, role: &str, trace: &Trace) -> Outcome {
         let sessions = &self.0.sessions;
         match found {
             Found::Created { user, session, status } if user.credits <= 0 => Outcome::warn(format!(
@@ -357,15 +468,23 @@ impl SessionInsert {
             .detail("user_id", user.id.to_string())
             .detail("session_id", session.to_string()),
             Found::Failed { step, user, error } => {
-                let failed = insert_error(&error, step, role, &self.0, user.map(|u| u.id));
+                let failed = insert_error(&error, step, role, &self.0, user.map(|u| u.id), trace);
                 failed.detail("user_id", user.map(|u| u.id.to_string()))
             }
         }
     }
 }
 
-/// A failed statement as the API's answer: message, hint, `api_error`, `sqlstate`.
-fn insert_error(e: &tokio_postgres::Error, step: &str, role: &str, p: &Params, user: Option<Uuid>) -> Outcome {
+/// A failed statement as the API's answer: message, hint, `api_error`, `sqlstate`;
+/// a trigger the error came from is named, and a foreign key's real target.
+fn insert_error(
+    e: &tokio_postgres::Error,
+    step: &str,
+    role: &str,
+    p: &Params,
+    user: Option<Uuid>,
+    trace: &Trace,
+) -> Outcome {
     let Some(db) = e.as_db_error() else {
         return Outcome::problem(format!("{step} failed: {}", describe(e)))
             .detail("api_error", serde_json::Value::Null)
@@ -374,17 +493,162 @@ fn insert_error(e: &tokio_postgres::Error, step: &str, role: &str, p: &Params, u
     let code = db.code();
     let text = format!("{} ({})", db.message(), code.code());
     let outcome = if *code == SqlState::FOREIGN_KEY_VIOLATION {
+        foreign_key_error(db, step, p, user, trace)
+    } else if let (&SqlState::RAISE_EXCEPTION, Some(t)) = (code, &trace.fired) {
         Outcome::problem(format!(
-            "{INVALID_USER_REFERENCE}: user {} does not exist or is inactive: {step} violates {}",
-            user.map(|u| u.to_string()).unwrap_or_else(|| "?".into()),
-            constraint(db, &text)
+            "{step} failed: trigger {} on {} (function {}) raised: {text}",
+            t.name, t.table, t.signature
         ))
-        .hint("the user row is gone or the foreign key points elsewhere: check the users table and sessions' foreign keys")
-        .detail("api_error", INVALID_USER_REFERENCE)
+        .hint(format!(
+            "the trigger refuses the API's row, not the API: read its function (\\sf {}) and fix it, or disable \
+             the trigger: ALTER TABLE {} DISABLE TRIGGER {};",
+            t.signature,
+            t.table,
+            super::shared::visibility::ident(&t.name)
+        ))
+        .detail("api_error", serde_json::Value::Null)
     } else {
-        statement_error(db, &text, step, role, p).detail("api_error", serde_json::Value::Null)
+        let o = statement_error(db, &text, step, role, p).detail("api_error", serde_json::Value::Null);
+        match &trace.fired {
+            // Whatever failed, it failed inside this trigger.
+            Some(t) => {
+                let mut o = o;
+                o.message = format!("{} (in trigger {} on {}, function {})", o.message, t.name, t.table, t.signature);
+                o
+            }
+            None => o,
+        }
+    };
+    let outcome = match &trace.fired {
+        Some(t) => outcome.detail("trigger", t.name.clone()).detail("trigger_function", t.signature.clone()),
+        None => outcome,
     };
     outcome.detail("sqlstate", code.code())
+}
+
+/// 23503 on the insert. The route looked the user up in the users table first, so a
+/// key that points at another table fails for users who exist: named with its
+/// real target and the statement that points it back, under its own name.
+fn foreign_key_error(db: &DbError, step: &str, p: &Params, user: Option<Uuid>, trace: &Trace) -> Outcome {
+    let who = user.map(|u| u.to_string()).unwrap_or_else(|| "?".into());
+    let users_name = p.users.rsplit('.').next().unwrap_or(&p.users);
+    match &trace.constraint {
+        Some(fk) if fk.target_name != users_name => {
+            let name = super::shared::visibility::ident(&fk.name);
+            let cols = fk.columns.join(", ");
+            Outcome::problem(format!(
+                "{INVALID_USER_REFERENCE}: {step} violates foreign key {} on {}({cols}), which references {}({}), \
+                 not {}: user {who} exists in {} but not in {}, so every session creation fails",
+                fk.name,
+                p.sessions,
+                fk.target,
+                fk.ref_columns.join(", "),
+                p.users,
+                p.users,
+                fk.target
+            ))
+            .hint(format!(
+                "point the key at {users}: ALTER TABLE {sessions} DROP CONSTRAINT {name}, ADD CONSTRAINT {name} \
+                 FOREIGN KEY ({cols}) REFERENCES {users} (id);",
+                users = sql_name(&p.users),
+                sessions = sql_name(&p.sessions),
+            ))
+            // postgres.schema reports a key that points elsewhere.
+            .premise(Premise::Table(p.sessions.clone()))
+            .detail("api_error", INVALID_USER_REFERENCE)
+            .detail("constraint", fk.name.clone())
+            .detail("references", fk.target.clone())
+        }
+        _ => Outcome::problem(format!(
+            "{INVALID_USER_REFERENCE}: user {who} does not exist or is inactive: {step} violates {}",
+            constraint(db, &format!("{} ({})", db.message(), db.code().code()))
+        ))
+        .hint("the user row is gone or the foreign key points elsewhere: check the users table and sessions' foreign keys")
+        .detail("api_error", INVALID_USER_REFERENCE),
+    }
+}
+
+/// A possibly schema-qualified name as a hint writes it: bare where PostgreSQL
+/// would read it the same, quoted where not.
+fn sql_name(name: &str) -> String {
+    name.split('.').map(super::shared::visibility::ident).collect::<Vec<_>>().join(".")
+}
+
+/// The catalog's side of a failure: the triggers on the tables the route writes,
+/// the one the error's context names, and a violated foreign key.
+#[derive(Debug, Default, Deserialize)]
+struct Trace {
+    #[serde(default)]
+    triggers: Vec<Trigger>,
+    constraint: Option<ForeignKeyTarget>,
+    #[serde(skip)]
+    fired: Option<Trigger>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+struct Trigger {
+    name: String,
+    table: String,
+    function: String,
+    schema: String,
+    /// `reject_sessions()`, as `regprocedure` prints it.
+    signature: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct ForeignKeyTarget {
+    name: String,
+    /// As the role would write it (`legacy_users`, `old.users`).
+    target: String,
+    target_name: String,
+    #[serde(default)]
+    columns: Vec<String>,
+    #[serde(default)]
+    ref_columns: Vec<String>,
+}
+
+/// $1 the users table, $2 the sessions table (quoted identifiers, resolved like the
+/// API's statements), $3 a violated constraint's name.
+const TRACE_SQL: &str = "SELECT json_build_object(
+  'triggers', (SELECT coalesce(json_agg(json_build_object('name', t.tgname::text,
+       'table', t.tgrelid::regclass::text, 'function', p.proname::text, 'schema', n.nspname::text,
+       'signature', t.tgfoid::regprocedure::text) ORDER BY t.tgname), '[]')
+     FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND t.tgrelid IN (to_regclass($1), to_regclass($2))),
+  'constraint', (SELECT json_build_object('name', c.conname::text, 'target', c.confrelid::regclass::text,
+       'target_name', r.relname::text,
+       'columns', (SELECT json_agg(a.attname::text ORDER BY k.ord) FROM unnest(c.conkey) WITH ORDINALITY k(n, ord)
+                   JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n),
+       'ref_columns', (SELECT json_agg(a.attname::text ORDER BY k.ord) FROM unnest(c.confkey) WITH ORDINALITY k(n, ord)
+                   JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n))
+     FROM pg_constraint c JOIN pg_class r ON r.oid = c.confrelid
+     WHERE c.contype = 'f' AND c.conrelid = to_regclass($2) AND c.conname = $3 LIMIT 1))";
+
+/// The trigger whose function the error's context names, the outermost first (the
+/// context lists the innermost call first: "PL/pgSQL function inner() line 2 at
+/// RAISE\nPL/pgSQL function trig() line 3 at PERFORM").
+fn fired<'a>(triggers: &'a [Trigger], context: &str) -> Option<&'a Trigger> {
+    context
+        .lines()
+        .rev()
+        .filter_map(function_in)
+        .find_map(|(schema, name)| triggers.iter().find(|t| t.function == name && schema.is_none_or(|s| s == t.schema)))
+}
+
+/// `(schema, name)` of the function a context line names: `PL/pgSQL function
+/// public.f(integer) line 3 at RAISE` → `(Some("public"), "f")`; `SQL function "f"
+/// statement 1` → `(None, "f")`.
+fn function_in(line: &str) -> Option<(Option<&str>, &str)> {
+    let rest = &line[line.find("function ")? + "function ".len()..];
+    let end = rest.find(['(', ' ']).unwrap_or(rest.len());
+    let qualified = rest[..end].trim_matches('"');
+    if qualified.is_empty() {
+        return None;
+    }
+    Some(match qualified.rsplit_once('.') {
+        Some((schema, name)) => (Some(schema.trim_matches('"')), name.trim_matches('"')),
+        None => (None, qualified),
+    })
 }
 
 /// A failed statement the API has no error code of its own for, by SQLSTATE. A cause
@@ -480,24 +744,61 @@ fn constraint(db: &DbError, fallback: &str) -> String {
     }
 }
 
-/// Who blocks backend `pid`, from the run's shared session (a read, no state change).
-async fn blockers(ctx: &Ctx, pid: i32) -> Vec<String> {
-    const SQL: &str = "SELECT a.pid, coalesce(a.state, '?'), coalesce(a.application_name, ''), \
-        coalesce(extract(epoch FROM now() - a.xact_start)::float8, 0) \
-        FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids($1)) ORDER BY a.pid LIMIT 5";
+/// Where the dry run stood when its time ran out.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    step: &'static str,
+    user: Option<Uuid>,
+}
+
+/// What our backend waits for, and who holds it (`pg_locks`, `pg_blocking_pids()`).
+#[derive(Debug, Default, Deserialize)]
+struct Waiting {
+    locktype: Option<String>,
+    mode: Option<String>,
+    table: Option<String>,
+    /// The table of the row it waits for (its tuple lock), for a row-lock wait.
+    row_of: Option<String>,
+    #[serde(default)]
+    blockers: Vec<Backend>,
+    /// The blockers' granted locks on the table it waits for.
+    #[serde(default)]
+    held: Vec<HeldLock>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HeldLock {
+    mode: String,
+    table: String,
+}
+
+const WAITING_SQL: &str = "SELECT json_build_object(
+  'locktype', w.locktype, 'mode', w.mode, 'table', c.relname::text,
+  'row_of', (SELECT c2.relname::text FROM pg_locks t JOIN pg_class c2 ON c2.oid = t.relation
+             WHERE t.pid = $1 AND t.locktype = 'tuple' LIMIT 1),
+  'blockers', (SELECT coalesce(json_agg(json_build_object('pid', a.pid, 'role', a.usename::text,
+       'application', a.application_name, 'visible', a.backend_type IS NOT NULL, 'state', a.state,
+       'xact_seconds', floor(extract(epoch FROM now() - a.xact_start))::float8,
+       'state_seconds', floor(extract(epoch FROM now() - a.state_change))::float8,
+       'query', CASE WHEN a.backend_type IS NOT NULL THEN left(regexp_replace(a.query, '\\s+', ' ', 'g'), 200) END)
+       ORDER BY a.pid), '[]')
+     FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids($1))),
+  'held', (SELECT coalesce(json_agg(json_build_object('mode', h.mode, 'table', hc.relname::text)), '[]')
+     FROM pg_locks h JOIN pg_class hc ON hc.oid = h.relation
+     WHERE h.granted AND h.locktype = 'relation' AND h.relation = w.relation
+       AND h.pid = ANY (pg_blocking_pids($1))))
+  FROM (SELECT 1) AS one LEFT JOIN pg_locks w ON w.pid = $1 AND NOT w.granted
+  LEFT JOIN pg_class c ON c.oid = w.relation LIMIT 1";
+
+/// What backend `pid` waits for, from the run's shared session (a read, no state change).
+async fn waiting_for(ctx: &Ctx, pid: i32) -> Option<Waiting> {
     let query = async {
         let session: Arc<PgSession> = ctx.postgres().await.ok()?;
-        session.query_typed(SQL, &[(&pid, Type::INT4)]).await.ok()
+        let rows = session.query_typed(WAITING_SQL, &[(&pid, Type::INT4)]).await.ok()?;
+        let json: serde_json::Value = rows.first()?.try_get(0).ok()?;
+        serde_json::from_value(json).ok()
     };
-    let rows = tokio::time::timeout(BLOCKERS_WAIT, query).await.ok().flatten().unwrap_or_default();
-    rows.iter()
-        .filter_map(|r| {
-            let (pid, state, app, secs): (i32, String, String, f64) =
-                (r.try_get(0).ok()?, r.try_get(1).ok()?, r.try_get(2).ok()?, r.try_get(3).ok()?);
-            let app = if app.is_empty() { String::new() } else { format!(", {app}") };
-            Some(format!("pid {pid} ({state} for {}{app})", human(Duration::from_secs_f64(secs.max(0.0).round()))))
-        })
-        .collect()
+    tokio::time::timeout(BLOCKERS_WAIT, query).await.ok().flatten()
 }
 
 /// Ends our own dry-run backend (its transaction aborts at once).

@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use super::shared::postgres::{duration, get, human, query_one, session};
 use super::shared::role_settings::{Inherited, inherited_sql, pg_duration, reset_duration};
-use crate::check::{Check, Ctx, KindDef, Outcome};
+use crate::check::{Check, Ctx, KindDef, Outcome, Verdict};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.settings",
@@ -40,7 +40,8 @@ pub static KIND: KindDef = KindDef {
                 duration("min_idle_in_transaction_session_timeout", &p.min_idle_in_transaction_session_timeout)?,
             ),
         ];
-        Ok(Box::new(Settings { timeouts }))
+        let password_expiry = duration("password_expires_within", &p.password_expires_within)?;
+        Ok(Box::new(Settings { timeouts, password_expiry }))
     },
 };
 
@@ -56,6 +57,8 @@ struct Params {
     min_statement_timeout: String,
     min_lock_timeout: String,
     min_idle_in_transaction_session_timeout: String,
+    /// A role password (VALID UNTIL) that expires within this is a finding.
+    password_expires_within: String,
 }
 
 impl Default for Params {
@@ -64,13 +67,29 @@ impl Default for Params {
             min_statement_timeout: "1s".into(),
             min_lock_timeout: "100ms".into(),
             min_idle_in_transaction_session_timeout: "1s".into(),
+            password_expires_within: "14d".into(),
         }
     }
+}
+
+/// The role's password lifetime (`pg_roles.rolvaliduntil`, readable by every role),
+/// NULL when it has none: PostgreSQL tells a client whose password expired only
+/// "password authentication failed" (28P01), so the catalog is where it shows.
+const VALID_UNTIL_SQL: &str = "(SELECT json_build_object('until', r.rolvaliduntil::text,
+    'seconds_left', extract(epoch FROM r.rolvaliduntil - now())::float8)
+  FROM pg_roles r WHERE r.rolname = current_user AND r.rolvaliduntil IS NOT NULL
+    AND r.rolvaliduntil <> 'infinity')";
+
+#[derive(Debug, Clone, Deserialize)]
+struct ValidUntil {
+    until: String,
+    seconds_left: f64,
 }
 
 struct Settings {
     /// (setting, the least value that does not break requests); 0 (off) never does.
     timeouts: [(&'static str, Duration); 3],
+    password_expiry: Duration,
 }
 
 impl Check for Settings {
@@ -80,13 +99,15 @@ impl Check for Settings {
                 let session = session(ctx).await?;
                 let names: Vec<&str> = self.timeouts.iter().map(|(n, _)| *n).chain(SHOWN).collect();
                 let list = names.iter().map(|n| super::shared::postgres::literal(n)).collect::<Vec<_>>().join(", ");
-                let sql = format!("SELECT {}", inherited_sql(&format!("ARRAY[{list}]")));
+                let sql = format!("SELECT {}, {VALID_UNTIL_SQL}", inherited_sql(&format!("ARRAY[{list}]")));
                 let what = "the settings query";
                 let row = query_one(&session, what, &sql, &[]).await?;
                 let json: Value = get(&row, 0, what)?;
                 let inherited: Inherited = serde_json::from_value(json)
                     .map_err(|e| Outcome::problem(format!("unexpected reply to {what}: {e}")))?;
-                Ok(self.judge(&inherited))
+                let valid: Option<Value> = get(&row, 1, what)?;
+                let valid: Option<ValidUntil> = valid.and_then(|v| serde_json::from_value(v).ok());
+                Ok(self.judge(&inherited, valid.as_ref()))
             };
             result.await.unwrap_or_else(|o| o)
         }
@@ -104,7 +125,41 @@ fn effect(name: &str, value: &str) -> String {
 }
 
 impl Settings {
-    fn judge(&self, inherited: &Inherited) -> Outcome {
+    fn judge(&self, inherited: &Inherited, valid: Option<&ValidUntil>) -> Outcome {
+        let outcome = self.judge_settings(inherited);
+        let Some(v) = valid else { return outcome };
+        let role = &inherited.role;
+        let left = Duration::from_secs_f64(v.seconds_left.max(0.0));
+        let finding = if v.seconds_left <= 0.0 {
+            format!(
+                "role \"{role}\"'s password expired {} (VALID UNTIL): every login with it fails with 28P01 \
+                 (\"password authentication failed\"); this connection did not need it",
+                v.until
+            )
+        } else if left < self.password_expiry {
+            format!(
+                "role \"{role}\"'s password expires in {} ({}, VALID UNTIL): from then on every login of the API \
+                 fails with 28P01 (\"password authentication failed\")",
+                human(Duration::from_secs(left.as_secs() / 60 * 60)),
+                v.until
+            )
+        } else {
+            return outcome.detail("password_valid_until", v.until.clone());
+        };
+        let fix = format!("ALTER ROLE \"{}\" VALID UNTIL 'infinity';", role.replace('"', "\"\""));
+        let (message, hint) = match outcome.verdict {
+            Verdict::Pass => (finding, fix),
+            _ => (
+                format!("{}; {finding}", outcome.message),
+                format!("{} {fix}", outcome.hint.clone().unwrap_or_default()),
+            ),
+        };
+        let mut o = Outcome::problem(message).hint(hint);
+        o.details = outcome.details;
+        o.detail("password_valid_until", v.until.clone())
+    }
+
+    fn judge_settings(&self, inherited: &Inherited) -> Outcome {
         let mut problems: Vec<String> = Vec::new();
         let mut fixes: Vec<String> = Vec::new();
         let mut noted: Vec<String> = Vec::new();
@@ -186,6 +241,7 @@ mod tests {
                 (LOCK_TIMEOUT, Duration::from_millis(100)),
                 (IDLE_TIMEOUT, Duration::from_secs(1)),
             ],
+            password_expiry: Duration::from_secs(14 * 86400),
         }
     }
 
@@ -215,8 +271,8 @@ mod tests {
 
     #[test]
     fn a_role_statement_timeout_below_the_minimum_is_named_with_its_reset() {
-        let o =
-            settings().judge(&inherited(&[(true, false, "statement_timeout=20ms")], &[("statement_timeout", "20")]));
+        let o = settings()
+            .judge_settings(&inherited(&[(true, false, "statement_timeout=20ms")], &[("statement_timeout", "20")]));
         assert_eq!(o.verdict, Verdict::Problem);
         assert_eq!(
             o.message,
@@ -232,7 +288,7 @@ mod tests {
     fn resetting_one_level_exposes_the_next_so_the_fix_resets_down_to_a_good_one() {
         // Precedence: role in database, role, database. The role's 5ms would take over
         // from the 10ms; the database's 5s would not be reached.
-        let o = settings().judge(&inherited(
+        let o = settings().judge_settings(&inherited(
             &[(true, true, "lock_timeout=10ms"), (false, true, "lock_timeout=5s"), (true, false, "lock_timeout=5ms")],
             &[("lock_timeout", "10")],
         ));
@@ -248,7 +304,7 @@ mod tests {
 
     #[test]
     fn long_enough_or_off_passes_and_other_findings_are_left_to_their_checks() {
-        let o = settings().judge(&inherited(
+        let o = settings().judge_settings(&inherited(
             &[
                 (true, false, "statement_timeout=30s"),
                 (false, true, "default_transaction_read_only=on"),
@@ -264,13 +320,30 @@ mod tests {
             "{}",
             o.message
         );
-        let o = settings().judge(&inherited(&[], &[]));
+        let o = settings().judge_settings(&inherited(&[], &[]));
         assert_eq!(o.message, "no role or database setting for role \"app\" in database \"mockmate\"");
     }
 
     #[test]
+    fn a_password_that_expires_soon_is_named_with_its_fix_and_a_distant_one_is_not() {
+        let soon = ValidUntil { until: "2026-12-10 00:00:00+00".into(), seconds_left: 3.0 * 86400.0 + 59.0 };
+        let o = settings().judge(&inherited(&[], &[]), Some(&soon));
+        assert_eq!(o.verdict, Verdict::Problem);
+        assert_eq!(
+            o.message,
+            "role \"app\"'s password expires in 3days (2026-12-10 00:00:00+00, VALID UNTIL): from then on every \
+             login of the API fails with 28P01 (\"password authentication failed\")"
+        );
+        assert_eq!(o.hint.as_deref(), Some("ALTER ROLE \"app\" VALID UNTIL 'infinity';"));
+        let far = ValidUntil { until: "2030-01-01 00:00:00+00".into(), seconds_left: 400.0 * 86400.0 };
+        assert_eq!(settings().judge(&inherited(&[], &[]), Some(&far)).verdict, Verdict::Pass);
+        let gone = ValidUntil { until: "2001-01-01 00:00:00+00".into(), seconds_left: -1.0 };
+        assert!(settings().judge(&inherited(&[], &[]), Some(&gone)).message.contains("expired 2001-01-01"));
+    }
+
+    #[test]
     fn a_server_wide_timeout_is_named_as_such() {
-        let o = settings().judge(&inherited(&[], &[("statement_timeout", "50")]));
+        let o = settings().judge_settings(&inherited(&[], &[("statement_timeout", "50")]));
         assert!(o.message.contains("statement_timeout = 50ms (the server's configuration)"), "{}", o.message);
         assert!(
             o.hint.unwrap_or_default().starts_with("ALTER SYSTEM RESET statement_timeout; SELECT pg_reload_conf();")

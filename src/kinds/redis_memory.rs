@@ -61,7 +61,8 @@ fn judge(info: &HashMap<String, String>) -> Outcome {
             "{used_h} used of maxmemory {max_h} ({percent}%) under noeviction: writes will fail with OOM"
         )))
         .hint("raise maxmemory (or the instance size), or find what fills it: redis-cli --bigkeys")
-        .reports(Premise::Writable(Service::Redis));
+        // Once full, writes fail: redis.writable's probe says so, and owns it.
+        .premise(Premise::Writable(Service::Redis));
     }
     details(Outcome::pass(format!("{used_h} used of maxmemory {max_h} ({percent}%), policy {policy}")))
 }

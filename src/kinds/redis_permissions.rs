@@ -16,7 +16,7 @@
 //!
 //! Any other refusal (READONLY, OOM, MISCONF …) means the ACL let the command
 //! through: the user's permissions are fine, and why writes fail is the finding
-//! of `redis.writable`, `redis.memory` or `redis.persistence`.
+//! of `redis.writable`.
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -72,9 +72,8 @@ fn probe_key(prefix: &str) -> String {
 /// The owner of a refusal that is not about permissions, by the server's error code.
 fn owner(code: &str) -> Option<&'static str> {
     match code {
-        "READONLY" => Some("redis.writable"),
-        "OOM" => Some("redis.memory"),
-        "MISCONF" => Some("redis.persistence"),
+        // redis.writable owns every refusal of a write that is not the ACL's.
+        "READONLY" | "OOM" | "MISCONF" | "NOREPLICAS" | "CLUSTERDOWN" => Some("redis.writable"),
         _ => None,
     }
 }

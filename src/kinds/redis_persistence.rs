@@ -55,7 +55,8 @@ fn judge(info: &HashMap<String, String>) -> Outcome {
             "read the Redis log for the save error (disk full, permissions on Redis's dir) and fix it, then run BGSAVE; \
              a pure cache can run without persistence (save \"\", appendonly no)",
         )
-        .reports(Premise::Writable(Service::Redis));
+        // When Redis refuses writes for it (MISCONF), redis.writable's probe says so, and owns it.
+        .premise(Premise::Writable(Service::Redis));
     }
     match (aof_on, rdb_saved) {
         (false, false) => {

@@ -37,3 +37,21 @@ pub fn dir() -> &'static Path {
         dir
     })
 }
+
+/// What node-postgres (tests/node/pg_probe.js: a Pool, connect, `SELECT 1`) makes
+/// of `vars` as its whole environment: `{"ok": true, …}` or `{"ok": false, "code",
+/// "message"}`. `PROBE_TIMEOUT_MS` defaults to 3000.
+pub fn pg_probe(vars: &[(&str, &str)]) -> serde_json::Value {
+    let out = Command::new("node")
+        .arg(dir().join("pg_probe.js"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("PROBE_TIMEOUT_MS", "3000")
+        .envs(vars.iter().copied())
+        .output()
+        .expect("run node");
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    serde_json::from_str(line.trim()).unwrap_or_else(|e| {
+        panic!("pg_probe.js printed no JSON ({e}): {line}\n{}", String::from_utf8_lossy(&out.stderr))
+    })
+}

@@ -5,9 +5,11 @@
 //! - [`visibility`]: whether the API's role finds a table (absent vs invisible), for schema and privileges;
 //! - [`role_settings`]: settings a role inherits (`ALTER ROLE/DATABASE … SET`), and where they are set;
 //! - [`redis`]: the run's Redis session for a kind, the key prefix, stepping aside for `redis.topology`;
+//! - [`lock_view`]: what the session route meets in the lock manager, for locks and the dry run;
 //! - [`expect`]: the `expect = "…"` rule of user-defined checks.
 
 pub mod expect;
+pub mod lock_view;
 pub mod postgres;
 pub mod redis;
 pub mod role_settings;

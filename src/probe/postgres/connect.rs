@@ -9,15 +9,16 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::Client;
-use tokio_postgres::tls::{ChannelBinding, TlsConnect};
+use tokio_postgres::tls::{ChannelBinding, TlsConnect, TlsStream};
 
-use super::failure::{connect_failure, resolve_failure, socket_failure, timeout_failure};
+use super::failure::{Stopped, connect_failure, resolve_failure, socket_failure, timeout_failure};
 use super::psql;
 use super::session::{Connection, PgInfo};
 use super::ssl::TlsMode;
@@ -39,10 +40,14 @@ pub async fn connect_in(target: &PgTarget, deadline: Duration, phase: &PhaseCell
         Some(setup) => Some(tls::client_config(setup, &seen)?),
         None => None,
     };
-    let attempt = establish(target, config, phase, &seen);
+    let logged_in = Arc::new(AtomicBool::new(false));
+    let attempt = establish(target, config, phase, &seen, &logged_in);
     match tokio::time::timeout(deadline, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(timeout_failure(target, deadline, phase.get())),
+        Err(_) => {
+            let stopped = Stopped { phase: phase.get(), logged_in: logged_in.load(Ordering::SeqCst) };
+            Err(timeout_failure(target, deadline, stopped))
+        }
     }
 }
 
@@ -51,6 +56,7 @@ async fn establish(
     tls: Option<rustls::ClientConfig>,
     phase: &PhaseCell,
     seen: &tls::Seen,
+    logged_in: &Arc<AtomicBool>,
 ) -> Result<Connection, Failure> {
     let started = Instant::now();
     let mut config = tokio_postgres::Config::new();
@@ -71,18 +77,24 @@ async fn establish(
     if let Some(password) = &target.password {
         config.password(password.expose().as_bytes());
     }
-    let tls = PgTls { config: tls.map(Arc::new), host: target.host.clone(), phase: phase.clone(), seen: seen.clone() };
+    let tls = PgTls {
+        config: tls.map(Arc::new),
+        host: target.host.clone(),
+        phase: phase.clone(),
+        seen: seen.clone(),
+        logged_in: logged_in.clone(),
+    };
 
     let (client, server_version) = if target.is_unix_socket() {
         phase.set(Phase::Connect);
         let stream =
             tokio::net::UnixStream::connect(target.socket_path()).await.map_err(|e| socket_failure(target, &e))?;
-        startup(target, &config, stream, tls, phase).await?
+        startup(target, &config, Sniff::new(stream, logged_in), tls, phase, logged_in).await?
     } else {
         let addrs = net::resolve(&target.host, target.port).await.map_err(|e| resolve_failure(target, &e))?;
         phase.set(Phase::Connect);
         let stream = net::connect_any(&addrs).await.map_err(|e| socket_failure(target, &e))?;
-        startup(target, &config, stream, tls, phase).await?
+        startup(target, &config, Sniff::new(stream, logged_in), tls, phase, logged_in).await?
     };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(Connection {
@@ -118,12 +130,16 @@ async fn startup<S>(
     stream: S,
     tls: PgTls,
     phase: &PhaseCell,
+    logged_in: &Arc<AtomicBool>,
 ) -> Result<(Client, String), Failure>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     phase.set(Phase::Reply("startup"));
-    let (client, connection) = config.connect_raw(stream, tls).await.map_err(|e| connect_failure(target, &e))?;
+    let connected = config.connect_raw(stream, tls).await;
+    // Startup is over: the sniffers stop looking.
+    logged_in.store(true, Ordering::SeqCst);
+    let (client, connection) = connected.map_err(|e| connect_failure(target, &e))?;
     let server_version = connection.parameter("server_version").unwrap_or("unknown").to_string();
     // Ends (with the error, if any, already seen by the client's callers) when the
     // server hangs up or the last user drops the client.
@@ -132,22 +148,23 @@ where
 }
 
 /// tokio-postgres's TLS hook: the probe's one handshake ([`tls::handshake`]),
-/// with the phase recorded. `config` is `None` when the target asks for no TLS
-/// (tokio-postgres then never calls it).
+/// with the phase recorded and the login sniffed above TLS. `config` is `None`
+/// when the target asks for no TLS (tokio-postgres then never calls it).
 struct PgTls {
     config: Option<Arc<rustls::ClientConfig>>,
     host: String,
     phase: PhaseCell,
     seen: tls::Seen,
+    logged_in: Arc<AtomicBool>,
 }
 
 impl<S> TlsConnect<S> for PgTls
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    type Stream = PgTlsStream<S>;
+    type Stream = Sniff<PgTlsStream<S>>;
     type Error = io::Error;
-    type Future = BoxFuture<'static, io::Result<PgTlsStream<S>>>;
+    type Future = BoxFuture<'static, io::Result<Sniff<PgTlsStream<S>>>>;
 
     fn connect(self, stream: S) -> Self::Future {
         self.phase.set(Phase::TlsHandshake);
@@ -155,7 +172,7 @@ where
             let config = self.config.ok_or_else(|| io::Error::other("TLS was not configured for this connection"))?;
             let stream = tls::handshake(config, &self.host, stream, &self.seen).await;
             self.phase.set(Phase::Reply("startup"));
-            stream.map(PgTlsStream)
+            stream.map(|s| Sniff::new(PgTlsStream(s), &self.logged_in))
         })
     }
 }
@@ -165,7 +182,7 @@ where
 /// the API logs in.
 struct PgTlsStream<S>(tokio_rustls::client::TlsStream<S>);
 
-impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for PgTlsStream<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for PgTlsStream<S> {
     fn channel_binding(&self) -> ChannelBinding {
         ChannelBinding::none()
     }
@@ -188,5 +205,127 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for PgTlsStream<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+/// The length of an authentication message's head: type `R`, int32 length, int32 code.
+const AUTH_HEAD: usize = 9;
+
+/// An authentication message that says the login was accepted: AuthenticationOk
+/// (`R`, length 8, code 0), or the SCRAM exchange's last step (AuthenticationSASLFinal,
+/// code 12), which only follows a verified password. PostgreSQL sends AuthenticationOk
+/// right after it; PgBouncer sends it only with the session's parameters, once it
+/// has a server connection (so with the database behind it down, SASLFinal is the
+/// last thing a client hears).
+fn accepted(head: &[u8]) -> bool {
+    matches!(head, [b'R', 0, 0, 0, 8, 0, 0, 0, 0] | [b'R', 0, 0, _, _, 0, 0, 0, 12])
+}
+
+/// A stream that notes when the server's bytes say the login was accepted (see
+/// [`accepted`]). Sniffed below TLS too (for plain connections), where the
+/// patterns occur in ciphertext by chance alone (seven fixed bytes of nine), and
+/// above it (for TLS ones). It looks no further once seen,
+/// nor after startup.
+struct Sniff<S> {
+    inner: S,
+    logged_in: Arc<AtomicBool>,
+    /// The last bytes read, for a pattern split across reads.
+    tail: Vec<u8>,
+    done: bool,
+}
+
+impl<S> Sniff<S> {
+    fn new(inner: S, logged_in: &Arc<AtomicBool>) -> Sniff<S> {
+        Sniff { inner, logged_in: logged_in.clone(), tail: Vec::new(), done: false }
+    }
+
+    fn look(&mut self, fresh: &[u8]) {
+        // Set by the sniffer of the other layer, or once startup is over.
+        if !self.done && self.logged_in.load(Ordering::Relaxed) {
+            self.done = true;
+            self.tail = Vec::new();
+        }
+        if self.done || fresh.is_empty() {
+            return;
+        }
+        self.tail.extend_from_slice(fresh);
+        if self.tail.windows(AUTH_HEAD).any(accepted) {
+            self.logged_in.store(true, Ordering::SeqCst);
+            self.done = true;
+            self.tail = Vec::new();
+            return;
+        }
+        let keep = self.tail.len().saturating_sub(AUTH_HEAD - 1);
+        self.tail.drain(..keep);
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Sniff<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf));
+        if result.is_ok() {
+            this.look(&buf.filled()[before..]);
+        }
+        Poll::Ready(result)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Sniff<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+impl<S: TlsStream + Unpin> TlsStream for Sniff<S> {
+    fn channel_binding(&self) -> ChannelBinding {
+        self.inner.channel_binding()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authentication_ok_is_seen_across_reads_and_only_it() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut s = Sniff::new((), &flag);
+        // AuthenticationSASL ('R', code 10) is not it.
+        s.look(&[b'R', 0, 0, 0, 23, 0, 0, 0, 10, b'S', b'C']);
+        assert!(!flag.load(Ordering::SeqCst));
+        s.look(&[b'x', b'R', 0, 0, 0]);
+        s.look(&[8, 0, 0]);
+        assert!(!flag.load(Ordering::SeqCst));
+        s.look(&[0, 0, b'S']);
+        assert!(flag.load(Ordering::SeqCst));
+        // PgBouncer, its database down: the SCRAM exchange ends, nothing follows.
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut s = Sniff::new((), &flag);
+        s.look(&[b'R', 0, 0, 0, 23, 0, 0, 0, 11, b'r', b'=']);
+        assert!(!flag.load(Ordering::SeqCst));
+        s.look(&[b'R', 0, 0, 0, 54, 0, 0, 0, 12, b'v', b'=']);
+        assert!(flag.load(Ordering::SeqCst));
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio_postgres::error::{DbError, SqlState};
 
 use super::psql::{self, NodeFailure};
+use super::refusal::{BouncerSays, Refusal};
 use super::ssl::ClientKind;
 use super::target::{PgSource, PgTarget};
 use crate::probe::net::{self, Phase};
@@ -59,17 +60,42 @@ pub(super) fn resolve_failure(target: &PgTarget, e: &io::Error) -> Failure {
         .with_hint(format!("check {}", target.var_for("host")))
 }
 
-pub(super) fn timeout_failure(target: &PgTarget, deadline: Duration, phase: Phase) -> Failure {
+/// Where a connect stood when its deadline ran out: the phase, and whether the
+/// server had already accepted the login (AuthenticationOk) while the session
+/// never became ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    pub phase: Phase,
+    pub logged_in: bool,
+}
+
+pub(super) fn timeout_failure(target: &PgTarget, deadline: Duration, stopped: Stopped) -> Failure {
     let after = crate::probe::human(deadline);
     let at = target.endpoint();
-    match phase {
-        Phase::Resolve | Phase::Connect => Failure::new(format!("timed out after {after} connecting to {at}"))
+    match stopped.phase {
+        Phase::Resolve => Failure::new(format!("timed out after {after} resolving host \"{}\"", target.host))
             .with_hint(format!(
-                "nothing answered: a firewall may be dropping packets; check {} and network access",
+                "this machine's DNS resolver did not answer (the nameservers in /etc/resolv.conf): check them, \
+                 and the host name in {}",
                 target.var_for("host")
             )),
+        Phase::Connect => Failure::new(format!("timed out after {after} connecting to {at}")).with_hint(format!(
+            "nothing answered: a firewall may be dropping packets; check {} and network access",
+            target.var_for("host")
+        )),
         Phase::TlsHandshake => Failure::new(format!("timed out after {after} during the TLS handshake with {at}"))
             .with_hint("the server accepted TLS but stalled; check its load and TLS configuration"),
+        // PostgreSQL sends the session's parameters and ReadyForQuery right after
+        // accepting a login; a pooler (PgBouncer) accepts it itself, then waits for
+        // a connection to the database behind it.
+        Phase::Reply(_) if stopped.logged_in => Failure::new(format!(
+            "timed out after {after}: {at} accepted the login, but the session never became ready \
+             (no ReadyForQuery): a pooler (PgBouncer) there is waiting for the database behind it"
+        ))
+        .with_hint(
+            "the database behind the pooler is down or refuses the pooler's login: start it, or fix the pooler's \
+             entry for it (PgBouncer: SHOW DATABASES and its log; it gives up after client_login_timeout)",
+        ),
         Phase::Reply(_) => Failure::new(format!("timed out after {after} waiting for the server's reply to startup"))
             .with_hint(format!(
                 "something at {at} accepts connections but does not answer like PostgreSQL \
@@ -179,42 +205,149 @@ fn no_tls_on_server(target: &PgTarget) -> Failure {
 }
 
 /// What PgBouncer itself says (it answers with SQLSTATE 08P01, which PostgreSQL
-/// uses only for protocol violations), in words for the operator; `None` when the
-/// error is not one of PgBouncer's.
+/// uses only for protocol violations), kept in its own words, with what they mean
+/// for the database behind it and the fix; `None` when the error is not PgBouncer's.
 pub(super) fn pooler_failure(target: &PgTarget, db: &DbError) -> Option<Failure> {
-    if *db.code() != SqlState::PROTOCOL_VIOLATION {
-        return None;
-    }
+    let says = BouncerSays::of(db.code(), db.message())?;
     let message = db.message();
-    let said = format!("the pooler (PgBouncer) says: {message} (08P01)");
-    // PgBouncer's own texts are its only API; these are the ones of 1.17+.
-    let hint = if message.contains("SASL authentication failed") || message.contains("password authentication failed") {
-        format!(
-            "check {}; PgBouncer checks it against its auth_file or auth_query, which may differ from PostgreSQL's",
-            target.var_for("password")
-        )
-    } else if message.starts_with("no such database") {
-        format!(
-            "add the database to PgBouncer's [databases] section (or a `*` fallback), or fix {}",
-            target.var_for("database name")
-        )
-    } else if message.contains("does not exist") {
-        format!("create the database or fix the database name ({})", target.var_for("database name"))
-    } else if message.starts_with("server login has been failing") || message.contains("server down") {
-        "PgBouncer cannot log in to PostgreSQL: is the server up, and do PgBouncer's credentials for it work? \
-         (PgBouncer's log says why)"
-            .to_string()
-    } else if message.starts_with("query_wait_timeout") || message.starts_with("no more connections allowed") {
-        "every server connection of the pool is busy: see SHOW POOLS (cl_waiting, maxwait) on PgBouncer's admin \
-         console, raise default_pool_size/max_client_conn, or find the long transactions"
-            .to_string()
-    } else if message.starts_with("unsupported startup parameter") {
-        "PgBouncer refuses this startup parameter: list it in ignore_startup_parameters, or drop it from the URL"
-            .to_string()
-    } else {
-        return None;
+    let password = target.var_for("password");
+    let (meaning, hint) = match says {
+        BouncerSays::ServerLoginFailing => (
+            "the database behind it is down or refuses PgBouncer's login: its last login to PostgreSQL failed and \
+             no server connection is left"
+                .to_string(),
+            "check that PostgreSQL behind PgBouncer is up, and that the password PgBouncer logs in with (auth_file, \
+             auth_query, or a password set in its [databases] entry) is the server's; PgBouncer's log says which \
+             (\"connect failed\", or the server's own error); it retries every server_login_retry"
+                .to_string(),
+        ),
+        BouncerSays::ServerDown => (
+            "the database behind it is down: no server connection came up while the login waited \
+             (client_login_timeout)"
+                .to_string(),
+            "start PostgreSQL behind PgBouncer (SHOW DATABASES on its console names host and port), or fix that \
+             entry; PgBouncer's log says why its connects fail"
+                .to_string(),
+        ),
+        BouncerSays::ServerRefusedLogin => {
+            let fix = match Refusal::relayed(message) {
+                Some(Refusal::PasswordFailed { user }) => format!(
+                    "PgBouncer's password for \"{user}\" (auth_file, auth_query, or a password set in its [databases] \
+                     entry) is not the one PostgreSQL has (changed, or expired: VALID UNTIL): refresh PgBouncer's \
+                     auth_file from the server and RELOAD its console"
+                ),
+                Some(refusal) => refusal_fix(target, &refusal),
+                None => "PgBouncer's log has the server's full answer".to_string(),
+            };
+            ("the database behind it refused PgBouncer's login, in PostgreSQL's words".to_string(), fix)
+        }
+        BouncerSays::ClientPasswordFailed => (
+            "PgBouncer itself rejected the password: it checks it against its auth_file or auth_query, not \
+             against PostgreSQL"
+                .to_string(),
+            format!(
+                "check {password}; if that password works on PostgreSQL directly, PgBouncer's auth_file (or what its \
+                 auth_query returns) is stale: refresh it and RELOAD PgBouncer's console"
+            ),
+        ),
+        BouncerSays::NoSuchDatabase => (
+            "PgBouncer has no such database in its [databases] section".to_string(),
+            format!(
+                "add the database to PgBouncer's [databases] section (or a `*` fallback), or fix {}",
+                target.var_for("database name")
+            ),
+        ),
+        BouncerSays::NoSuchUser => (
+            "PgBouncer knows no such user (auth_file, auth_query)".to_string(),
+            format!(
+                "add the user to PgBouncer's auth_file (or let auth_query find it), or fix {}",
+                target.var_for("user")
+            ),
+        ),
+        BouncerSays::DatabaseMissing => (
+            "the database behind it has no such database".to_string(),
+            format!("create the database or fix the database name ({})", target.var_for("database name")),
+        ),
+        BouncerSays::MaxClientConn => (
+            "PgBouncer's own client connections are all taken (max_client_conn); the database behind it may be \
+             fine"
+                .to_string(),
+            "raise max_client_conn in pgbouncer.ini, or find who holds the client connections (SHOW CLIENTS on its \
+             console)"
+                .to_string(),
+        ),
+        BouncerSays::QueryWaitTimeout => (
+            "no server connection of the pool became free (every one busy, or the database behind it accepts no \
+             new one) within query_wait_timeout"
+                .to_string(),
+            "see SHOW POOLS (cl_waiting, maxwait) on PgBouncer's console: raise default_pool_size, end the long \
+             transactions holding the pool (postgres.locks), or bring the database back"
+                .to_string(),
+        ),
+        BouncerSays::UnsupportedStartupParameter => (
+            "PgBouncer refuses a startup parameter the driver sends".to_string(),
+            "list it in PgBouncer's ignore_startup_parameters, or drop it from the URL".to_string(),
+        ),
     };
-    Some(Failure::new(said).with_hint(hint))
+    Some(
+        Failure::new(format!("PgBouncer says: {message} (08P01) → {meaning}"))
+            .with_hint(hint)
+            .detail("pgbouncer_says", message),
+    )
+}
+
+/// The fix for a refusal of PostgreSQL's, with the exact statement.
+fn refusal_fix(target: &PgTarget, refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::RoleConnectionLimit { role } => format!(
+            "see who holds the role's connections: SELECT pid, application_name, state, backend_start FROM \
+             pg_stat_activity WHERE usename = {}; then raise or lift its limit: ALTER ROLE {} CONNECTION LIMIT -1; \
+             (a limit of 0 locks the role out on purpose)",
+            literal(role),
+            quoted(role)
+        ),
+        Refusal::DatabaseConnectionLimit { database } => format!(
+            "see who holds the database's connections: SELECT usename, application_name, count(*) FROM \
+             pg_stat_activity WHERE datname = {} GROUP BY 1, 2; then raise or lift its limit: ALTER DATABASE {} \
+             CONNECTION LIMIT -1;",
+            literal(database),
+            quoted(database)
+        ),
+        Refusal::ServerFull => "the server is out of connection slots (max_connections): find who holds them: \
+             SELECT usename, application_name, count(*) FROM pg_stat_activity GROUP BY 1, 2 ORDER BY 3 DESC; or \
+             raise max_connections (ALTER SYSTEM SET max_connections = 200; then restart the server)"
+            .to_string(),
+        Refusal::TooManyConnections => "a connection limit is reached: the role's (ALTER ROLE … CONNECTION LIMIT), \
+             the database's (ALTER DATABASE … CONNECTION LIMIT) or the server's (max_connections); the server's \
+             log names which"
+            .to_string(),
+        Refusal::NotAcceptingConnections { database } => format!(
+            "the database is closed to new connections (ALLOW_CONNECTIONS false): ALTER DATABASE {} \
+             ALLOW_CONNECTIONS true; (run it connected to another database, e.g. postgres)",
+            quoted(database)
+        ),
+        Refusal::CannotLogin { role } => {
+            format!("the role has NOLOGIN: ALTER ROLE {} LOGIN; (or connect as a role that may log in)", quoted(role))
+        }
+        Refusal::PasswordFailed { user } => format!(
+            "check {}; if it is right, the role's password has expired (VALID UNTIL): PostgreSQL tells a client the \
+             same for both (its log says \"has an expired password\"); SELECT rolvaliduntil FROM pg_roles WHERE \
+             rolname = {}; as another role shows it, and ALTER ROLE {} VALID UNTIL 'infinity'; lifts it",
+            target.var_for("password"),
+            literal(user),
+            quoted(user)
+        ),
+    }
+}
+
+/// A name as a SQL identifier in a hint: always double-quoted (`"app"`).
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A SQL string literal in a hint.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 fn db_failure(target: &PgTarget, db: &DbError) -> (Failure, NodeFailure) {
@@ -224,6 +357,10 @@ fn db_failure(target: &PgTarget, db: &DbError) -> (Failure, NodeFailure) {
     let code = db.code();
     let message = db.message();
     let base = format!("{message} ({})", code.code());
+    if let Some(refusal) = Refusal::of(code, message) {
+        let failure = Failure::new(base).with_hint(refusal_fix(target, &refusal));
+        return (failure, NodeFailure::Other);
+    }
     // The server's texts are the only way to tell these 28000 cases apart.
     if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
         if message.contains("no encryption") {
@@ -250,10 +387,7 @@ fn db_failure(target: &PgTarget, db: &DbError) -> (Failure, NodeFailure) {
     } else if *code == SqlState::INVALID_CATALOG_NAME {
         format!("create the database or fix the database name ({})", target.var_for("database name"))
     } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
-        format!("GRANT CONNECT ON DATABASE \"{}\" TO \"{}\"", target.dbname, target.user)
-    } else if *code == SqlState::TOO_MANY_CONNECTIONS {
-        "the server is out of connection slots: find who holds them (pg_stat_activity), or raise max_connections"
-            .to_string()
+        format!("GRANT CONNECT ON DATABASE {} TO {};", quoted(&target.dbname), quoted(&target.user))
     } else if *code == SqlState::CANNOT_CONNECT_NOW {
         "the server is starting up, shutting down or in recovery: retry shortly".to_string()
     } else {
@@ -357,12 +491,19 @@ mod tests {
     fn timeouts_name_the_phase() {
         let t = PgTarget::from_env(&crate::probe::failure::lookup(&[("DATABASE_URL", "postgresql://u@10.0.0.5/db")]))
             .expect("parses");
-        let f = timeout_failure(&t, Duration::from_secs(5), Phase::Reply("startup"));
+        let at = |phase: Phase| Stopped { phase, logged_in: false };
+        let f = timeout_failure(&t, Duration::from_secs(5), at(Phase::Reply("startup")));
         assert_eq!(f.message, "timed out after 5s waiting for the server's reply to startup");
-        let f = timeout_failure(&t, Duration::from_millis(500), Phase::Connect);
+        let f = timeout_failure(&t, Duration::from_millis(500), at(Phase::Connect));
         assert_eq!(f.message, "timed out after 500ms connecting to 10.0.0.5:5432");
+        let f = timeout_failure(&t, Duration::from_secs(2), at(Phase::Resolve));
+        assert_eq!(f.message, "timed out after 2s resolving host \"10.0.0.5\"");
+        assert!(f.hint.unwrap_or_default().contains("/etc/resolv.conf"));
+        let f =
+            timeout_failure(&t, Duration::from_secs(2), Stopped { phase: Phase::Reply("startup"), logged_in: true });
+        assert!(f.message.contains("accepted the login, but the session never became ready"), "{}", f.message);
         // What is left of a --wait budget reads to the millisecond.
-        let f = timeout_failure(&t, Duration::from_nanos(2_849_999_551), Phase::Connect);
+        let f = timeout_failure(&t, Duration::from_nanos(2_849_999_551), at(Phase::Connect));
         assert_eq!(f.message, "timed out after 2s 849ms connecting to 10.0.0.5:5432");
     }
 }

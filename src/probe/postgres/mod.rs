@@ -8,6 +8,7 @@ pub mod failure;
 pub mod pgbouncer;
 pub mod pooler;
 pub mod psql;
+pub mod refusal;
 pub mod session;
 pub mod ssl;
 pub mod target;

@@ -47,6 +47,18 @@ pub async fn announced_pid(client: &Client) -> Option<i32> {
     pid
 }
 
+/// Linux never gives a process a pid above 2^22 (`PID_MAX_LIMIT`), and no pid is
+/// 0 or negative; PgBouncer's cancel key is random, so its first half is outside
+/// that range 99.9 % of the time.
+const PID_MAX_LIMIT: i32 = 4_194_304;
+
+/// A cancel key whose pid half cannot be a server process's: something else (a
+/// pooler) answered the startup. Known with no statement, so it tells even when
+/// the first statement never gets an answer.
+pub fn announced_by_a_pooler(announced: Option<i32>) -> bool {
+    announced.is_some_and(|pid| !(1..=PID_MAX_LIMIT).contains(&pid))
+}
+
 /// Where our statements really run, and what stands in between.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -132,6 +144,12 @@ impl AsyncWrite for PlainStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cancel_key_that_is_no_pid_is_a_poolers() {
+        assert!(announced_by_a_pooler(Some(-91)) && announced_by_a_pooler(Some(1_234_567_890)));
+        assert!(!announced_by_a_pooler(Some(4242)) && !announced_by_a_pooler(None));
+    }
 
     #[test]
     fn a_different_pid_means_something_answered_in_the_servers_place() {

@@ -20,12 +20,13 @@
 //! only `--allow-writes` hands out.
 
 use std::fmt;
+use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
 use futures::{Future, TryStreamExt};
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Error, Row, SimpleQueryMessage};
+use tokio_postgres::{Client, Error, Row, SimpleQueryMessage, SimpleQueryStream};
 
 use super::failure::first_query_failure;
 use super::pooler::{self, Route};
@@ -53,11 +54,31 @@ pub struct PgSession {
     pub info: PgInfo,
     /// The first message of every unit.
     begin: String,
+    /// The deadline it was opened with (`--timeout`), for a second look at a hang-up.
+    deadline: Duration,
     /// Held only while a unit's three requests are queued, so units never interleave.
     queue: tokio::sync::Mutex<()>,
     /// Found once, by the first check that asks (see [`PgSession::route`]).
     route: tokio::sync::OnceCell<Result<Route, Failure>>,
+    /// The route's statement, sent before any other on the connection.
+    first: std::sync::Mutex<First>,
     target: PgTarget,
+}
+
+/// The route's unit: one message with the unit's opening and the route's
+/// statement, and its own ROLLBACK (which runs even if the first message failed
+/// half-way, as every unit's does).
+type FirstUnit = (Pin<Box<SimpleQueryStream>>, Pin<Box<SimpleQueryStream>>);
+
+/// Where the route's unit stands. It goes out first on every session, so that
+/// whatever the server (or a pooler) answers the first request with — PgBouncer's
+/// FATAL "server login has been failing", which it sends to the first request and
+/// then hangs up — is the route's answer, and `postgres.connect` words it the
+/// same on every run, whichever check's statement happened to come first.
+enum First {
+    Unsent,
+    Sent(FirstUnit),
+    Taken,
 }
 
 /// The opening message of every read-only unit, with statements cancelled at
@@ -79,8 +100,10 @@ impl PgSession {
             client: conn.client,
             info: conn.info,
             begin: unit_begin_sql(statement_timeout),
+            deadline,
             queue: tokio::sync::Mutex::new(()),
             route: tokio::sync::OnceCell::new(),
+            first: std::sync::Mutex::new(First::Unsent),
             target: conn.target,
         }
     }
@@ -92,18 +115,83 @@ impl PgSession {
     pub async fn route(&self) -> Result<Route, Failure> {
         self.route
             .get_or_init(|| async {
-                let (announced, rows) =
-                    futures::join!(pooler::announced_pid(&self.client), self.query_typed(pooler::ROUTE_SQL, &[]));
-                let rows = rows.map_err(|e| first_query_failure(&self.target, &e))?;
-                let row = rows.first().ok_or_else(|| Failure::new("the route query returned no row"))?;
-                let backend_pid: i32 = row.try_get(0).map_err(|e| Failure::new(format!("route query: {e}")))?;
-                let addr: Option<String> = row.try_get(1).ok().flatten();
-                let port: Option<i32> = row.try_get(2).ok().flatten();
+                let taken = {
+                    let _queue = self.queue.lock().await;
+                    self.send_first().await.map_err(|e| first_query_failure(&self.target, &e))?;
+                    std::mem::replace(&mut *self.first.lock().unwrap_or_else(|e| e.into_inner()), First::Taken)
+                };
+                let First::Sent((mut unit, mut end)) = taken else {
+                    return Err(Failure::new("internal error: the route's statement was taken twice"));
+                };
+                let (announced, messages, _) = futures::join!(
+                    pooler::announced_pid(&self.client),
+                    unit.as_mut().try_collect::<Vec<_>>(),
+                    end.as_mut().try_collect::<Vec<_>>()
+                );
+                let messages = match messages {
+                    Ok(messages) => messages,
+                    Err(e) if e.is_closed() => return Err(self.ask_alone(&e).await),
+                    Err(e) => return Err(first_query_failure(&self.target, &e)),
+                };
+                let row = messages
+                    .iter()
+                    .find_map(|m| match m {
+                        SimpleQueryMessage::Row(row) => Some(row),
+                        _ => None,
+                    })
+                    .ok_or_else(|| Failure::new("the route query returned no row"))?;
+                let backend_pid: i32 = row
+                    .get(0)
+                    .and_then(|p| p.parse().ok())
+                    .ok_or_else(|| Failure::new("route query: no backend pid"))?;
+                let addr: Option<String> = row.get(1).map(str::to_string);
+                let port: Option<i32> = row.get(2).and_then(|p| p.parse().ok());
                 let path = pooler::path(announced, backend_pid, addr.as_deref(), port);
                 Ok(Route { announced_pid: announced, backend_pid, path })
             })
             .await
             .clone()
+    }
+
+    /// The server (or a pooler) hung up at the first statement without a word we
+    /// could read. With statements pipelined behind the first, its last words can be
+    /// lost: it closes with our later requests unread, the kernel answers with a
+    /// reset, and a reset discards what we had not read yet (PgBouncer's FATAL
+    /// "server login has been failing" among it). So ask once more, on a new
+    /// connection, with the one statement alone, and report what that one hears.
+    async fn ask_alone(&self, closed: &Error) -> Failure {
+        let conn = match super::connect::connect(&self.target, self.deadline).await {
+            Ok(conn) => conn,
+            // Refused at login this time: that is the answer, in its own words.
+            Err(failure) => return failure,
+        };
+        match conn.client.simple_query(&format!("{}; {}", self.begin, pooler::ROUTE_SQL)).await {
+            Err(e) if e.as_db_error().is_some() => first_query_failure(&self.target, &e),
+            // It answers now, or hangs up again without a word: the first hang-up stands.
+            answered => {
+                if answered.is_ok() {
+                    let _ = conn.client.simple_query("ROLLBACK").await;
+                }
+                first_query_failure(&self.target, closed)
+            }
+        }
+    }
+
+    /// The pid half of the cancel key the startup announced (no round trip).
+    pub async fn announced_pid(&self) -> Option<i32> {
+        pooler::announced_pid(&self.client).await
+    }
+
+    /// Queues the route's unit if nothing has gone out yet; the caller holds `queue`.
+    async fn send_first(&self) -> Result<(), Error> {
+        if !matches!(*self.first.lock().unwrap_or_else(|e| e.into_inner()), First::Unsent) {
+            return Ok(());
+        }
+        // Both resolve as soon as their request is queued (nothing is awaited).
+        let unit = self.client.simple_query_raw(&format!("{}; {}", self.begin, pooler::ROUTE_SQL)).await?;
+        let end = self.client.simple_query_raw("ROLLBACK").await?;
+        *self.first.lock().unwrap_or_else(|e| e.into_inner()) = First::Sent((Box::pin(unit), Box::pin(end)));
+        Ok(())
     }
 
     /// `query_typed` in a unit: Parse, Bind and Execute travel with the unit's
@@ -138,6 +226,7 @@ impl PgSession {
         let mut body = std::pin::pin!(body);
         let (begin, first, end) = {
             let _queue = self.queue.lock().await;
+            self.send_first().await?;
             // Each of these writes its request into the connection's queue when
             // first polled, before it waits for anything.
             let begin = self.client.simple_query_raw(&self.begin).await?;
