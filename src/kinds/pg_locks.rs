@@ -26,8 +26,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_postgres::types::Type;
 
-use super::shared::postgres::{get, human, ident, query_one, session};
 use super::shared::lock_view::{Backend, Mode, Route, Stops, role_ident, seconds};
+use super::shared::postgres::{get, human, ident, query_one, session};
 use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::postgres::{APPLICATION_NAME, describe};
 

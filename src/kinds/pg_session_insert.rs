@@ -25,8 +25,10 @@ use tokio_postgres::error::{DbError, SqlState};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::shared::postgres::{ApiError, CREATE_USER, Denied, MIGRATE_HINT, NOT_FOUND_HINT, Param, denied, human, ident};
 use super::shared::lock_view::Backend;
+use super::shared::postgres::{
+    ApiError, CREATE_USER, Denied, MIGRATE_HINT, NOT_FOUND_HINT, Param, denied, human, ident,
+};
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service};
 use crate::probe::postgres::{APPLICATION_NAME, PgSession, PgTarget, PgWriter, describe};
 
