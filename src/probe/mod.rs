@@ -10,6 +10,7 @@
 //! A probe failure is data (`Failure`), not an error: the check that needed the
 //! connection turns it into its status, message and hint.
 
+pub mod api;
 pub mod certs;
 pub mod net;
 pub mod postgres;
