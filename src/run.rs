@@ -39,6 +39,8 @@ pub struct Request {
     pub timeout: Duration,
     pub allow_writes: bool,
     pub user_id: Option<uuid::Uuid>,
+    /// `--api-url`: where the API is (over `API_URL` and `PORT`).
+    pub api_url: Option<String>,
     /// `--fail-on`: what `--wait` waits out, and what the report is judged by.
     pub fail_on: FailOn,
     /// `--wait`: re-run what keeps the gate closed until it opens or this is up.
@@ -370,6 +372,7 @@ impl Plan {
         ctx.probes = Probes::new(self.postgres.clone());
         ctx.allow_writes = self.request.allow_writes;
         ctx.user_id = self.request.user_id;
+        ctx.api_url = self.request.api_url.clone();
         let decls: Vec<CheckDecl> = self
             .decls
             .iter()

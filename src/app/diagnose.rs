@@ -61,6 +61,7 @@ pub(super) fn run(
         timeout: common.timeout,
         allow_writes: args.allow_writes,
         user_id: args.user_id,
+        api_url: args.api_url.clone(),
         fail_on,
         wait: args.wait,
     };
