@@ -1,11 +1,12 @@
 //! Check kinds: one file per kind, one registry ([`KINDS`]).
 //!
 //! A kind never imports another kind: what several share lives in
-//! `pg_common`, `redis_common` and `expect`. Kind names, the `list` output and
+//! `pg_common`, `redis_common`, `api_common` and `expect`. Kind names, the `list` output and
 //! the docs all derive from [`KINDS`].
 
 use crate::check::KindDef;
 
+pub mod api_common;
 pub mod env_database_url;
 pub mod env_node_env;
 pub mod env_redis_url;
@@ -50,6 +51,10 @@ pub mod pg_orphan_sessions;
 pub mod pg_session_insert;
 pub mod pg_user;
 // end incident kinds
+// api kinds — one `pub mod` per kind, here
+pub mod api_reachable;
+pub mod api_session_create;
+// end api kinds
 
 /// Every kind this binary implements.
 #[rustfmt::skip]
@@ -94,6 +99,10 @@ pub static KINDS: &[&KindDef] = &[
     &pg_orphan_sessions::KIND,
     &consistency_cached_sessions::KIND,
     // end incident kinds
+    // api kinds (issue 22)
+    &api_reachable::KIND,
+    &api_session_create::KIND,
+    // end api kinds
 ];
 
 pub fn find(name: &str) -> Option<&'static KindDef> {

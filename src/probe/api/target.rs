@@ -82,7 +82,7 @@ impl ApiTarget {
         let Some(port) = get("PORT").and_then(nonblank) else { return Ok(None) };
         match port.trim().parse::<u16>() {
             Ok(port) if port > 0 => ApiTarget::from_url(&format!("http://127.0.0.1:{port}"), ApiSource::Port).map(Some),
-            _ => Err(Failure::new(format!("PORT is not a port number (1-65535), so the API's address is unknown"))
+            _ => Err(Failure::new("PORT is not a port number (1-65535), so the API's address is unknown")
                 .with_hint("set PORT to the port the API listens on, or API_URL to its address")
                 .because(Cause::Malformed("PORT".into()))),
         }
