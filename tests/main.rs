@@ -7,6 +7,7 @@
 
 mod support;
 
+mod api;
 mod causes;
 mod cli;
 mod concordance;
