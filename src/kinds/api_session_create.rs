@@ -35,7 +35,7 @@ use super::pg_common::{ApiError, ident};
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service, Verdict, params};
 use crate::probe::api::jwt::{self, Token};
 use crate::probe::api::{Answer, Exchange, send};
-use crate::probe::postgres::{APPLICATION_NAME, PgSession, describe};
+use crate::probe::postgres::{APPLICATION_NAME, PgSession, PgWriter, describe};
 use crate::probe::{Cause, Failure};
 use crate::redact::Redactor;
 use crate::report::{CheckResult, Status};
@@ -349,7 +349,9 @@ impl Check for SessionCreate {
             };
             let reserve = (ctx.timeout / 3).clamp(MIN_RESERVE, MAX_RESERVE);
             let budget = end.saturating_duration_since(Instant::now()).saturating_sub(reserve).max(MIN_RESERVE);
-            let answer = send(&target, &roots(ctx), &exchange, budget).await;
+            // The clean-up's connection opens while the API works: ready when its answer is.
+            let roots = roots(ctx);
+            let (answer, writer) = futures::join!(send(&target, &roots, &exchange, budget), ctx.postgres_write(budget));
             drop(token);
 
             let heard = answer.as_ref().ok().map(|a| Heard::read(a, &self.pointers, &secrets));
@@ -358,7 +360,7 @@ impl Check for SessionCreate {
                 _ => None,
             };
             let left = self.left(ctx, &pg, user, id, marker.as_deref(), end).await;
-            let undone = self.undo(ctx, user, before, &left, end).await;
+            let undone = self.undo(ctx, user, before, &left, writer, end).await;
             let outcome = match (&answer, &heard) {
                 (Ok(_), Some(heard)) => self.judge(heard, &prediction, &left, user, via, id.is_some()),
                 (Err(f), _) => self.no_answer(f, user, marker.as_deref()),
@@ -531,8 +533,18 @@ impl SessionCreate {
     }
 
     /// Deletes the row and the key the request created and sets the credits
-    /// back (only if nobody changed them since): one transaction, one round.
-    async fn undo(&self, ctx: &Ctx, user: Uuid, before: Option<i64>, left: &Left, end: Instant) -> Undone {
+    /// back (only if nobody changed them since): the SQL in one transaction, one
+    /// round trip, on `writer` (connected while the API answered), the Redis DEL
+    /// beside it.
+    async fn undo(
+        &self,
+        ctx: &Ctx,
+        user: Uuid,
+        before: Option<i64>,
+        left: &Left,
+        writer: Result<PgWriter, Failure>,
+        end: Instant,
+    ) -> Undone {
         let mut out = Undone::default();
         let (sessions, users) = (ident(&self.sessions), ident(&self.users));
         // Never a row of someone else's: the request was made for `user`.
@@ -556,46 +568,19 @@ impl SessionCreate {
         if let Some(key) = &left.key {
             out.created.push(format!("Redis key {key}"));
         }
-        let delete_sql = |id: Uuid| format!("DELETE FROM {sessions} WHERE id = '{id}' AND user_id = '{user}';");
-        let restore_sql =
-            |b: i64, a: i64| format!("UPDATE {users} SET credits = {b} WHERE id = '{user}' AND credits = {a};");
-        if row.is_some() || credits.is_some() {
-            let remaining = end.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(remaining, self.undo_sql(ctx, user, row, credits, remaining)).await {
-                Ok(Ok((deleted, restored))) => {
-                    if let Some(id) = row {
-                        if deleted {
-                            out.undone.push(format!("deleted row {id}"));
-                        } else {
-                            out.errors.push(format!("row {id} was gone before the clean-up deleted it"));
-                        }
-                    }
-                    if let Some((b, a)) = credits {
-                        if restored {
-                            out.undone.push(format!("credits back to {b}"));
-                        } else {
-                            out.errors.push(format!(
-                                "user {user}'s credits changed again after the request ({a} expected): not set back to {b}"
-                            ));
-                            out.by_hand
-                                .push(format!("UPDATE {users} SET credits = credits + {} WHERE id = '{user}';", b - a));
-                        }
-                    }
-                }
-                Ok(Err(why)) => {
-                    out.errors.push(why);
-                    out.by_hand.extend(row.map(delete_sql));
-                    out.by_hand.extend(credits.map(|(b, a)| restore_sql(b, a)));
-                }
-                Err(_) => {
-                    out.errors.push(format!("the clean-up did not finish within {}", crate::probe::human(remaining)));
-                    out.by_hand.extend(row.map(delete_sql));
-                    out.by_hand.extend(credits.map(|(b, a)| restore_sql(b, a)));
-                }
+        let remaining = end.saturating_duration_since(Instant::now());
+        let sql = async {
+            if row.is_none() && credits.is_none() {
+                return None;
             }
-        }
-        if let Some(key) = &left.key {
-            let remaining = end.saturating_duration_since(Instant::now());
+            let writer = match writer {
+                Ok(w) => w,
+                Err(f) => return Some(Ok(Err(format!("cannot connect to clean up: {}", f.message)))),
+            };
+            Some(tokio::time::timeout(remaining, self.undo_sql(&writer, user, row, credits, remaining)).await)
+        };
+        let del = async {
+            let key = left.key.as_ref()?;
             let del = async {
                 let session = ctx.redis().await.map_err(|f| f.message)?;
                 let mut pipe = redis::pipe();
@@ -606,16 +591,54 @@ impl SessionCreate {
                     None => Err("no reply to DEL".to_string()),
                 }
             };
-            match tokio::time::timeout(remaining, del).await {
-                Ok(Ok(())) => out.undone.push(format!("DEL {key}")),
-                Ok(Err(why)) => {
-                    out.errors.push(why);
-                    out.by_hand.push(format!("redis-cli DEL {key}"));
+            Some((key, tokio::time::timeout(remaining, del).await))
+        };
+        let (sql, del) = futures::join!(sql, del);
+
+        let delete_sql = |id: Uuid| format!("DELETE FROM {sessions} WHERE id = '{id}' AND user_id = '{user}';");
+        let restore_sql =
+            |b: i64, a: i64| format!("UPDATE {users} SET credits = {b} WHERE id = '{user}' AND credits = {a};");
+        let failed = match sql {
+            None => None,
+            Some(Ok(Ok((deleted, restored)))) => {
+                if let Some(id) = row {
+                    if deleted {
+                        out.undone.push(format!("deleted row {id}"));
+                    } else {
+                        out.errors.push(format!("row {id} was gone before the clean-up deleted it"));
+                    }
                 }
-                Err(_) => {
-                    out.errors.push(format!("DEL {key} did not answer in time"));
-                    out.by_hand.push(format!("redis-cli DEL {key}"));
+                if let Some((b, a)) = credits {
+                    if restored {
+                        out.undone.push(format!("credits back to {b}"));
+                    } else {
+                        out.errors.push(format!(
+                            "user {user}'s credits changed again after the request ({a} expected): not set back to {b}"
+                        ));
+                        out.by_hand
+                            .push(format!("UPDATE {users} SET credits = credits + {} WHERE id = '{user}';", b - a));
+                    }
                 }
+                None
+            }
+            Some(Ok(Err(why))) => Some(why),
+            Some(Err(_)) => Some(format!("the clean-up did not finish within {}", crate::probe::human(remaining))),
+        };
+        if let Some(why) = failed {
+            out.errors.push(why);
+            out.by_hand.extend(row.map(delete_sql));
+            out.by_hand.extend(credits.map(|(b, a)| restore_sql(b, a)));
+        }
+        match del {
+            None => {}
+            Some((key, Ok(Ok(())))) => out.undone.push(format!("DEL {key}")),
+            Some((key, Ok(Err(why)))) => {
+                out.errors.push(why);
+                out.by_hand.push(format!("redis-cli DEL {key}"));
+            }
+            Some((key, Err(_))) => {
+                out.errors.push(format!("DEL {key} did not answer in time"));
+                out.by_hand.push(format!("redis-cli DEL {key}"));
             }
         }
         out
@@ -624,14 +647,12 @@ impl SessionCreate {
     /// `(row deleted, credits restored)`, in one transaction on a connection of its own.
     async fn undo_sql(
         &self,
-        ctx: &Ctx,
+        writer: &PgWriter,
         user: Uuid,
         row: Option<Uuid>,
         credits: Option<(i64, i64)>,
         budget: Duration,
     ) -> Result<(bool, bool), String> {
-        let writer =
-            ctx.postgres_write(budget).await.map_err(|f| format!("cannot connect to clean up: {}", f.message))?;
         let client = writer.client();
         let server_ms = budget.as_millis().max(100);
         // Settings LOCAL to the transaction: behind a pooler nothing outlives it.
