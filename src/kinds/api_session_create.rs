@@ -362,7 +362,7 @@ impl Check for SessionCreate {
             let left = self.left(ctx, &pg, user, id, marker.as_deref(), end).await;
             let undone = self.undo(ctx, user, before, &left, writer, end).await;
             let outcome = match (&answer, &heard) {
-                (Ok(_), Some(heard)) => self.judge(heard, &prediction, &left, user, via, id.is_some()),
+                (Ok(_), Some(heard)) => self.judge(heard, &prediction, &left, marker.as_deref(), user, via),
                 (Err(f), _) => self.no_answer(f, user, marker.as_deref()),
                 (Ok(_), None) => Outcome::fail("internal error: an answer that was not read"),
             };
@@ -698,9 +698,9 @@ impl SessionCreate {
         heard: &Heard,
         prediction: &Prediction,
         left: &Left,
+        marker: Option<&str>,
         user: Uuid,
         via: Via,
-        had_id: bool,
     ) -> Outcome {
         let (line, words) = (&heard.status_line, &heard.words);
         let sessions = &self.sessions;
@@ -717,19 +717,23 @@ impl SessionCreate {
                         ))
                         .hint("check the sessions table by hand for the session in the API's answer");
                     }
-                    let Some(id) = id else {
-                        return Outcome::warn(format!(
-                            "the API answered {line} without a session id (tried {}) and the body's job title has no {PROBE} to find the row by: cannot check what it stored",
-                            self.pointers.join(", ")
-                        ))
-                        .hint("set session_id_pointers to where the API's answer puts the session's id");
+                    let missing = match (id, marker) {
+                        (Some(id), _) => format!("no row {id} in {sessions}"),
+                        (None, Some(m)) => format!("no row in {sessions} with the probe's job title '{m}'"),
+                        (None, None) => {
+                            return Outcome::warn(format!(
+                                "the API answered {line} without a session id (tried {}) and the body's job title has no {PROBE} to find the row by: cannot check what it stored",
+                                self.pointers.join(", ")
+                            ))
+                            .hint("set session_id_pointers to where the API's answer puts the session's id");
+                        }
                     };
                     let cached = match &left.key {
                         Some(key) => format!("; Redis has {key}, so the desktop app gets \"Session not found\""),
                         None => String::new(),
                     };
                     return Outcome::fail(format!(
-                        "the API answers {line} for user {user} and stores nothing: no row {id} in {sessions}{cached} — the masked failure of production-session-fix.md{predicted}"
+                        "the API answers {line} for user {user} and stores nothing: {missing}{cached} — the masked failure of production-session-fix.md{predicted}"
                     ))
                     .hint(
                         "deploy the fixed routes/sessions.js (a transaction, the user check, 400 INVALID_USER_REFERENCE / \
@@ -746,7 +750,7 @@ impl SessionCreate {
                     .hint("compare the deployed routes/sessions.js with the fixed one, and the API's DATABASE_URL with this environment's");
                 }
                 let stored = format!("the API created session {row} for user {user} ({line} in {}ms)", heard.latency_ms);
-                if !had_id {
+                if id.is_none() {
                     return Outcome::warn(format!(
                         "{stored}, but its answer has no session id (tried {}): the desktop app cannot open it",
                         self.pointers.join(", ")
@@ -874,5 +878,93 @@ impl SessionCreate {
             }
         }
         outcome.detail("created", undone.created).detail("undone", undone.undone).detail("by_hand", undone.by_hand)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::testing::run_kind;
+    use crate::report::Severity;
+    use serde_json::json;
+
+    const USER: &str = "3f2504e0-4f89-11d3-9a0c-0305e82c3301";
+
+    fn dry_run(status: Status, message: &str, details: Value) -> Option<CheckResult> {
+        Some(CheckResult {
+            id: "postgres.session_insert".into(),
+            kind: "postgres.session_insert".into(),
+            category: "postgres".into(),
+            title: String::new(),
+            severity: Severity::Fail,
+            status,
+            message: message.into(),
+            hint: None,
+            duration_ms: 0,
+            details: details.as_object().cloned().unwrap_or_default(),
+            see: None,
+            needs: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn the_prediction_is_read_from_the_dry_runs_result_for_the_same_user() {
+        let user: Uuid = USER.parse().expect("uuid");
+        let read = |r| Prediction::read(r, "postgres.session_insert", user);
+        assert_eq!(
+            read(dry_run(Status::Pass, "inserted", json!({"user_id": USER, "api_error": null}))),
+            Prediction::Created
+        );
+        assert_eq!(
+            read(dry_run(Status::Fail, "x", json!({"user_id": USER, "api_error": "INVALID_USER_REFERENCE"}))),
+            Prediction::Refused(ApiError::InvalidUserReference)
+        );
+        assert_eq!(
+            read(dry_run(Status::Warn, "x", json!({"user_id": USER, "api_error": "INSUFFICIENT_CREDITS"}))),
+            Prediction::Refused(ApiError::InsufficientCredits)
+        );
+        assert_eq!(
+            read(dry_run(Status::Fail, "schema drift", json!({"user_id": USER, "api_error": null}))),
+            Prediction::Fails("schema drift".into())
+        );
+        assert_eq!(
+            read(dry_run(Status::Skip, "skipped by --skip", json!({}))),
+            Prediction::Absent("postgres.session_insert was skipped (skipped by --skip)".into())
+        );
+        let other = read(dry_run(Status::Pass, "inserted", json!({"user_id": "00000000-0000-0000-0000-000000000001"})));
+        assert!(matches!(&other, Prediction::Absent(why) if why.contains("pass --user-id")), "{other:?}");
+        assert_eq!(read(None), Prediction::Absent("postgres.session_insert is not in this run's manifest".into()));
+    }
+
+    #[test]
+    fn the_body_carries_a_marker_unique_to_the_request() {
+        let check = SessionCreate::build(Params::default()).expect("defaults build");
+        let probe = Uuid::new_v4();
+        let (body, marker) = check.body(probe);
+        assert_eq!(body["jobTitle"], format!("mockmate-diag probe {probe}"));
+        assert_eq!((body["difficulty"].as_str(), body["duration"].as_i64()), (Some("intermediate"), Some(30)));
+        assert_eq!(marker, Some(format!("mockmate-diag probe {probe}")));
+    }
+
+    #[tokio::test]
+    async fn a_read_only_run_skips_saying_how_to_enable_it() {
+        let r = run_kind(&super::KIND, "", &[("API_URL", "http://127.0.0.1:9")], "production").await;
+        assert_eq!((r.status, r.message.as_str()), (Status::Skip, READ_ONLY_RUN));
+    }
+
+    #[test]
+    fn parameters_are_checked_when_the_manifest_loads() {
+        for (params, field) in [
+            ("path = \"api/sessions\"", "path"),
+            ("user_id = \"me\"", "user_id"),
+            ("user_claims = []", "user_claims"),
+            ("session_id_pointers = [\"session.id\"]", "session_id_pointers"),
+            ("key_prefix = \"\"", "key_prefix"),
+            ("bdy = {}", "bdy"),
+        ] {
+            let table: toml::Table = params.parse().expect("TOML");
+            let err = (super::KIND.build)(table).err().unwrap_or_default();
+            assert!(err.contains(field), "{params}: {err}");
+        }
     }
 }
