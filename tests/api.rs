@@ -252,7 +252,7 @@ fn the_before_route_answers_201_for_an_unknown_user_and_stores_nothing_the_incid
     let id = d["session_id"].as_str().expect("the id the API answered with");
     assert!(
         msg.starts_with(&format!(
-            "the API answers 201 Created for user {GHOST} and stores nothing: no row {id} in sessions; \
+            "the API answers 201 Created and stores nothing: no row {id} in sessions for user {GHOST}; \
              Redis has session:{id}, so the desktop app gets \"Session not found\" — \
              the masked failure of production-session-fix.md (the dry run predicted 400 INVALID_USER_REFERENCE)"
         )),

@@ -733,7 +733,7 @@ impl SessionCreate {
                         None => String::new(),
                     };
                     return Outcome::fail(format!(
-                        "the API answers {line} for user {user} and stores nothing: {missing}{cached} — the masked failure of production-session-fix.md{predicted}"
+                        "the API answers {line} and stores nothing: {missing} for user {user}{cached} — the masked failure of production-session-fix.md{predicted}"
                     ))
                     .hint(
                         "deploy the fixed routes/sessions.js (a transaction, the user check, 400 INVALID_USER_REFERENCE / \
