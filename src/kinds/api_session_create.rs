@@ -317,24 +317,6 @@ impl Check for SessionCreate {
             secrets.add(token.expose());
             let prediction = Prediction::read(ctx.finished(&self.predicted_by), &self.predicted_by, user);
 
-            // Nothing is asked of the API that cannot be checked and undone.
-            let pg = match ctx.postgres().await {
-                Ok(pg) => pg,
-                Err(f) => {
-                    let message =
-                        format!("cannot check what the API would store, so the request was not sent: {}", f.message);
-                    return Outcome::unreachable(Failure { message, ..f }, Service::Postgres);
-                }
-            };
-            let before = match self.credits(&pg, user).await {
-                Ok(c) => c,
-                Err(why) => {
-                    return Outcome::problem(format!(
-                        "cannot read user {user}'s credits, so the request was not sent: {why}"
-                    ))
-                    .premise(Premise::Table(self.users.clone()));
-                }
-            };
             let probe = Uuid::new_v4();
             let (body, marker) = self.body(probe);
             let exchange = Exchange {
@@ -348,10 +330,29 @@ impl Check for SessionCreate {
                 body: Some(body.to_string().into_bytes()),
             };
             let reserve = (ctx.timeout / 3).clamp(MIN_RESERVE, MAX_RESERVE);
-            let budget = end.saturating_duration_since(Instant::now()).saturating_sub(reserve).max(MIN_RESERVE);
-            // The clean-up's connection opens while the API works: ready when its answer is.
+            let budget =
+                |reserve| end.saturating_duration_since(Instant::now()).saturating_sub(reserve).max(MIN_RESERVE);
             let roots = roots(ctx);
-            let (answer, writer) = futures::join!(send(&target, &roots, &exchange, budget), ctx.postgres_write(budget));
+            let ask = async {
+                // Nothing is asked of the API that cannot be checked and undone.
+                let pg = ctx.postgres().await.map_err(|f| {
+                    let message =
+                        format!("cannot check what the API would store, so the request was not sent: {}", f.message);
+                    Outcome::unreachable(Failure { message, ..f }, Service::Postgres)
+                })?;
+                let before = self.credits(&pg, user).await.map_err(|why| {
+                    Outcome::problem(format!("cannot read user {user}'s credits, so the request was not sent: {why}"))
+                        .premise(Premise::Table(self.users.clone()))
+                })?;
+                let answer = send(&target, &roots, &exchange, budget(reserve)).await;
+                Ok::<_, Outcome>((pg, before, answer))
+            };
+            // The clean-up's connection opens while the API is asked: ready when its answer is.
+            let (asked, writer) = futures::join!(ask, ctx.postgres_write(budget(reserve)));
+            let (pg, before, answer) = match asked {
+                Ok(asked) => asked,
+                Err(outcome) => return outcome,
+            };
             drop(token);
 
             let heard = answer.as_ref().ok().map(|a| Heard::read(a, &self.pointers, &secrets));
