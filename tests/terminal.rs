@@ -93,7 +93,7 @@ fn ctrl_c_during_a_hung_connect_clears_the_progress_line_and_prints_what_finishe
     let mut pty = Pty::spawn(dir.path(), 80, &["--env", "production", "--timeout", "60s"], &[]);
     // Everything but the hung connect (and what needs it) has finished.
     let screen = pty.wait_for("progress line", Duration::from_secs(30), |s| {
-        s.contains("6/30 checks · waiting on postgres.connect (")
+        s.contains("7/32 checks · waiting on postgres.connect (")
     });
     let progress = screen.lines().find(|l| l.contains("waiting on")).unwrap_or_default();
     let spinner = progress.chars().next().unwrap_or(' ');
@@ -106,7 +106,7 @@ fn ctrl_c_during_a_hung_connect_clears_the_progress_line_and_prints_what_finishe
     let screen = pty.screen();
     assert!(!screen.contains("checks · waiting"), "the progress line is gone:\n{screen}");
     assert!(
-        screen.contains("mockmate-diag: interrupted by SIGINT; reporting what finished (13 of 30 checks)"),
+        screen.contains("mockmate-diag: interrupted by SIGINT; reporting what finished (14 of 32 checks)"),
         "{screen}"
     );
     let report: String =
@@ -144,7 +144,7 @@ fn sigterm_prints_the_report_of_the_checks_that_finished_then_exits_130() {
     assert_eq!(out.status.code(), Some(130));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("mockmate-diag: interrupted by SIGTERM; reporting what finished (13 of 30 checks)"),
+        stderr.contains("mockmate-diag: interrupted by SIGTERM; reporting what finished (14 of 32 checks)"),
         "{stderr}"
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
