@@ -5,7 +5,8 @@
 //! A *kind* is code (one file under `kinds/`); a *check* is an instance of a
 //! kind declared in a manifest with an id, a severity and parameters.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -33,8 +34,28 @@ pub struct Ctx {
     pub allow_writes: bool,
     /// `--user-id`: the user a support ticket is about.
     pub user_id: Option<uuid::Uuid>,
+    /// `--api-url`: where the API is, over `API_URL` and `PORT`.
+    pub api_url: Option<String>,
     /// The shared connections, opened on first use, one per service.
     pub probes: Probes,
+    /// The results of the checks that have finished so far (the engine records them).
+    pub results: Finished,
+}
+
+/// The results of a run's finished checks, as the engine records them (before
+/// causes are settled). A check reads those it is declared `after`: they are
+/// there, whatever their status, by the time it starts.
+#[derive(Debug, Clone, Default)]
+pub struct Finished(Arc<Mutex<HashMap<String, CheckResult>>>);
+
+impl Finished {
+    pub fn record(&self, result: &CheckResult) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(result.id.clone(), result.clone());
+    }
+
+    pub fn get(&self, id: &str) -> Option<CheckResult> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
+    }
 }
 
 impl Ctx {
@@ -45,8 +66,17 @@ impl Ctx {
             timeout,
             allow_writes: false,
             user_id: None,
+            api_url: None,
             probes: Probes::default(),
+            results: Finished::default(),
         }
+    }
+
+    /// The result of check `id`, if it has finished: for a check declared
+    /// `after = ["id"]` (the manifest), it has, whatever its status; `None`
+    /// when `id` is not in the manifest.
+    pub fn finished(&self, id: &str) -> Option<CheckResult> {
+        self.results.get(id)
     }
 
     fn lookup(&self) -> impl Fn(&str) -> Option<String> + Send + Sync + use<> {

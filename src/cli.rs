@@ -137,6 +137,10 @@ pub struct RunArgs {
     #[arg(long = "user-id", value_name = "UUID", value_parser = parse_user_id)]
     pub user_id: Option<uuid::Uuid>,
 
+    /// The MockMate API's base address, for the api.* checks [default: $API_URL, else http://127.0.0.1:$PORT]
+    #[arg(long = "api-url", value_name = "URL", value_parser = parse_api_url, value_hint = ValueHint::Url)]
+    pub api_url: Option<String>,
+
     /// Also write a report to a file, e.g. junit=report.xml, markdown=report.md (repeatable)
     #[arg(long, value_name = "FORMAT=PATH", value_parser = parse_report)]
     pub report: Vec<ReportTarget>,
@@ -160,6 +164,7 @@ impl RunArgs {
             allow_writes: self.allow_writes || after.allow_writes,
             wait: after.wait.or(self.wait),
             user_id: after.user_id.or(self.user_id),
+            api_url: after.api_url.or(self.api_url),
             report: self.report.into_iter().chain(after.report).collect(),
         }
     }
@@ -176,6 +181,7 @@ impl RunArgs {
             ("--allow-writes", self.allow_writes),
             ("--wait", self.wait.is_some()),
             ("--user-id", self.user_id.is_some()),
+            ("--api-url", self.api_url.is_some()),
             ("--report", !self.report.is_empty()),
         ];
         flags.into_iter().filter(|(_, on)| *on).map(|(name, _)| name).collect()
@@ -281,6 +287,11 @@ fn parse_user_id(s: &str) -> Result<uuid::Uuid, String> {
     uuid::Uuid::parse_str(s.trim()).map_err(|_| "must be a UUID, e.g. 3f2504e0-4f89-11d3-9a0c-0305e82c3301".into())
 }
 
+/// `--api-url`: read by the one parser of the API's address (a bad value is exit 2, before anything runs).
+fn parse_api_url(s: &str) -> Result<String, String> {
+    crate::probe::api::target::parse_url(s).map(|_| s.trim().to_string())
+}
+
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 2s, 1m)"))?;
     if d.is_zero() {
@@ -360,6 +371,7 @@ mod tests {
             &["--env", "../etc"],
             &["--quiet", "--verbose"],
             &["list", "--format", "junit"],
+            &["--api-url", "backend.mock-mate.com"],
         ] {
             let argv = std::iter::once("mockmate-diag").chain(args.iter().copied());
             assert!(Cli::try_parse_from(argv).is_err(), "{args:?}");

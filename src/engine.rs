@@ -69,14 +69,15 @@ impl Selection {
         if only.is_empty() {
             run.extend(decls.iter().map(|d| d.id.clone()));
         } else {
-            // A selected check brings what it needs: it cannot be judged without it.
+            // A selected check brings what it needs (it cannot be judged without it)
+            // and what it runs after (it reads their results).
             let by_id: HashMap<&str, &CheckDecl> = decls.iter().map(|d| (d.id.as_str(), d)).collect();
             let mut stack: Vec<&str> = only.iter().map(String::as_str).collect();
             while let Some(id) = stack.pop() {
                 if run.insert(id.to_string())
                     && let Some(d) = by_id.get(id)
                 {
-                    stack.extend(d.needs.iter().map(String::as_str));
+                    stack.extend(d.needs.iter().chain(&d.after).map(String::as_str));
                 }
             }
         }
@@ -168,13 +169,19 @@ pub async fn run(
             .iter()
             .filter_map(|n| build(n, by_id, selection, ctx, observer, futures).map(|f| (n.clone(), f)))
             .collect();
+        let after: Vec<SharedResult> =
+            decl.after.iter().filter_map(|a| build(a, by_id, selection, ctx, observer, futures)).collect();
         let left_out = selection.left_out(id);
         let ctx = ctx.clone();
+        let finished = ctx.results.clone();
         let observer = observer.clone();
         let fut = async move {
             if let Some(left_out) = left_out {
                 return not_run(&decl, Outcome::skip(left_out.message()), left_out.ending());
             }
+            // `after`: starts once those have finished, whatever their status
+            // (their results are in `ctx.results` by then).
+            join_all(after).await;
             // A check that only reads starts now, beside what it needs; its result
             // counts only if they pass (see `Check::only_reads`).
             let early = (!deps.is_empty() && decl.check.only_reads()).then(|| Running::spawn(&decl, &ctx));
@@ -198,6 +205,10 @@ pub async fn run(
             observer.finished(&ran.result);
             ran
         }
+        .map(move |ran| {
+            finished.record(&ran.result);
+            ran
+        })
         .boxed()
         .shared();
         futures.insert(id.to_string(), fut.clone());
@@ -425,6 +436,7 @@ mod tests {
             kind: &TEST_KIND,
             severity,
             needs: needs.iter().map(|s| s.to_string()).collect(),
+            after: Vec::new(),
             title: id.into(),
             hint: None,
             check: Arc::new(b),
@@ -549,6 +561,52 @@ mod tests {
         let r = run_all(&decls, Duration::from_millis(500)).await;
         assert_eq!(r[0].status, Status::Pass, "{r:?}");
         assert_eq!((r[1].status, r[1].message.as_str()), (Status::Pass, "read"), "{r:?}");
+    }
+
+    /// Reads other checks' results (a check declared `after` them).
+    struct Reads(&'static [&'static str]);
+
+    impl Check for Reads {
+        fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
+            async move {
+                let seen: Vec<String> = self
+                    .0
+                    .iter()
+                    .map(|id| match ctx.finished(id) {
+                        Some(r) => format!("{} {}: {}", r.id, r.status.past_tense(), r.message),
+                        None => format!("{id} has not finished"),
+                    })
+                    .collect();
+                Outcome::pass(seen.join("; "))
+            }
+            .boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_check_after_others_starts_once_they_have_finished_whatever_their_status_and_reads_their_results() {
+        let mut decls = vec![
+            decl("a.reader", Severity::Fail, &[], Behaviour::Pass),
+            decl("b.slow", Severity::Fail, &[], Behaviour::Sleep(Duration::from_millis(200))),
+            decl("c.broken", Severity::Fail, &[], Behaviour::Problem),
+            decl("d.unrelated", Severity::Fail, &[], Behaviour::Pass),
+        ];
+        decls[0].check = Arc::new(Reads(&["b.slow", "c.broken"]));
+        decls[0].after = vec!["b.slow".into(), "c.broken".into()];
+        let r = run_all(&decls, Duration::from_secs(5)).await;
+        // It waited for the slow one, and is not skipped although one failed: `after` orders, it does not gate.
+        assert_eq!(
+            (r[0].status, r[0].message.as_str()),
+            (Status::Pass, "b.slow passed: slept; c.broken failed: broken")
+        );
+
+        // --only brings what it runs after; --skip leaves a skip to read.
+        let sel = Selection::new(&decls, &["a.reader".into()], &[]).expect("valid");
+        assert!(sel.runs("b.slow") && sel.runs("c.broken") && !sel.runs("d.unrelated"));
+        let sel = Selection::new(&decls, &[], &["b.slow".into()]).expect("valid");
+        let ctx = Arc::new(Ctx::new(EnvView::new(Arc::new(EnvSet::default())), "test", Duration::from_secs(5)));
+        let r = run(&decls, &sel, ctx, Arc::new(Quiet)).await;
+        assert_eq!(r[0].message, "b.slow was skipped: skipped by --skip; c.broken failed: broken");
     }
 
     #[tokio::test]

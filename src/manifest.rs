@@ -26,6 +26,9 @@ pub struct CheckDecl {
     pub kind: &'static KindDef,
     pub severity: Severity,
     pub needs: Vec<String>,
+    /// Ids this check starts after, once they have finished whatever their
+    /// status (`after = [...]`): it reads their results (`Ctx::finished`).
+    pub after: Vec<String>,
     pub title: String,
     /// A manifest-level hint, used when the check itself gives none.
     pub hint: Option<String>,
@@ -104,7 +107,7 @@ pub struct Loaded {
     pub postgres: ApiClient,
 }
 
-const COMMON_FIELDS: &[&str] = &["id", "kind", "severity", "needs", "title", "hint"];
+const COMMON_FIELDS: &[&str] = &["id", "kind", "severity", "needs", "after", "title", "hint"];
 
 /// Loads, validates and builds every check of `sources`, in order.
 pub fn load(sources: &[Source]) -> Result<Vec<CheckDecl>, UsageError> {
@@ -129,7 +132,7 @@ fn load_checks(sources: &[Source]) -> Result<Loaded, UsageError> {
     let mut decls: Vec<CheckDecl> = Vec::new();
     // id → where it was declared, for duplicate and `needs` errors.
     let mut seen: HashMap<String, String> = HashMap::new();
-    let mut pending_needs: Vec<(String, String, String)> = Vec::new(); // (needed id, at, by)
+    let mut pending_needs: Vec<(String, String, String, &str)> = Vec::new(); // (needed id, at, by, field)
     for src in sources {
         let at = |span: Range<usize>| position(&src.label, &src.text, span.start);
         let raw: RawFile = toml::from_str(&src.text).map_err(|e| {
@@ -190,19 +193,21 @@ fn load_checks(sources: &[Source]) -> Result<Loaded, UsageError> {
             };
             let title = string_field("title")?.map(|(t, _)| t).unwrap_or_else(|| kind.title.to_string());
             let hint = string_field("hint")?.map(|(h, _)| h);
-            let mut needs = Vec::new();
-            if let Some((_, span, value)) = fields.get("needs") {
-                let list = value.as_array().ok_or_else(|| {
-                    UsageError::new(format!("{}: `needs` must be a list of check ids", at(span.clone())))
-                })?;
-                for item in list {
-                    let need = item.as_str().ok_or_else(|| {
-                        UsageError::new(format!("{}: `needs` must be a list of check ids", at(span.clone())))
-                    })?;
-                    needs.push(need.to_string());
-                    pending_needs.push((need.to_string(), at(span.clone()), id.clone()));
+            let mut ids_of = |field: &'static str| -> Result<Vec<String>, UsageError> {
+                let mut ids = Vec::new();
+                if let Some((_, span, value)) = fields.get(field) {
+                    let not_ids =
+                        || UsageError::new(format!("{}: `{field}` must be a list of check ids", at(span.clone())));
+                    for item in value.as_array().ok_or_else(not_ids)? {
+                        let other = item.as_str().ok_or_else(not_ids)?;
+                        ids.push(other.to_string());
+                        pending_needs.push((other.to_string(), at(span.clone()), id.clone(), field));
+                    }
                 }
-            }
+                Ok(ids)
+            };
+            let needs = ids_of("needs")?;
+            let after = ids_of("after")?;
             let params: toml::Table = fields
                 .iter()
                 .filter(|(k, _)| !COMMON_FIELDS.contains(&k.as_str()))
@@ -221,12 +226,23 @@ fn load_checks(sources: &[Source]) -> Result<Loaded, UsageError> {
                 UsageError::new(format!("{field_at}: check `{id}` (kind {}): {message}", kind.name))
             })?;
             seen.insert(id.clone(), id_at.clone());
-            decls.push(CheckDecl { id, kind, severity, needs, title, hint, check: Arc::from(check), origin: id_at });
+            decls.push(CheckDecl {
+                id,
+                kind,
+                severity,
+                needs,
+                after,
+                title,
+                hint,
+                check: Arc::from(check),
+                origin: id_at,
+            });
         }
     }
-    for (need, at, by) in &pending_needs {
+    for (need, at, by, field) in &pending_needs {
         if !seen.contains_key(need) {
-            return Err(UsageError::new(format!("{at}: check `{by}` needs `{need}`, which no manifest declares")));
+            let verb = if *field == "after" { "runs after" } else { "needs" };
+            return Err(UsageError::new(format!("{at}: check `{by}` {verb} `{need}`, which no manifest declares")));
         }
     }
     check_cycles(&decls)?;
@@ -249,7 +265,7 @@ fn check_owners(decls: &[CheckDecl]) -> Result<(), UsageError> {
     Ok(())
 }
 
-/// `needs` must form no cycle, or the engine would wait forever.
+/// `needs` and `after` must form no cycle, or the engine would wait forever.
 fn check_cycles(decls: &[CheckDecl]) -> Result<(), UsageError> {
     let by_id: HashMap<&str, &CheckDecl> = decls.iter().map(|d| (d.id.as_str(), d)).collect();
     let mut done: HashSet<&str> = HashSet::new();
@@ -265,11 +281,11 @@ fn check_cycles(decls: &[CheckDecl]) -> Result<(), UsageError> {
         if let Some(pos) = path.iter().position(|p| *p == id) {
             let cycle = path[pos..].join(" → ");
             let origin = by_id.get(id).map(|d| d.origin.as_str()).unwrap_or("manifest");
-            return Err(UsageError::new(format!("{origin}: `needs` form a cycle: {cycle} → {id}")));
+            return Err(UsageError::new(format!("{origin}: `needs` and `after` form a cycle: {cycle} → {id}")));
         }
         path.push(id);
         if let Some(d) = by_id.get(id) {
-            for n in &d.needs {
+            for n in d.needs.iter().chain(&d.after) {
                 visit(n, by_id, path, done)?;
             }
         }
@@ -356,6 +372,23 @@ mod tests {
     fn cycles_are_rejected() {
         let e = err(
             "[[check]]\nid = \"a\"\nkind = \"env.required\"\nneeds = [\"b\"]\n[[check]]\nid = \"b\"\nkind = \"env.required\"\nneeds = [\"a\"]\n",
+        );
+        assert!(e.contains("cycle"), "{e}");
+    }
+
+    #[test]
+    fn after_names_declared_checks_and_joins_the_cycle_check() {
+        let decls = load(&src(
+            "[[check]]\nid = \"a\"\nkind = \"env.required\"\n[[check]]\nid = \"b\"\nkind = \"env.required\"\nafter = [\"a\"]\n",
+        ))
+        .expect("valid");
+        assert_eq!((decls[1].after.as_slice(), decls[1].needs.len()), (&["a".to_string()][..], 0));
+        let e = err("[[check]]\nid = \"x\"\nkind = \"env.required\"\nafter = [\"y\"]\n");
+        assert!(e.starts_with("extra.toml:4:9: check `x` runs after `y`, which no manifest declares"), "{e}");
+        let e = err("[[check]]\nid = \"x\"\nkind = \"env.required\"\nafter = \"y\"\n");
+        assert!(e.contains("`after` must be a list of check ids"), "{e}");
+        let e = err(
+            "[[check]]\nid = \"a\"\nkind = \"env.required\"\nafter = [\"b\"]\n[[check]]\nid = \"b\"\nkind = \"env.required\"\nneeds = [\"a\"]\n",
         );
         assert!(e.contains("cycle"), "{e}");
     }

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod api;
 mod cache_writes;
 mod causes;
 mod cli;

@@ -95,7 +95,7 @@ fn ctrl_c_during_a_hung_connect_clears_the_progress_line_and_prints_what_finishe
     let mut pty = Pty::spawn(dir.path(), 80, &["--env", "production", "--timeout", "60s"], &[]);
     // Everything but the hung connect (and what needs it) has finished.
     let screen = pty.wait_for("progress line", Duration::from_secs(30), |s| {
-        s.contains("6/30 checks · waiting on postgres.connect (")
+        s.contains("7/32 checks · waiting on postgres.connect (")
     });
     let progress = screen.lines().find(|l| l.contains("waiting on")).unwrap_or_default();
     let spinner = progress.chars().next().unwrap_or(' ');
@@ -112,7 +112,7 @@ fn ctrl_c_during_a_hung_connect_clears_the_progress_line_and_prints_what_finishe
     let words = screen.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
         words.contains(&format!(
-            "mockmate-diag: interrupted by SIGINT; reporting what finished (13 of 30 checks); still running: \
+            "mockmate-diag: interrupted by SIGINT; reporting what finished (15 of 32 checks); still running: \
              postgres.connect: {}",
             "" // the seconds vary
         )) && words.contains(&format!("s waiting for PostgreSQL's reply to startup ({})", tarpit.addr())),
@@ -153,7 +153,7 @@ fn sigterm_prints_the_report_of_the_checks_that_finished_then_exits_130() {
     assert_eq!(out.status.code(), Some(130));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("mockmate-diag: interrupted by SIGTERM; reporting what finished (13 of 30 checks); still running: postgres.connect: "),
+        stderr.contains("mockmate-diag: interrupted by SIGTERM; reporting what finished (15 of 32 checks); still running: postgres.connect: "),
         "{stderr}"
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");

@@ -45,6 +45,7 @@ pub(super) fn command(
         timeout: common.timeout,
         allow_writes: args.allow_writes,
         user_id: args.user_id,
+        api_url: args.api_url.clone(),
         fail_on: args.fail_on(),
         wait: args.wait,
     };

@@ -7,6 +7,8 @@ use crate::check::KindDef;
 
 pub mod shared;
 
+mod api_reachable;
+mod api_session_create;
 mod cert_expiry;
 mod consistency_cached_sessions;
 mod env_database_url;
@@ -40,8 +42,8 @@ mod redis_topology;
 mod redis_writable;
 
 /// Every kind this binary implements, in the order `list` shows them: the
-/// environment, PostgreSQL, the topology of both services, Redis, then the
-/// incident's own (the session route and the data behind it).
+/// environment, PostgreSQL, the topology of both services, Redis, the
+/// incident's own (the session route and the data behind it), then the API.
 #[rustfmt::skip]
 pub static KINDS: &[&KindDef] = &[
     &env_required::KIND,
@@ -80,6 +82,9 @@ pub static KINDS: &[&KindDef] = &[
     &pg_user::KIND,
     &pg_orphan_sessions::KIND,
     &consistency_cached_sessions::KIND,
+
+    &api_reachable::KIND,
+    &api_session_create::KIND,
 ];
 
 pub fn find(name: &str) -> Option<&'static KindDef> {

@@ -9,6 +9,7 @@
 //! service, opened by the first check that asks.
 
 pub mod activity;
+pub mod api;
 pub mod certs;
 pub mod failure;
 pub mod net;

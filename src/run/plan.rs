@@ -27,6 +27,8 @@ pub struct Request {
     pub timeout: Duration,
     pub allow_writes: bool,
     pub user_id: Option<uuid::Uuid>,
+    /// `--api-url`: where the API is (over `API_URL` and `PORT`).
+    pub api_url: Option<String>,
     /// `--fail-on`: what `--wait` waits out, and what the report is judged by.
     pub fail_on: FailOn,
     /// `--wait`: re-run what keeps the gate closed until it opens or this is up.

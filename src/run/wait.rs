@@ -55,6 +55,7 @@ impl Plan {
         ctx.probes = Probes::new(self.postgres.clone());
         ctx.allow_writes = self.request.allow_writes;
         ctx.user_id = self.request.user_id;
+        ctx.api_url = self.request.api_url.clone();
         let decls: Vec<CheckDecl> = self
             .decls
             .iter()

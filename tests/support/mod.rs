@@ -1,6 +1,7 @@
 //! Test harness: real PostgreSQL and Redis servers started by the tests themselves.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod cmd;
 pub mod node;
 pub mod pg;

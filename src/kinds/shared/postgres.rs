@@ -56,10 +56,25 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    pub const ALL: [ApiError; 2] = [ApiError::InvalidUserReference, ApiError::InsufficientCredits];
+
     pub fn code(self) -> &'static str {
         match self {
             ApiError::InvalidUserReference => "INVALID_USER_REFERENCE",
             ApiError::InsufficientCredits => "INSUFFICIENT_CREDITS",
+        }
+    }
+
+    /// The code as the API (or a report's `details.api_error`) spells it.
+    pub fn from_code(code: &str) -> Option<ApiError> {
+        ApiError::ALL.into_iter().find(|e| e.code() == code.trim())
+    }
+
+    /// The HTTP status the fixed route answers it with.
+    pub fn status(self) -> u16 {
+        match self {
+            ApiError::InvalidUserReference => 400,
+            ApiError::InsufficientCredits => 403,
         }
     }
 }

@@ -256,7 +256,8 @@ impl fmt::Debug for PgSession {
 
 /// The dry run's connection: the only one on which a writable transaction can be
 /// opened, handed out only with `--allow-writes`. Its user opens and ends the
-/// transaction itself and must never commit.
+/// transaction itself. The dry run never commits; `api.session_create`'s
+/// clean-up commits only the deletion of what the API created for its request.
 pub struct PgWriter {
     client: Client,
 }

@@ -1,0 +1,94 @@
+//! What the `api.*` kinds share: the API's address as this run reads it
+//! (`--api-url`, else `API_URL`, else `PORT`), the roots a Node client trusts,
+//! request paths checked when the manifest loads, and quoting what the API
+//! answered — one line, truncated, the token masked.
+
+use crate::check::{Ctx, Outcome};
+use crate::probe::api::{ApiTarget, NodeRoots};
+use crate::redact::Redactor;
+
+pub use crate::probe::api::target::NOT_CONFIGURED;
+
+/// The most of an answer's body a message quotes.
+const QUOTE_CHARS: usize = 200;
+
+/// The API's address, or the outcome when there is none (`skip`, with how to
+/// give one) or it cannot be read (a problem naming the variable).
+pub fn target(ctx: &Ctx) -> Result<ApiTarget, Outcome> {
+    let get = |name: &str| ctx.env.get(name);
+    match ApiTarget::resolve(ctx.api_url.as_deref(), &get) {
+        Ok(Some(target)) => Ok(target),
+        Ok(None) => Err(Outcome::skip(NOT_CONFIGURED)),
+        Err(f) => Err(Outcome::from_failure(f)),
+    }
+}
+
+/// The roots an HTTPS request to the API trusts (Node's, `NODE_EXTRA_CA_CERTS`).
+pub fn roots(ctx: &Ctx) -> NodeRoots {
+    let get = |name: &str| ctx.env.get(name);
+    NodeRoots::from_env(&get)
+}
+
+/// A request path from a manifest: absolute, and a valid HTTP request target.
+pub fn request_path(field: &str, path: &str) -> Result<String, String> {
+    let path = path.trim();
+    if !path.starts_with('/') || path.parse::<hyper::http::uri::PathAndQuery>().is_err() {
+        return Err(format!("`{field}` must be a request path like \"/health\", not {path:?}"));
+    }
+    Ok(path.to_string())
+}
+
+/// What the API's body says, for a message: its JSON `error`, `message` or
+/// `details` (as the runbook's routes answer), else its text; one line, at
+/// most [`QUOTE_CHARS`] characters, with `secrets` masked (the output stream
+/// masks the environment's secrets again).
+pub fn quote(body: &[u8], secrets: &Redactor) -> String {
+    let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let field = |name: &str| json.as_ref().and_then(|j| j.get(name)).and_then(|v| v.as_str()).map(str::to_string);
+    let text = match (field("error"), field("message"), field("details")) {
+        (Some(error), _, Some(details)) if error != details => format!("{error}: {details}"),
+        (Some(error), _, _) => error,
+        (None, Some(message), _) => message,
+        (None, None, Some(details)) => details,
+        (None, None, None) => String::from_utf8_lossy(body).into_owned(),
+    };
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let masked = secrets.redact(&line).into_owned();
+    if masked.is_empty() {
+        return "(empty body)".to_string();
+    }
+    match masked.char_indices().nth(QUOTE_CHARS) {
+        Some((at, _)) => format!("{}…", &masked[..at]),
+        None => masked,
+    }
+}
+
+/// `12.34`: milliseconds with two decimals.
+pub fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 100_000.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_the_apis_words_on_one_line_with_the_token_masked() {
+        let mut secrets = Redactor::default();
+        secrets.add("eyJhbGciOi.payload.sig");
+        let body = br#"{"error":"Failed to create session","details":"token eyJhbGciOi.payload.sig\nrejected"}"#;
+        assert_eq!(quote(body, &secrets), "Failed to create session: token **** rejected");
+        assert_eq!(quote(b"", &secrets), "(empty body)");
+        assert_eq!(quote(b"<html>Bad   Gateway</html>", &secrets), "<html>Bad Gateway</html>");
+        let long = "x".repeat(500);
+        assert_eq!(quote(long.as_bytes(), &secrets).chars().count(), QUOTE_CHARS + 1);
+    }
+
+    #[test]
+    fn request_paths_are_checked() {
+        assert_eq!(request_path("health_path", " /api/health "), Ok("/api/health".into()));
+        for bad in ["health", "/a b", ""] {
+            assert!(request_path("health_path", bad).is_err(), "{bad}");
+        }
+    }
+}
