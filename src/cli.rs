@@ -25,21 +25,74 @@ use crate::format::{Format, Verbosity};
 use crate::output::ColorWhen;
 use crate::report::{FailOn, VERSION_LINE};
 
-pub const EXAMPLES: &str = "\
-Examples:
-  Ops, on a server:         mockmate-diag --env production
-  CI gate before a deploy:  mockmate-diag --env production --wait 60s --format junit --report json=report.json > report.xml
-  Support ticket:           mockmate-diag --env production --format markdown > report.md   (paste it: secrets are removed)
-  Prometheus, Kubernetes:   mockmate-diag --env production serve --listen 0.0.0.0:9839   (Prometheus scrapes /probe)
+/// The examples `--help` and the man page show: what it is for, and the command.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    ("Ops, on a server", "mockmate-diag --env production"),
+    (
+        "CI gate before a deploy",
+        "mockmate-diag --env production --wait 60s --format junit --report json=report.json > report.xml",
+    ),
+    ("Support ticket (paste it: secrets are removed)", "mockmate-diag --env production --format markdown > report.md"),
+    (
+        "Verify a deploy by asking the API (one test session, made then removed)",
+        "mockmate-diag --env production --allow-writes --user-id 8c6f0a52-3a51-4c39-9d55-2d8c1b6f4e10 --api-url https://api.example.com",
+    ),
+    (
+        "Prometheus, Kubernetes (Prometheus scrapes /probe)",
+        "mockmate-diag --env production serve --listen 0.0.0.0:9839",
+    ),
+];
 
-Exit codes: 0 nothing at or above --fail-on, 1 something is, 2 usage or configuration error, 130 interrupted.";
+/// Exit codes, as `--help` ends.
+pub const EXIT_CODES: &str =
+    "Exit codes: 0 nothing at or above --fail-on, 1 something is, 2 usage or configuration error, 130 interrupted.";
+
+/// Columns an example's command lines take at most, indentation included, so
+/// that `--help` at 80 columns never wraps inside a command.
+const EXAMPLE_WIDTH: usize = 78;
+
+/// `command` on lines of at most `width` columns, broken between words and
+/// continued with ` \` as a shell reads it: each line can be copied as is.
+pub fn fold_command(command: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in command.split(' ') {
+        // Room for " \" after the word, unless it ends the command.
+        if !line.is_empty() && line.len() + 1 + word.len() + 2 > width {
+            lines.push(format!("{line} \\"));
+            line = format!("  {word}");
+        } else {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+    }
+    lines.push(line);
+    lines
+}
+
+/// The examples and the exit codes as `--help` ends: each command on lines of
+/// its own, indented under what it is for.
+fn after_help() -> String {
+    let mut text = String::from("Examples:\n");
+    for (what, command) in EXAMPLES {
+        text.push_str(&format!("  {what}:\n"));
+        for line in fold_command(command, EXAMPLE_WIDTH - 4) {
+            text.push_str(&format!("    {line}\n"));
+        }
+    }
+    text.push('\n');
+    text.push_str(EXIT_CODES);
+    text
+}
 
 #[derive(Debug, Parser)]
 #[command(
     name = "mockmate-diag",
     version = VERSION_LINE,
     about = "Tells whether a MockMate environment (configuration, PostgreSQL, Redis) can actually work",
-    after_help = EXAMPLES,
+    after_help = after_help(),
     subcommand_value_name = "COMMAND",
     subcommand_help_heading = "Commands"
 )]
@@ -105,11 +158,11 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<Format>,
 
-    /// Print only the checks that did not pass, what to do, and the verdict
+    /// Print only the checks that did not pass, what to do, and the verdict (stdout only: report files are always whole)
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
 
-    /// Also print every check (none folded away), each check's details, and the variables read with their source
+    /// Also print every check (none folded away), each check's details, and the variables read with their source (stdout only)
     #[arg(short, long)]
     pub verbose: bool,
 
@@ -141,7 +194,7 @@ pub struct RunArgs {
     #[arg(long = "api-url", value_name = "URL", value_parser = parse_api_url, value_hint = ValueHint::Url)]
     pub api_url: Option<String>,
 
-    /// Also write a report to a file, e.g. junit=report.xml, markdown=report.md (repeatable)
+    /// Also write a report to a file, e.g. junit=report.xml, markdown=report.md (repeatable; one path per report)
     #[arg(long, value_name = "FORMAT=PATH", value_parser = parse_report)]
     pub report: Vec<ReportTarget>,
 }
@@ -210,6 +263,14 @@ impl RunArgs {
 pub struct ReportTarget {
     pub format: Format,
     pub path: PathBuf,
+}
+
+impl ReportTarget {
+    /// `junit=out/r.xml`, as given.
+    pub fn spec(&self) -> String {
+        let format = clap::ValueEnum::to_possible_value(&self.format).map(|v| v.get_name().to_string());
+        format!("{}={}", format.unwrap_or_default(), self.path.display())
+    }
 }
 
 fn parse_report(s: &str) -> Result<ReportTarget, String> {
@@ -321,6 +382,37 @@ mod tests {
     fn parse(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("mockmate-diag").chain(args.iter().copied()))
             .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    /// `--help` at 80 columns wraps no example inside a command, and every
+    /// example, its continuation lines joined, is a command line this parser takes.
+    #[test]
+    fn the_examples_fit_80_columns_and_parse() {
+        let help = Cli::command().term_width(80).render_help().to_string();
+        for line in help.lines() {
+            assert!(line.chars().count() <= 80, "wider than 80 columns: {line:?}");
+        }
+        let examples = help.split("Examples:\n").nth(1).expect("examples").split("\n\n").next().unwrap_or_default();
+        let mut commands: Vec<String> = Vec::new();
+        for line in examples.lines() {
+            match line.strip_prefix("    ") {
+                Some(continued) if commands.last().is_some_and(|c| c.ends_with('\\')) => {
+                    let last = commands.last_mut().expect("a command");
+                    last.pop();
+                    last.push_str(continued.trim_start());
+                }
+                Some(command) => commands.push(command.to_string()),
+                None => assert!(line.starts_with("  ") && line.ends_with(':'), "{line:?}"),
+            }
+        }
+        assert_eq!(commands.len(), EXAMPLES.len(), "{examples}");
+        for (command, (_, written)) in commands.iter().zip(EXAMPLES) {
+            assert_eq!(command, written);
+            // What the shell hands over: the words before a redirection.
+            let words: Vec<&str> = command.split(" > ").next().unwrap_or_default().split(' ').collect();
+            assert_eq!(words[0], "mockmate-diag");
+            Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("{command}: {e}"));
+        }
     }
 
     #[test]

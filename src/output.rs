@@ -133,10 +133,11 @@ impl Output {
 
     /// Creates a report file now, before any check runs, so a bad path is a usage
     /// error rather than a lost artifact. Files never get colour, whatever `--color` says.
-    pub fn open_file(&mut self, path: &std::path::Path) -> Result<FileId, UsageError> {
+    /// `path` is read from `cwd`; errors name it as given.
+    pub fn open_file(&mut self, path: &std::path::Path, cwd: &std::path::Path) -> Result<FileId, UsageError> {
         let label = path.display().to_string();
-        let file =
-            std::fs::File::create(path).map_err(|e| UsageError::new(format!("--report {label}: cannot write: {e}")))?;
+        let file = std::fs::File::create(cwd.join(path))
+            .map_err(|e| UsageError::new(format!("--report {label}: cannot write: {e}")))?;
         self.files.push((label, Stream::new(Box::new(file), false, false)));
         Ok(FileId(self.files.len() - 1))
     }

@@ -1,11 +1,12 @@
 //! The run command: plan, progress line, `--wait`, signals, and the report on
 //! stdout and in `--report` files.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::process::Process;
-use crate::cli::{CommonArgs, RunArgs};
+use crate::cli::{CommonArgs, ReportTarget, RunArgs};
 use crate::engine::{Observer, Quiet, Selection};
 use crate::error::UsageError;
 use crate::format::table::Layout;
@@ -55,8 +56,12 @@ pub(super) fn command(
     let mut redactor = out.redactor().clone();
     redactor.extend(&plan.secrets());
     out.set_redactor(redactor);
-    let report_files =
-        args.report.iter().map(|t| out.open_file(&t.path).map(|id| (t.format, id))).collect::<Result<Vec<_>, _>>()?;
+    one_path_per_report(&args.report, process.cwd)?;
+    let report_files = args
+        .report
+        .iter()
+        .map(|t| out.open_file(&t.path, process.cwd).map(|id| (t.format, id)))
+        .collect::<Result<Vec<_>, _>>()?;
     if let Some(wait) = args.wait
         && wait < common.timeout
     {
@@ -146,8 +151,9 @@ pub(super) fn command(
         ));
     }
 
+    // Report files are artifacts: whole whatever --quiet or --verbose says of stdout.
     for (file_format, file) in &report_files {
-        out.file(*file, &render(&report, *file_format, Layout { width: file_width, verbosity }))?;
+        out.file(*file, &render(&report, *file_format, Layout { width: file_width, verbosity: Verbosity::Normal }))?;
     }
     let text = render(&report, format, Layout { width, verbosity });
     if format == Format::Table {
@@ -156,6 +162,26 @@ pub(super) fn command(
         out.stdout_plain(&text);
     }
     Ok(report.exit_code())
+}
+
+/// Two `--report` flags naming one file would leave only the last one's
+/// report in it: a usage error, before anything runs.
+fn one_path_per_report(targets: &[ReportTarget], cwd: &Path) -> Result<(), UsageError> {
+    // Lexically, from the working directory: `out/r.xml` and `./out/r.xml` are one file.
+    let key = |path: &Path| -> PathBuf {
+        cwd.join(path).components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
+    };
+    for (i, later) in targets.iter().enumerate() {
+        if let Some(first) = targets[..i].iter().find(|t| key(&t.path) == key(&later.path)) {
+            return Err(UsageError::new(format!(
+                "--report {} and --report {} both write {}: give each report its own path",
+                first.spec(),
+                later.spec(),
+                later.path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// SIGINT and SIGTERM interrupt the run (the report of what finished is still

@@ -221,3 +221,45 @@ fn quiet_prints_what_did_not_pass_and_the_verdict_verbose_adds_details_and_varia
     assert!(verbose.contains("JWT_SECRET    set, 8 bytes, from .env.production"), "{verbose}");
     assert!(!verbose.contains("changeme"), "{verbose}");
 }
+
+#[test]
+fn two_reports_naming_one_file_are_a_usage_error_before_anything_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("out")).expect("mkdir");
+    let args = env_only(&["--report", "junit=out/r.xml", "--report", "markdown=./out/r.xml"]);
+    let (code, out) = invoke(&args, &[], dir.path());
+    assert_eq!(code, ExitCode::Usage);
+    assert_eq!(
+        out.stderr(),
+        "mockmate-diag: --report junit=out/r.xml and --report markdown=./out/r.xml both write ./out/r.xml: \
+         give each report its own path\n"
+    );
+    assert!(!dir.path().join("out/r.xml").exists(), "nothing was written");
+}
+
+#[test]
+fn quiet_and_verbose_shape_stdout_only_and_every_report_file_is_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = ["table=t.txt", "markdown=r.md", "json=r.json"];
+    let mut written: Vec<Vec<String>> = Vec::new();
+    for flag in ["--quiet", "--verbose", "--format=table"] {
+        let mut args = env_only(&[flag]);
+        for f in files {
+            args.extend(["--report".to_string(), f.to_string()]);
+        }
+        let (code, _) = invoke(&args, &[], dir.path());
+        assert_eq!(code, ExitCode::ChecksFailed);
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).expect("written");
+        // The durations and the start time differ between runs: compare the rest.
+        let stable = |text: String| {
+            regex::Regex::new(r#"\d+ms|"(duration_ms|started_at)": [^,]+|\(\d+(\.\d+)?m?s\)"#)
+                .expect("regex")
+                .replace_all(&text, "")
+                .into_owned()
+        };
+        written.push(["t.txt", "r.md", "r.json"].iter().map(|f| stable(read(f))).collect());
+    }
+    assert_eq!(written[0], written[2], "--quiet changed a report file");
+    assert_eq!(written[1], written[2], "--verbose changed a report file");
+    assert!(written[0][0].contains("Status  Check"), "the table file has its table:\n{}", written[0][0]);
+}

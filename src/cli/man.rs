@@ -8,7 +8,7 @@ use clap::{Arg, ArgAction, CommandFactory};
 use clap_mangen::Man;
 use clap_mangen::roff::{Inline, Roff, bold, italic, roman};
 
-use super::{Cli, EXAMPLES};
+use super::{Cli, EXAMPLES, fold_command};
 use crate::report::{BUILD_DATE, VERSION, VERSION_LINE};
 
 const DESCRIPTION: &str = "mockmate-diag runs a suite of checks against the environment MockMate would run in \
@@ -166,6 +166,9 @@ pub fn render() -> std::io::Result<String> {
     let man = Man::new(cmd.clone()).date(BUILD_DATE).source(format!("mockmate-diag {VERSION}"));
     let mut buf: Vec<u8> = Vec::new();
     man.render_title(&mut buf)?;
+    // No hyphenation: a flag or a value broken at a hyphen (`--re‐port`) would
+    // not paste back into a shell.
+    buf.extend_from_slice(b".hy 0\n");
     man.render_name_section(&mut buf)?;
     let mut roff = Roff::new();
     synopsis(&mut roff, &cmd);
@@ -179,14 +182,18 @@ pub fn render() -> std::io::Result<String> {
     list(&mut roff, "ENVIRONMENT", ENVIRONMENT);
     list(&mut roff, "FILES", FILES);
     roff.control("SH", ["EXAMPLES"]);
-    for line in EXAMPLES
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with("Examples:") && !l.starts_with("Exit codes:"))
-    {
-        let (what, command) = line.trim().split_once(':').unwrap_or(("", line));
-        roff.control("TP", [] as [&str; 0]);
-        roff.text([roman(what.trim())]);
-        roff.text([bold(command.trim())]);
+    for (what, command) in EXAMPLES {
+        roff.control("PP", [] as [&str; 0]);
+        roff.text([roman(format!("{what}:"))]);
+        // Unfilled and indented, so a command is never hyphenated or broken
+        // where a shell would not continue it.
+        roff.control("RS", ["4"]);
+        roff.control("nf", [] as [&str; 0]);
+        for line in fold_command(command, 70) {
+            roff.text([bold(line)]);
+        }
+        roff.control("fi", [] as [&str; 0]);
+        roff.control("RE", [] as [&str; 0]);
     }
     roff.control("SH", ["VERSION"]);
     roff.text([roman(format!("mockmate-diag {VERSION_LINE}"))]);
@@ -210,6 +217,34 @@ mod tests {
             "\\fB\\-\\-targets\\fR \\fIFILE\\fR",
         ] {
             assert!(page.contains(want), "{want} missing:\n{page}");
+        }
+    }
+
+    /// Rendered at 80 columns, nothing is hyphenated (a flag broken at a
+    /// hyphen would not paste into a shell) and every example command is whole.
+    #[test]
+    fn at_80_columns_nothing_is_hyphenated_and_commands_stay_whole() {
+        use std::io::Write;
+        let page = super::render().expect("renders");
+        let mut groff = std::process::Command::new("groff")
+            .args(["-man", "-Tutf8", "-rLL=78n"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("groff is needed to check the man page ({e}): apt-get install groff-base"));
+        groff.stdin.take().expect("stdin").write_all(page.as_bytes()).expect("write the page");
+        let out = groff.wait_with_output().expect("groff runs");
+        // Bold and italics are overstruck (`m\bm`, `_\bm`): keep the letters.
+        let text = regex::Regex::new(".\u{8}")
+            .expect("regex")
+            .replace_all(&String::from_utf8_lossy(&out.stdout), "")
+            .into_owned();
+        // groff's hyphen (U+2010) marks a word it broke; an ASCII '-' is ours.
+        assert!(!text.contains('\u{2010}'), "hyphenated:\n{text}");
+        for (_, command) in super::EXAMPLES {
+            for line in super::fold_command(command, 70) {
+                assert!(text.lines().any(|l| l.trim() == line.trim()), "{line} is not whole:\n{text}");
+            }
         }
     }
 
