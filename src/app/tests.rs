@@ -242,6 +242,8 @@ fn quiet_and_verbose_shape_stdout_only_and_every_report_file_is_whole() {
     let dir = tempfile::tempdir().expect("tempdir");
     let files = ["table=t.txt", "markdown=r.md", "json=r.json"];
     let mut written: Vec<Vec<String>> = Vec::new();
+    // The durations and the start time differ between runs: compare the rest.
+    let varying = regex::Regex::new(r#"\d+ms|"(duration_ms|started_at)": [^,]+|\(\d+(\.\d+)?m?s\)"#).expect("regex");
     for flag in ["--quiet", "--verbose", "--format=table"] {
         let mut args = env_only(&[flag]);
         for f in files {
@@ -250,13 +252,7 @@ fn quiet_and_verbose_shape_stdout_only_and_every_report_file_is_whole() {
         let (code, _) = invoke(&args, &[], dir.path());
         assert_eq!(code, ExitCode::ChecksFailed);
         let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).expect("written");
-        // The durations and the start time differ between runs: compare the rest.
-        let stable = |text: String| {
-            regex::Regex::new(r#"\d+ms|"(duration_ms|started_at)": [^,]+|\(\d+(\.\d+)?m?s\)"#)
-                .expect("regex")
-                .replace_all(&text, "")
-                .into_owned()
-        };
+        let stable = |text: String| varying.replace_all(&text, "").into_owned();
         written.push(["t.txt", "r.md", "r.json"].iter().map(|f| stable(read(f))).collect());
     }
     assert_eq!(written[0], written[2], "--quiet changed a report file");
