@@ -10,6 +10,7 @@ mod support;
 mod causes;
 mod cli;
 mod concordance;
+mod env_loaders;
 mod gate;
 mod incident;
 mod laws;
