@@ -1,11 +1,12 @@
 //! Check kinds: one file per kind, one registry ([`KINDS`]).
 //!
 //! A kind never imports another kind: what several share lives in
-//! `pg_common`, `redis_common` and `expect`. Kind names, the `list` output and
+//! `env_common`, `pg_common`, `redis_common` and `expect`. Kind names, the `list` output and
 //! the docs all derive from [`KINDS`].
 
 use crate::check::KindDef;
 
+pub mod env_common;
 pub mod env_database_url;
 pub mod env_node_env;
 pub mod env_redis_url;
