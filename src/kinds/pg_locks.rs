@@ -127,8 +127,8 @@ impl Locks {
             ))
         } else {
             Outcome::problem(findings.join("; ")).hint(
-                "ask the session's owner (pg_stat_activity: usename, application_name), then end it with \
-                 SELECT pg_terminate_backend(pid); idle_in_transaction_session_timeout prevents a repeat",
+                "ask the session's owner (pg_stat_activity: usename, application_name), then end it, with the pid \
+                 above: SELECT pg_terminate_backend(<pid>); idle_in_transaction_session_timeout prevents a repeat",
             )
         };
         outcome.detail("idle_in_transaction", idle).detail("blocking", holders).detail("waiting", waiting)

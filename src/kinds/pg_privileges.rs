@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio_postgres::types::Type;
 
-use super::pg_common::{SchemaParam, get, query_one, session};
+use super::pg_common::{SchemaParam, get, hint_name, query_one, session};
 use super::pg_visibility::{Candidate, Place, SCOPE_SQL, Scope, candidates_sql, ident, place, resolved_sql};
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
 
@@ -237,7 +237,11 @@ impl Privileges {
             }
             if !lacks.privileges.is_empty() {
                 lacks.items.push(format!("{} on {name}", lacks.privileges.join(", ")));
-                lacks.fixes.push(format!("GRANT {} ON {name} TO \"{role}\";", lacks.privileges.join(", ")));
+                lacks.fixes.push(format!(
+                    "GRANT {} ON {} TO \"{role}\";",
+                    lacks.privileges.join(", "),
+                    hint_name(name)
+                ));
             }
             if required.iter().any(|p| p == "INSERT") {
                 for s in t.sequences.iter().filter(|s| !s.usage) {
@@ -254,7 +258,8 @@ impl Privileges {
                     if !allowed {
                         lacks.rls.push(verb);
                         lacks.fixes.push(format!(
-                            "CREATE POLICY mockmate_api_{verb} ON {name} FOR {privilege} TO \"{role}\" {clause} (true);"
+                            "CREATE POLICY mockmate_api_{verb} ON {} FOR {privilege} TO \"{role}\" {clause} (true);",
+                            hint_name(name)
                         ));
                     }
                 }

@@ -228,9 +228,7 @@ fn shown_path(setting: &str) -> String {
 
 /// An identifier as SQL needs it: bare when plain lower-case, else double-quoted.
 pub fn ident(name: &str) -> String {
-    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain { name.to_string() } else { format!("\"{}\"", name.replace('"', "\"\"")) }
+    super::pg_common::quote_ident(name)
 }
 
 #[cfg(test)]
