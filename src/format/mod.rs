@@ -63,6 +63,16 @@ pub fn status_label(status: Status) -> &'static str {
     }
 }
 
+/// The checks a run left out by choice (`--only`, `--skip`): the ids of those it
+/// ran, when it left any out. A verdict on part of the suite says so.
+pub fn ran_only(report: &crate::report::Report) -> Option<Vec<&str>> {
+    let left_out = |c: &crate::report::CheckResult| {
+        c.status == Status::Skip && (c.message == crate::engine::NOT_SELECTED || report.options.skip.contains(&c.id))
+    };
+    let ran: Vec<&str> = report.checks.iter().filter(|c| !left_out(c)).map(|c| c.id.as_str()).collect();
+    (ran.len() < report.checks.len()).then_some(ran)
+}
+
 /// The fixture report formatter tests snapshot: every status, fixed durations.
 #[cfg(test)]
 pub(crate) fn fixture() -> crate::report::Report {
