@@ -31,12 +31,39 @@ fn table_is_the_default_format_and_exit_1_on_failure() {
         .code(1)
         .stdout(predicate::str::contains("env.required").and(predicate::str::contains("FAIL")))
         .stdout(predicate::str::contains("What to do\nFAIL  env.required: missing or empty: NODE_ENV"))
-        .stdout(predicate::str::contains("\n      set them in the environment"))
+        .stdout(predicate::str::contains("\n      run from the directory that holds the API's env files"))
+        // Part of the suite: the verdict says how much ran (issue 27).
         .stdout(
-            predicate::str::ends_with("FAIL  production is not ready: 1 failed, 29 skipped (0ms)\n")
-                .or(predicate::str::is_match(r"FAIL  production is not ready: 1 failed, 29 skipped \(\d+ms\)\n$")
-                    .expect("regex")),
+            predicate::str::is_match(r"FAIL  production is not ready: 1 failed — 1 of 30 checks run \(\d+ms\)\n$")
+                .expect("regex"),
         );
+}
+
+/// Issue 27: `--only postgres.connect` never says "production is ready".
+#[test]
+fn a_passing_part_of_the_suite_is_never_called_ready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join(".env.production"), GOOD_ENV).expect("write");
+    diag(dir.path())
+        .args(["--env", "production", "--only", "env.secrets,env.node_env"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("is ready").not())
+        .stdout(
+            predicate::str::is_match(r"PASS  env.node_env, env.secrets pass — 2 of 30 checks run \(\d+ms\)\n$")
+                .expect("regex"),
+        );
+}
+
+/// Issue 27: from a directory without env files, say where we looked.
+#[test]
+fn without_env_files_env_required_names_the_directory_it_searched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, report) =
+        json_run(diag(dir.path()).args(["--env", "production", "--format", "json", "--only", "env.required"]));
+    let msg = check(&report, "env.required")["message"].as_str().unwrap_or_default().to_string();
+    let searched = format!("no env file was read: {} has no .env.production or .env", dir.path().display());
+    assert!(msg.ends_with(&searched), "{msg}");
 }
 
 #[test]

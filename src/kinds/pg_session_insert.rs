@@ -439,6 +439,8 @@ fn statement_error(db: &DbError, text: &str, step: &str, role: &str, p: &Params)
                     hint_name(column)
                 ))
                 .detail("column", column)
+                // postgres.schema reports a NOT NULL column the insert leaves out: one cause.
+                .premise(Premise::Table(p.sessions.clone()))
         }
         // The server's text names the missing function; there is no other field that does.
         &SqlState::UNDEFINED_FUNCTION if db.message().contains("gen_random_uuid") => {
