@@ -344,13 +344,14 @@ pub fn parse(text: &str) -> Parsed {
         }
     }
     // Lines with text that no assignment took.
+    let mut taken = vec![false; line + 1];
+    for (a, b) in covered {
+        taken.iter_mut().take(b + 1).skip(a).for_each(|t| *t = true);
+    }
     for (index, text_line) in s.split(|c| *c == '\n').enumerate() {
         let number = index + 1;
         let content = js_trim(text_line);
-        if content.is_empty() || content[0] == '#' {
-            continue;
-        }
-        if !covered.iter().any(|(a, b)| (*a..=*b).contains(&number)) {
+        if !content.is_empty() && content[0] != '#' && !taken[number] {
             parsed.ignored.push(number);
         }
     }

@@ -133,13 +133,16 @@ pub fn parse(text: &str) -> Parsed {
             None => &[],
         };
     }
+    let mut taken = vec![false; line_at(all.len()) + 1];
+    for (a, b) in covered {
+        taken.iter_mut().take(b + 1).skip(a).for_each(|t| *t = true);
+    }
     for (index, line) in all.split(|b| *b == b'\n').enumerate() {
         let number = index + 1;
         let content = trim_spaces(line);
-        if content.is_empty() || content[0] == b'#' || covered.iter().any(|(a, b)| (*a..=*b).contains(&number)) {
-            continue;
+        if !content.is_empty() && content[0] != b'#' && !taken[number] {
+            parsed.ignored.push(number);
         }
-        parsed.ignored.push(number);
     }
     parsed
 }
