@@ -197,6 +197,9 @@ pub enum Premise {
     Privileges(String),
     /// The Redis user may run the API's commands on its keys (`redis.permissions`).
     RedisAcl,
+    /// The user in the support ticket can create a session: the row exists, is
+    /// active and has credits (`postgres.user`, with `--user-id`).
+    User(uuid::Uuid),
 }
 
 impl From<&Cause> for Premise {
@@ -511,13 +514,18 @@ pub(crate) mod testing {
         env: &[(&str, &str)],
         environment: &str,
     ) -> CheckResult {
+        run_kind_in(kind, params, EnvSet::from_pairs(env.iter().copied()), environment).await
+    }
+
+    /// [`run_kind`] over an environment read from files.
+    pub async fn run_kind_in(kind: &'static KindDef, params: &str, set: EnvSet, environment: &str) -> CheckResult {
         let mut table: toml::Table = params.parse().expect("test parameters are TOML");
         let severity = match table.remove("severity").as_ref().and_then(toml::Value::as_str) {
             Some("warn") => Severity::Warn,
             _ => Severity::Fail,
         };
         let check = (kind.build)(table).unwrap_or_else(|e| panic!("{}: {e}", kind.name));
-        let view = EnvView::new(Arc::new(EnvSet::from_pairs(env.iter().copied())));
+        let view = EnvView::new(Arc::new(set));
         let ctx = Ctx::new(view, environment, Duration::from_secs(5));
         let outcome = check.run(&ctx).await;
         let decl = Declared { id: "t", needs: &[], kind, severity, title: kind.title, hint: None };

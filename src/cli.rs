@@ -361,16 +361,28 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// The name becomes a file name (`.env.NAME`): no paths, no surprises.
+/// The name becomes a file name (`.env.NAME`): no paths, no surprises. A file
+/// name given where the environment's name goes gets both ways to say it.
 fn parse_env_name(s: &str) -> Result<String, String> {
-    if !s.is_empty()
-        && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && !s.starts_with('.')
-    {
-        Ok(s.to_string())
-    } else {
-        Err("use letters, digits, '-', '_' or '.' (e.g. production)".into())
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && !s.starts_with('.')
+    };
+    if valid(s) {
+        return Ok(s.to_string());
+    }
+    let file = s.rsplit('/').next().unwrap_or(s);
+    match file.strip_prefix(".env.").filter(|name| valid(name)) {
+        // `--env .env.production` (or a path to one here): the name, or the file itself.
+        Some(name) if file == s => Err(format!(
+            "{s} is an env file, not an environment: use --env {name} (which reads .env.{name} and .env from \
+             this directory) or --env-file {s}"
+        )),
+        Some(_) => Err(format!("{s} is an env file: read it with --env-file {s}")),
+        None if file == ".env" => Err(format!("{s} is an env file: read it with --env-file {s}")),
+        None => Err("use letters, digits, '-', '_' or '.' (e.g. production)".into()),
     }
 }
 
@@ -418,6 +430,25 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Issue 26: `--env .env.production` names both ways to say it.
+    #[test]
+    fn an_env_file_given_as_the_environment_suggests_both_flags() {
+        assert_eq!(parse_env_name("production"), Ok("production".into()));
+        assert_eq!(
+            parse_env_name(".env.production"),
+            Err("\
+                .env.production is an env file, not an environment: use --env production (which reads \
+                 .env.production and .env from this directory) or --env-file .env.production"
+                .into())
+        );
+        assert_eq!(
+            parse_env_name("deploy/.env.staging"),
+            Err("deploy/.env.staging is an env file: read it with --env-file deploy/.env.staging".into())
+        );
+        assert_eq!(parse_env_name(".env"), Err(".env is an env file: read it with --env-file .env".into()));
+        assert!(parse_env_name("../x").unwrap_err().starts_with("use letters"));
     }
 
     #[test]

@@ -2,14 +2,23 @@
 //!
 //! Precedence follows the dotenv convention: the process environment always
 //! wins; then `--env-file` files in the order given; then `.env.NAME`; then
-//! `.env`. Checks read variables only through [`EnvView`], which records what
-//! they looked at so the report can list each variable's source (never its value).
+//! `.env` (with `[env] loader = "dotenv-flow"`, dotenv-flow's cascade instead).
+//! Each file is read as the API's loader reads it ([`Loader`]: npm dotenv by
+//! default, else Node's `--env-file`): what it ignores is ignored, never an
+//! error, and where its reading would surprise a person or a shell the
+//! variable's [`Reading`] says so. Checks read variables only through
+//! [`EnvView`], which records what they looked at so the report can list each
+//! variable's source (never its value).
 
-mod diagnose;
+pub mod dotenv;
+pub mod node;
+pub mod reading;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+
+pub use reading::{Difference, Loader, Reading};
 
 use crate::error::UsageError;
 use crate::report::VarUse;
@@ -30,25 +39,46 @@ impl Source {
     }
 }
 
+/// Where the env files were looked for, and under which names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Searched {
+    pub dir: PathBuf,
+    pub names: Vec<String>,
+}
+
+/// A line of an env file with text the loader reads nothing from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    pub file: String,
+    pub line: usize,
+}
+
 /// All variables visible to the checks, with their sources.
 #[derive(Debug, Default)]
 pub struct EnvSet {
     vars: BTreeMap<String, (String, Source)>,
     files: Vec<String>,
+    loader: Loader,
+    /// How the loader read each variable that came from a file.
+    readings: BTreeMap<String, Reading>,
+    ignored: Vec<Ignored>,
+    searched: Option<Searched>,
 }
 
 impl EnvSet {
-    /// Layers env files under the process environment.
+    /// Layers env files under the process environment, read by `loader`.
     ///
-    /// `explicit` files (`--env-file`) must exist and parse; `.env.NAME` and
-    /// `.env` in `dir` are loaded when they exist (and must parse when they do).
+    /// `explicit` files (`--env-file`) must exist; the environment's own files
+    /// in `dir` (`.env.NAME` and `.env`, or dotenv-flow's cascade) are read
+    /// when they exist.
     pub fn load(
         process: impl IntoIterator<Item = (String, String)>,
         dir: &Path,
         env_name: &str,
         explicit: &[PathBuf],
+        loader: Loader,
     ) -> Result<EnvSet, UsageError> {
-        let mut set = EnvSet::default();
+        let mut set = EnvSet { loader, ..EnvSet::default() };
         for (name, value) in process {
             set.vars.insert(name, (value, Source::Process));
         }
@@ -58,13 +88,15 @@ impl EnvSet {
             }
             set.load_file(path, path.display().to_string())?;
         }
-        for name in [format!(".env.{env_name}"), ".env".to_string()] {
-            let path = dir.join(&name);
+        let names = environment_files(loader, env_name);
+        for name in &names {
+            let path = dir.join(name);
             // An explicit --env-file of the same file was already loaded.
             if path.is_file() && !explicit.iter().any(|p| same_file(p, &path)) {
-                set.load_file(&path, name)?;
+                set.load_file(&path, name.clone())?;
             }
         }
+        set.searched = Some(Searched { dir: dir.to_path_buf(), names });
         Ok(set)
     }
 
@@ -77,47 +109,43 @@ impl EnvSet {
         set
     }
 
-    /// One env file's text, on its own (the fuzz target's entry point: the
-    /// same reading as `--env-file`, without the file system).
-    pub fn from_file_text(text: &str, label: &str) -> Result<EnvSet, UsageError> {
-        let mut set = EnvSet::default();
-        set.load_text(text, label.to_string())?;
-        Ok(set)
+    /// One env file's text, on its own, read by `loader` (the fuzz target's
+    /// entry point: the same reading as `--env-file`, without the file system).
+    pub fn from_file_text(text: &str, label: &str, loader: Loader) -> EnvSet {
+        let mut set = EnvSet { loader, ..EnvSet::default() };
+        set.load_text(text, label.to_string());
+        set
     }
 
     fn load_file(&mut self, path: &Path, label: String) -> Result<(), UsageError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| UsageError::new(format!("env file {label}: cannot read: {e}")))?;
-        self.load_text(&text, label)
+        let bytes = std::fs::read(path).map_err(|e| UsageError::new(format!("env file {label}: cannot read: {e}")))?;
+        // Node decodes the file as UTF-8, an invalid byte becoming U+FFFD: so do we.
+        self.load_text(&String::from_utf8_lossy(&bytes), label);
+        Ok(())
     }
 
-    fn load_text(&mut self, text: &str, label: String) -> Result<(), UsageError> {
-        // Editors on Windows save a byte-order mark; dotenvy would read it as part of the first name.
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let iter = dotenvy::from_read_iter(text.as_bytes());
-        for item in iter {
-            match item {
-                Ok((name, value)) => {
-                    // Earlier layers win: never override what is already set.
-                    self.vars.entry(name).or_insert((value, Source::File(label.clone())));
-                }
-                Err(dotenvy::Error::LineParse(line, index)) => {
-                    // Never echo the line: it may hold a secret.
-                    if let Some(found) = diagnose::first_problem(text) {
-                        return Err(UsageError::new(format!("env file {}", found.message(&label))));
-                    }
-                    let line_no = locate_line(text, &line, index);
-                    return Err(UsageError::new(format!(
-                        "env file {label}:{line_no}: cannot parse this line (expected NAME=value)"
-                    )));
-                }
-                Err(e) => {
-                    return Err(UsageError::new(format!("env file {label}: {e}")));
-                }
-            }
+    fn load_text(&mut self, text: &str, label: String) {
+        let parsed = match self.loader {
+            Loader::Dotenv | Loader::DotenvFlow => dotenv::parse(text),
+            Loader::Node => node::parse(text),
+        };
+        // Within a file the last assignment wins; across layers the first layer does.
+        let mut last: BTreeMap<&str, &dotenv::Assignment> = BTreeMap::new();
+        let mut lines: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for a in &parsed.assignments {
+            last.insert(&a.name, a);
+            lines.entry(&a.name).or_default().push(a.line);
         }
+        for (name, a) in last {
+            if self.vars.contains_key(name) {
+                continue;
+            }
+            self.vars.insert(name.to_string(), (a.value.clone(), Source::File(label.clone())));
+            let reading = Reading::of(a, self.loader, &label, &lines[name]);
+            self.readings.insert(name.to_string(), reading);
+        }
+        self.ignored.extend(parsed.ignored.iter().map(|line| Ignored { file: label.clone(), line: *line }));
         self.files.push(label);
-        Ok(())
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -133,9 +161,71 @@ impl EnvSet {
         &self.files
     }
 
+    /// The loader the files were read with.
+    pub fn loader(&self) -> Loader {
+        self.loader
+    }
+
+    /// Where the environment's own files were looked for (`None`: no file
+    /// system, as in tests).
+    pub fn searched(&self) -> Option<&Searched> {
+        self.searched.as_ref()
+    }
+
+    /// How the loader read `name`, when it came from a file.
+    pub fn reading(&self, name: &str) -> Option<&Reading> {
+        self.readings.get(name)
+    }
+
+    /// Lines with text the loader read nothing from.
+    pub fn ignored(&self) -> &[Ignored] {
+        &self.ignored
+    }
+
+    /// Run-level remarks: the lines the loader ignores, one note per file.
+    pub fn notes(&self) -> Vec<String> {
+        let mut by_file: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for i in &self.ignored {
+            by_file.entry(&i.file).or_default().push(i.line);
+        }
+        // Files in precedence order.
+        self.files
+            .iter()
+            .filter_map(|file| {
+                let lines = by_file.get(file.as_str())?;
+                let list: Vec<String> = lines.iter().map(usize::to_string).collect();
+                let (word, these, them) =
+                    if lines.len() == 1 { ("line", "it is", "it") } else { ("lines", "they are", "them") };
+                Some(format!(
+                    "{} reads nothing from {file} {word} {}: {these} not NAME=value as it understands it, so the \
+                     API never sees {them}",
+                    self.loader.name(),
+                    list.join(", ")
+                ))
+            })
+            .collect()
+    }
+
     /// Every (name, value) pair: the redactor learns secrets from this.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.vars.iter().map(|(k, (v, _))| (k.as_str(), v.as_str()))
+    }
+}
+
+/// The files of environment `env_name` a loader reads, highest precedence first.
+pub fn environment_files(loader: Loader, env_name: &str) -> Vec<String> {
+    match loader {
+        Loader::Dotenv | Loader::Node => vec![format!(".env.{env_name}"), ".env".to_string()],
+        // dotenv-flow 4: `.env.defaults`, `.env`, `.env.local` (not for `test`),
+        // `.env.NAME`, `.env.NAME.local`, each overriding the one before.
+        Loader::DotenvFlow => {
+            let mut names = vec![format!(".env.{env_name}.local"), format!(".env.{env_name}")];
+            if env_name != "test" {
+                names.push(".env.local".to_string());
+            }
+            names.extend([".env".to_string(), ".env.defaults".to_string()]);
+            names
+        }
     }
 }
 
@@ -144,16 +234,6 @@ fn same_file(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
-}
-
-/// 1-based line number of a dotenvy parse error inside `text`.
-/// (`line` is the entry dotenvy failed on, which may span lines when a quote is open.)
-fn locate_line(text: &str, line: &str, index: usize) -> usize {
-    let start = text.find(line).unwrap_or(0);
-    let in_entry = &line[..index.min(line.len())];
-    // Point at the line of the error, or at the entry's start when it ran to the end of the file.
-    let offset = if index >= line.trim_end().len() { start } else { start + in_entry.len() };
-    text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 /// The checks' window on the environment: records each variable they read.
@@ -177,6 +257,29 @@ impl EnvView {
     /// The value of `name` when set and not blank.
     pub fn non_empty(&self, name: &str) -> Option<String> {
         self.get(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// Where the loader's reading of `name` would surprise a person or a shell,
+    /// in words (never the value): `None` when it came from the process, or
+    /// its file holds no surprise for it.
+    pub fn reading_note(&self, name: &str) -> Option<String> {
+        let value = self.set.get(name)?;
+        self.set.reading(name)?.describe(name, value)
+    }
+
+    /// How the loader read `name`, when it came from a file.
+    pub fn reading(&self, name: &str) -> Option<&Reading> {
+        self.set.reading(name)
+    }
+
+    /// The env files loaded, in precedence order.
+    pub fn files(&self) -> &[String] {
+        self.set.files()
+    }
+
+    /// Where the environment's own env files were looked for.
+    pub fn searched(&self) -> Option<&Searched> {
+        self.set.searched()
     }
 
     /// The variables looked at so far, with presence, length and source.
@@ -204,6 +307,10 @@ mod tests {
         std::fs::write(dir.join(name), body).expect("write fixture");
     }
 
+    fn load(dir: &Path, env: &str, explicit: &[PathBuf]) -> Result<EnvSet, UsageError> {
+        EnvSet::load([("D".to_string(), "process".to_string())], dir, env, explicit, Loader::Dotenv)
+    }
+
     #[test]
     fn process_wins_then_explicit_then_named_then_dotenv() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -211,8 +318,7 @@ mod tests {
         write(dir.path(), ".env.production", "B=named\nC=named\nD=named\n");
         write(dir.path(), "extra.env", "C=explicit\nD=explicit\n");
         let explicit = [dir.path().join("extra.env")];
-        let set = EnvSet::load([("D".to_string(), "process".to_string())], dir.path(), "production", &explicit)
-            .expect("loads");
+        let set = load(dir.path(), "production", &explicit).expect("loads");
         assert_eq!(set.get("A"), Some("dotenv"));
         assert_eq!(set.get("B"), Some("named"));
         assert_eq!(set.get("C"), Some("explicit"));
@@ -220,36 +326,72 @@ mod tests {
         assert_eq!(set.source("B"), Some(&Source::File(".env.production".into())));
         assert_eq!(set.source("D"), Some(&Source::Process));
         assert_eq!(set.files().len(), 3);
+        assert_eq!(set.reading("D"), None, "the process wins: no file reading");
+        assert_eq!(set.searched().map(|s| s.names.clone()), Some(vec![".env.production".into(), ".env".into()]));
     }
 
     #[test]
     fn missing_explicit_file_is_a_usage_error() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = EnvSet::load([], dir.path(), "x", &[dir.path().join("nope.env")]).expect_err("must fail");
+        let err = load(dir.path(), "x", &[dir.path().join("nope.env")]).expect_err("must fail");
         assert!(err.0.contains("nope.env"), "{err}");
     }
 
     #[test]
-    fn parse_error_names_line_column_variable_and_problem_and_hides_content() {
+    fn what_dotenv_reads_is_never_an_error_and_the_last_duplicate_wins() {
         let dir = tempfile::tempdir().expect("tempdir");
-        write(dir.path(), ".env", "A=1\n# comment\nJWT_SECRET='s3ntinel-unterminated\n");
-        let err = EnvSet::load([], dir.path(), "x", &[]).expect_err("must fail");
-        assert_eq!(
-            err.0,
-            "env file .env:3:12: JWT_SECRET: unterminated single quote: it opens here and is never closed"
+        write(
+            dir.path(),
+            ".env",
+            "A=1\nJWT_SECRET='s3ntinel-unterminated\nB=words then more\nhunter2 alone\nB=again\nC=x\\q\n",
         );
-        write(dir.path(), ".env", "A=1\nDB_PASSWORD=s3ntinel\\q\n");
-        let err = EnvSet::load([], dir.path(), "x", &[]).expect_err("must fail");
-        assert!(err.0.starts_with("env file .env:2:21: DB_PASSWORD: bad escape"), "{err}");
-        assert!(!err.0.contains("s3ntinel"), "{err}");
+        let set = load(dir.path(), "x", &[]).expect("dotenv reads every line");
+        assert_eq!(set.get("JWT_SECRET"), Some("'s3ntinel-unterminated"));
+        assert_eq!(set.get("B"), Some("again"));
+        assert_eq!(set.get("C"), Some("x\\q"));
+        assert_eq!(set.ignored(), [Ignored { file: ".env".into(), line: 4 }]);
+        let notes = set.notes();
+        assert_eq!(
+            notes,
+            [
+                "dotenv reads nothing from .env line 4: it is not NAME=value as it understands it, so the API never sees it"
+            ]
+        );
+        assert!(!notes[0].contains("hunter2"));
+        let b = set.reading("B").expect("read from .env");
+        assert_eq!(b.differences, [Difference::Duplicate(vec![3, 5])]);
+    }
+
+    #[test]
+    fn dotenv_flow_reads_its_cascade() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), ".env.defaults", "A=defaults\nB=defaults\nC=defaults\nD=defaults\nE=defaults\n");
+        write(dir.path(), ".env", "B=dotenv\nC=dotenv\nD=dotenv\nE=dotenv\n");
+        write(dir.path(), ".env.local", "C=local\nD=local\nE=local\n");
+        write(dir.path(), ".env.production", "D=named\nE=named\n");
+        write(dir.path(), ".env.production.local", "E=named-local\n");
+        let set = EnvSet::load([], dir.path(), "production", &[], Loader::DotenvFlow).expect("loads");
+        let got: Vec<&str> = ["A", "B", "C", "D", "E"].iter().filter_map(|v| set.get(v)).collect();
+        assert_eq!(got, ["defaults", "dotenv", "local", "named", "named-local"]);
+        let set = EnvSet::load([], dir.path(), "test", &[], Loader::DotenvFlow).expect("loads");
+        assert_eq!(set.get("C"), Some("dotenv"), "no .env.local for test");
     }
 
     #[test]
     fn a_byte_order_mark_is_not_part_of_the_first_name() {
         let dir = tempfile::tempdir().expect("tempdir");
         write(dir.path(), ".env", "\u{feff}NODE_ENV=production\n");
-        let set = EnvSet::load([], dir.path(), "x", &[]).expect("loads");
+        let set = load(dir.path(), "x", &[]).expect("loads");
         assert_eq!(set.get("NODE_ENV"), Some("production"));
+    }
+
+    #[test]
+    fn the_view_says_how_the_loader_read_a_variable_never_its_value() {
+        let set = EnvSet::from_file_text("JWT_SECRET=abc#9f8e7d6c\n", ".env.production", Loader::Dotenv);
+        let view = EnvView::new(Arc::new(set));
+        let note = view.reading_note("JWT_SECRET").expect("a note");
+        assert!(note.starts_with("dotenv reads JWT_SECRET (.env.production:1) as 3 characters"), "{note}");
+        assert!(!note.contains("9f8e"), "{note}");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Public: what the binary (`app`, `output`, `redact`), the integration tests
 //! and the fuzz targets drive (`probe`, `manifest`, `envctx`, `report`,
-//! `error`). Everything else is the crate's own.
+//! `error`, and `format::text`, whose SQL splitting the tests use to check that
+//! hints paste). Everything else is the crate's own.
 
 pub mod app;
 pub(crate) mod check;
@@ -11,7 +12,7 @@ pub(crate) mod cli;
 pub(crate) mod engine;
 pub mod envctx;
 pub mod error;
-pub(crate) mod format;
+pub mod format;
 pub(crate) mod kinds;
 pub mod manifest;
 pub mod output;

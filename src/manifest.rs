@@ -10,6 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::check::{Check, KindDef, Owner, ParamError};
+use crate::envctx::Loader;
 use crate::error::UsageError;
 use crate::kinds;
 use crate::probe::postgres::{ApiClient, ClientKind, PoolSsl};
@@ -89,6 +90,15 @@ struct RawFile {
     check: Vec<Spanned<RawCheck>>,
     /// What the API's code passes to `new Pool(...)`, which the environment cannot show.
     postgres: Option<RawPostgres>,
+    /// How the API loads its env files.
+    env: Option<RawEnv>,
+}
+
+/// `[env]`: the API's env-file loader (`loader = "dotenv"`, `"node"`, `"dotenv-flow"`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnv {
+    loader: Option<Loader>,
 }
 
 /// `[postgres]`: the API's client and the `ssl` its code gives `new Pool`.
@@ -105,6 +115,8 @@ pub struct Loaded {
     pub checks: Vec<CheckDecl>,
     /// `[postgres]`: a later manifest's value wins over an earlier one's.
     pub postgres: ApiClient,
+    /// `[env] loader`: a later manifest's value wins over an earlier one's.
+    pub loader: Loader,
 }
 
 const COMMON_FIELDS: &[&str] = &["id", "kind", "severity", "needs", "after", "title", "hint"];
@@ -129,6 +141,7 @@ pub fn load_all(sources: &[Source]) -> Result<Loaded, UsageError> {
 
 fn load_checks(sources: &[Source]) -> Result<Loaded, UsageError> {
     let mut postgres = ApiClient::default();
+    let mut loader = Loader::default();
     let mut decls: Vec<CheckDecl> = Vec::new();
     // id → where it was declared, for duplicate and `needs` errors.
     let mut seen: HashMap<String, String> = HashMap::new();
@@ -139,6 +152,9 @@ fn load_checks(sources: &[Source]) -> Result<Loaded, UsageError> {
             let where_ = e.span().map(&at).unwrap_or_else(|| src.label.clone());
             UsageError::new(format!("{where_}: {}", e.message().trim()))
         })?;
+        if let Some(l) = raw.env.and_then(|e| e.loader) {
+            loader = l;
+        }
         if let Some(pg) = raw.postgres {
             postgres.client = pg.client.unwrap_or(postgres.client);
             postgres.ssl = pg.ssl.or(postgres.ssl);
@@ -249,7 +265,7 @@ fn load_checks(sources: &[Source]) -> Result<Loaded, UsageError> {
     if sources.iter().any(|s| s.label == DEFAULT_LABEL) {
         check_owners(&decls)?;
     }
-    Ok(Loaded { checks: decls, postgres })
+    Ok(Loaded { checks: decls, postgres, loader })
 }
 
 /// Every check other checks' findings point at ([`Owner`]) is declared, with

@@ -13,7 +13,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::cmd::{assert_status, check, diag, json_run, message};
+use crate::support::cmd::{assert_hints_paste, assert_status, check, diag, hint, json_run, message};
 use crate::support::pg::PgServer;
 use crate::support::redis::RedisServer;
 use serde_json::Value;
@@ -71,7 +71,9 @@ impl Site {
             cmd.env("REDIS_URL", redis);
         }
         cmd.args(["--env", "production", "--format", "json", "--only", only]).args(extra);
-        json_run(&mut cmd)
+        let (code, report) = json_run(&mut cmd);
+        assert_hints_paste(&report);
+        (code, report)
     }
 
     /// The counters that prove what a run left behind (see the module comment).
@@ -170,14 +172,21 @@ fn support_ticket_for_a_missing_user_answers_invalid_user_reference() {
     let before = site.counters();
     let (code, report) = site.run("postgres.session_insert,postgres.user", &["--allow-writes", "--user-id", ghost]);
     assert_eq!(code, 1);
-    assert_status(&report, "postgres.session_insert", "fail");
+    assert_status(&report, "postgres.session_insert", "skip");
     assert_eq!(
         message(&report, "postgres.session_insert"),
-        format!("INVALID_USER_REFERENCE: user {ghost} does not exist or is inactive (no row in users)")
+        format!(
+            "see postgres.user: INVALID_USER_REFERENCE: user {ghost} does not exist or is inactive (no row in users)"
+        )
     );
+    // Alone, the dry run keeps its finding.
+    let (_, alone) = site.run("postgres.session_insert", &["--allow-writes", "--user-id", ghost]);
+    assert_status(&alone, "postgres.session_insert", "fail");
     assert_eq!(details(&report, "postgres.session_insert")["api_error"], "INVALID_USER_REFERENCE");
     assert_status(&report, "postgres.user", "fail");
     assert!(message(&report, "postgres.user").contains("does not exist"), "{}", message(&report, "postgres.user"));
+    // One cause, one finding: the dry run defers to the check about the ticket's user.
+    assert_eq!(check(&report, "postgres.session_insert")["see"], "postgres.user");
     assert_eq!(details(&report, "postgres.user")["exists"], false);
     assert_left_nothing(before, site.counters(), 0);
 }
@@ -187,7 +196,8 @@ fn support_ticket_for_an_inactive_user_answers_invalid_user_reference() {
     let site = Site::new("inactive_user");
     let user = site.user(false, 10);
     let (_, report) = site.run("postgres.session_insert,postgres.user", &["--allow-writes", "--user-id", &user]);
-    assert_status(&report, "postgres.session_insert", "fail");
+    assert_status(&report, "postgres.session_insert", "skip");
+    assert_eq!(check(&report, "postgres.session_insert")["see"], "postgres.user");
     assert!(message(&report, "postgres.session_insert").contains("is_active is not true"));
     assert_eq!(details(&report, "postgres.session_insert")["api_error"], "INVALID_USER_REFERENCE");
     assert_status(&report, "postgres.user", "fail");
@@ -204,10 +214,19 @@ fn user_with_zero_credits_warns_insufficient_credits_and_the_insert_still_rolls_
     let (code, report) = site.run("postgres.session_insert,postgres.user", &["--allow-writes", "--user-id", &user]);
     assert_eq!(code, 0, "warnings do not fail the default gate");
     for id in ["postgres.session_insert", "postgres.user"] {
-        assert_status(&report, id, "warn");
         assert!(message(&report, id).contains("INSUFFICIENT_CREDITS"), "{}", message(&report, id));
         assert_eq!(details(&report, id)["api_error"], "INSUFFICIENT_CREDITS");
     }
+    // One cause, one finding (issue 27): postgres.user owns the user's credits and the
+    // one UPDATE, which pastes (it ends with ';'); the dry run says "see postgres.user".
+    assert_status(&report, "postgres.user", "warn");
+    assert_eq!(
+        hint(&report, "postgres.user"),
+        format!("if the user should have credits: UPDATE users SET credits = 10 WHERE id = '{user}';")
+    );
+    assert_status(&report, "postgres.session_insert", "skip");
+    assert_eq!(check(&report, "postgres.session_insert")["see"], "postgres.user");
+    assert!(message(&report, "postgres.session_insert").starts_with("see postgres.user: INSUFFICIENT_CREDITS"));
     assert_eq!(details(&report, "postgres.user")["credits"], 0);
     assert_left_nothing(before, site.counters(), 1);
 }
@@ -289,10 +308,20 @@ fn not_null_column_added_by_a_migration_is_named() {
     assert_status(&report, "postgres.session_insert", "fail");
     let msg = message(&report, "postgres.session_insert");
     assert!(msg.starts_with("column sessions.interviewer_id is NOT NULL but the API does not fill it"), "{msg}");
+    assert!(hint(&report, "postgres.session_insert").contains("ALTER COLUMN interviewer_id DROP NOT NULL;"));
     assert_eq!(details(&report, "postgres.session_insert")["column"], "interviewer_id");
     assert_eq!(details(&report, "postgres.session_insert")["sqlstate"], "23502");
     // NOT NULL is checked before the row is written: not even an attempt is counted.
     assert_left_nothing(before, site.counters(), 0);
+    // postgres.schema sees it without writing, and owns it: one cause, one finding.
+    let (_, report) = site.run("postgres.schema,postgres.session_insert", &["--allow-writes"]);
+    assert_status(&report, "postgres.schema", "fail");
+    assert_eq!(
+        message(&report, "postgres.schema"),
+        "sessions.interviewer_id NOT NULL with no default, and the API's insert does not fill it: every session \
+         creation fails (23502)"
+    );
+    assert_eq!(check(&report, "postgres.session_insert")["see"], "postgres.schema");
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod causes;
 mod cli;
 mod concordance;
 mod dns;
+mod env_loaders;
 mod gate;
 mod incident;
 mod insert_traced;

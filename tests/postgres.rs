@@ -6,7 +6,7 @@ use std::fs;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::cmd::{assert_status, check, diag, hint, json_run, message};
+use crate::support::cmd::{assert_hints_paste, assert_status, check, diag, hint, json_run, message};
 use crate::support::pg::{PgServer, SUPERUSER, SUPERUSER_PASSWORD, free_port};
 use crate::support::redis::RedisServer;
 use crate::support::tarpit::Tarpit;
@@ -30,7 +30,9 @@ pub(crate) fn run_pg(env: &[(&str, &str)], extra: &[&str]) -> (i32, Value) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cmd = diag(dir.path());
     cmd.envs(env.iter().copied()).args(["--format", "json", "--only", &PG_IDS.join(",")]).args(extra);
-    json_run(&mut cmd)
+    let (code, report) = json_run(&mut cmd);
+    assert_hints_paste(&report);
+    (code, report)
 }
 
 pub(crate) fn run_url(url: &str) -> (i32, Value) {
@@ -118,6 +120,52 @@ fn only_inactive_users_then_postgres_active_users_fails() {
         message(&report, "postgres.active_users").starts_with("users exist, but none is active (is_active = true)")
     );
     assert!(hint(&report, "postgres.active_users").contains("INSERT INTO users"));
+}
+
+/// Issue 27: tables with exactly the columns the session route and the runbook
+/// use pass the gate, the dry run included; what a full migration adds besides is
+/// said, not failed.
+#[test]
+fn a_schema_with_only_the_routes_and_runbooks_columns_passes_the_gate() {
+    let pg = PgServer::shared();
+    let db = pg.create_db("runbook_only_schema");
+    pg.sql(
+        &db,
+        "CREATE TABLE users (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), email text NOT NULL UNIQUE, \
+           first_name text, last_name text, credits int NOT NULL DEFAULT 0, is_active bool NOT NULL DEFAULT true, \
+           is_verified bool NOT NULL DEFAULT false); \
+         CREATE TABLE sessions (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), user_id uuid NOT NULL REFERENCES users(id), \
+           job_title text, difficulty text, duration int, session_type text); \
+         INSERT INTO users (id, email, first_name, last_name, credits, is_active, is_verified) \
+           VALUES (gen_random_uuid(), 'test@mock-mate.com', 'Test', 'User', 10, true, true);",
+    );
+    let url = pg.superuser_url(&db);
+    // Every postgres.* check of PG_IDS, and the dry run.
+    let (code, report) = run_pg(&[("DATABASE_URL", &url)], &["--only", "postgres.session_insert", "--allow-writes"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_status(&report, "postgres.session_insert", "pass");
+    assert_status(&report, "postgres.schema", "pass");
+    assert_eq!(
+        message(&report, "postgres.schema"),
+        "2 tables, 13 columns and 1 foreign key present (no index on sessions.user_id; not present, and not used \
+         by the API: sessions.status, sessions.created_at, users.created_at)"
+    );
+}
+
+/// Issue 27: the planner's estimate is labelled as one, and unknown until ANALYZE.
+#[test]
+fn the_active_users_estimate_is_labelled_and_unknown_without_statistics() {
+    let (pg, db, url) = healthy("estimate_label");
+    let (_, report) = run_url(&url);
+    let d = &check(&report, "postgres.active_users")["details"];
+    assert_eq!(d["planner_estimate_active_users"], Value::Null, "{d:#}");
+    assert!(d["planner_estimate_basis"].as_str().unwrap_or_default().contains("never analyzed"), "{d:#}");
+    assert!(d.get("estimated_active_users").is_none(), "{d:#}");
+    pg.sql(&db, "ANALYZE users");
+    let (_, report) = run_url(&url);
+    let d = &check(&report, "postgres.active_users")["details"];
+    assert_eq!(d["planner_estimate_active_users"], 1, "{d:#}");
+    assert!(d["planner_estimate_basis"].as_str().unwrap_or_default().contains("an estimate, not a count"), "{d:#}");
 }
 
 #[test]
@@ -249,13 +297,25 @@ fn read_only_database_then_postgres_writable_fails_with_25006() {
     assert_eq!(
         message(&report, "postgres.writable"),
         format!(
-            "connected to a read-only database (default_transaction_read_only = on, set by ALTER DATABASE \"{db}\"): \
-             every insert will fail (25006)"
+            "connected to a primary that is read-only by default (default_transaction_read_only = on, set by \
+             ALTER DATABASE \"{db}\"): every insert will fail (25006)"
         )
     );
+    // A primary: the RESET, never "point DATABASE_URL at the primary … not a replica".
     let reset = format!("ALTER DATABASE \"{db}\" RESET default_transaction_read_only;");
+    let writable = hint(&report, "postgres.writable");
+    assert!(writable.contains(&reset) && !writable.contains("replica"), "{writable}");
+    // postgres.settings passes on the timeouts and leaves the read-only default to
+    // postgres.writable, without claiming nothing breaks requests.
+    let (_, report) = run_pg(&[("DATABASE_URL", &url)], &["--only", "postgres.settings"]); // beside PG_IDS
+    assert_status(&report, "postgres.settings", "pass");
+    let settings = message(&report, "postgres.settings");
+    assert!(!settings.contains("breaks requests"), "{settings}");
     assert!(
-        hint(&report, "postgres.writable").contains("primary") && hint(&report, "postgres.writable").ends_with(&reset)
+        settings.ends_with(&format!(
+            "also inherited: default_transaction_read_only = on (ALTER DATABASE \"{db}\"; postgres.writable judges it)"
+        )),
+        "{settings}"
     );
     // Our own read-only session is not mistaken for a read-only database.
     let (_, report) = run_url(&healthy("writable_db").2);
@@ -555,7 +615,7 @@ fn user_check_names_the_missing_sessions_user_id_index() {
     assert_status(&report, "postgres.user", "pass");
     let d = &check(&report, "postgres.user")["details"];
     assert_eq!(d["user_id_indexed"], false, "{report:#}");
-    assert_eq!(d["index_hint"], "CREATE INDEX CONCURRENTLY ON sessions (user_id)");
+    assert_eq!(d["index_hint"], "CREATE INDEX CONCURRENTLY ON sessions (user_id);");
 
     pg.sql(&db, "CREATE INDEX ON sessions (user_id)");
     let report = run();

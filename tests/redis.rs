@@ -99,6 +99,34 @@ fn no_password_against_requirepass_warns_noauth() {
     assert_rest_skipped(&report);
 }
 
+/// Issue 27: `REDIS_URL=redis://<password>@host` (the colon forgotten) is one
+/// finding, env.redis_url's; the NOAUTH it causes defers to it.
+#[test]
+fn a_password_written_as_the_user_name_is_one_finding() {
+    let server = RedisServer::builder().requirepass(SENTINEL).start();
+    let url = format!("redis://{SENTINEL}@{}", server.addr());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = diag(dir.path());
+    cmd.env("REDIS_URL", &url).args(["--format", "json", "--only", &format!("env.redis_url,{REDIS_IDS}")]);
+    let (code, report) = json_run(&mut cmd);
+    assert_eq!(code, 0, "Redis is non-fatal: {report:#}");
+    assert_status(&report, "env.redis_url", "warn");
+    assert!(hint(&report, "env.redis_url").contains("redis://:<password>@host"), "{report:#}");
+    assert_status(&report, "redis.connect", "skip");
+    assert_eq!(check(&report, "redis.connect")["see"], "env.redis_url", "{report:#}");
+    assert!(message(&report, "redis.connect").starts_with("see env.redis_url: NOAUTH"), "{report:#}");
+    assert_eq!(message(&report, "redis.writable"), "needs redis.connect, which was skipped (see env.redis_url)");
+    let warned: Vec<&str> = report["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["status"] == "warn")
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(warned, ["env.redis_url"]);
+    assert!(!report.to_string().contains(SENTINEL), "the password is never printed");
+}
+
 #[test]
 fn wrong_password_warns_wrongpass_and_is_never_printed_in_any_format() {
     let server = RedisServer::builder().requirepass("the-right-one").start();

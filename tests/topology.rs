@@ -155,7 +155,7 @@ fn a_role_without_pg_monitor_is_told_what_it_cannot_see() {
     assert_eq!(
         message(&report, "postgres.replication"),
         "primary with 1 standby (walreceiver); their state and lag are hidden from role \"app_topology\" \
-         (GRANT pg_monitor TO \"app_topology\" to see them)"
+         (to see them: GRANT pg_monitor TO \"app_topology\";)"
     );
 }
 

@@ -1,6 +1,8 @@
 //! Shell completions that know the checks: `--only`/`--skip` complete check ids
-//! (the built-in manifest, plus any `--checks` given to `completions`) and
-//! `--report` completes `FORMAT=PATH` with each format's usual file name.
+//! (the built-in manifest, plus any `--checks` given to `completions`),
+//! `--report` completes `FORMAT=PATH` with each format's usual file name, and
+//! `--env` completes the environments whose `.env.NAME` files are in the
+//! directory where the user presses TAB (bash, zsh, fish).
 //!
 //! The ids are possible values of the *generating* command only: parsing stays
 //! open to ids from manifests the completion script was not generated with.
@@ -30,8 +32,69 @@ pub fn script(shell: Shell, decls: &[CheckDecl]) -> String {
         // two ways, `mockmate__diag__subcmd__run` where it walks the words and
         // `mockmate__subcmd__diag__subcmd__run` in the case arms, so nothing after a
         // subcommand would complete (clap-rs/clap#6421). Spell the arms like the walk.
-        Shell::Bash => script.replace("mockmate__subcmd__diag", "mockmate__diag"),
-        _ => script,
+        Shell::Bash => with_environments(shell, &script.replace("mockmate__subcmd__diag", "mockmate__diag")),
+        _ => with_environments(shell, &script),
+    }
+}
+
+/// `--env` completes `NAME` for each `.env.NAME` file in the current directory
+/// (not `.env.example` and the like, nor `.env.NAME.local`): clap_complete's
+/// scripts complete file names there, which `--env` refuses.
+fn with_environments(shell: Shell, script: &str) -> String {
+    let skip = crate::run::plan::NOT_ENVIRONMENTS.join(" ");
+    match shell {
+        Shell::Bash => {
+            let function = format!(
+                "_mockmate_diag_envs() {{\n    local f n\n    for f in .env.*; do\n        [ -f \"$f\" ] || continue\n        \
+                 n=${{f#.env.}}\n        [[ $n =~ ^[A-Za-z0-9_-]+$ ]] || continue\n        \
+                 [[ \" {skip} \" == *\" ${{n,,}} \"* ]] && continue\n        printf '%s\\n' \"$n\"\n    done\n}}\n\n"
+            );
+            let body = script.replace(
+                "--env)\n                    COMPREPLY=($(compgen -f \"${cur}\"))",
+                "--env)\n                    COMPREPLY=($(compgen -W \"$(_mockmate_diag_envs)\" -- \"${cur}\"))",
+            );
+            format!("{function}{body}")
+        }
+        Shell::Zsh => {
+            let function = format!(
+                "_mockmate_diag_envs() {{\n    local -a envs\n    local f n\n    for f in .env.*(N.); do\n        \
+                 n=${{f#.env.}}\n        [[ $n == [A-Za-z0-9_-]## ]] || continue\n        \
+                 [[ \" {skip} \" == *\" ${{(L)n}} \"* ]] && continue\n        envs+=($n)\n    done\n    \
+                 _describe -t environments 'environment' envs\n}}\n\n"
+            );
+            let body: Vec<String> = script
+                .lines()
+                .map(|line| {
+                    if line.trim_start().starts_with("'--env=[") {
+                        line.replace(":NAME:_default'", ":NAME:_mockmate_diag_envs'")
+                    } else {
+                        line.to_string()
+                    }
+                })
+                .collect();
+            let body = body.join("\n") + "\n";
+            body.replacen("autoload -U is-at-least\n", &format!("autoload -U is-at-least\n\n{function}"), 1)
+        }
+        Shell::Fish => {
+            let function = format!(
+                "function __fish_mockmate_diag_envs\n    for f in .env.*\n        test -f $f; or continue\n        \
+                 set -l n (string replace -r '^\\.env\\.' '' -- $f)\n        \
+                 string match -qr '^[A-Za-z0-9_-]+$' -- $n; or continue\n        \
+                 contains -- (string lower -- $n) {skip}; and continue\n        echo $n\n    end\nend\n\n"
+            );
+            let body: Vec<String> = script
+                .lines()
+                .map(|line| {
+                    if line.contains(" -l env -d ") && line.ends_with(" -r") {
+                        format!("{line} -f -a '(__fish_mockmate_diag_envs)'")
+                    } else {
+                        line.to_string()
+                    }
+                })
+                .collect();
+            format!("{function}{}\n", body.join("\n"))
+        }
+        _ => script.to_string(),
     }
 }
 
@@ -103,6 +166,50 @@ mod tests {
         assert_eq!(bash_completes(&path, "mockmate-diag run --report j"), ["junit=report.xml", "json=report.json"]);
         assert_eq!(bash_completes(&path, "mockmate-diag list --format "), ["table", "json", "markdown"]);
         assert!(bash_completes(&path, "mockmate-diag completions ").contains(&"zsh".to_string()));
+    }
+
+    /// Issue 26: `--env <TAB>` offers the environments of this directory's env files.
+    #[test]
+    fn bash_completes_environment_names_from_env_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("mockmate-diag.bash");
+        std::fs::write(&path, script_for(Shell::Bash)).expect("write");
+        for file in [".env", ".env.production", ".env.staging", ".env.example", ".env.production.local", ".env.Local"] {
+            std::fs::write(dir.path().join(file), "A=1\n").expect("write");
+        }
+        let completes = |words: &str| {
+            let program = format!(
+                "cd '{}' && source '{}'; read -ra COMP_WORDS <<< \"$WORDS\"; [[ \"$WORDS\" == *' ' ]] && COMP_WORDS+=(''); \
+                 COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); \
+                 _mockmate__diag mockmate-diag \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\" 2>/dev/null; \
+                 printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                dir.path().display(),
+                path.display()
+            );
+            let out = std::process::Command::new("bash")
+                .args(["--norc", "-c", &program])
+                .env("WORDS", words)
+                .output()
+                .expect("bash runs (apt-get install bash)");
+            let mut got: Vec<String> =
+                String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
+            got.sort();
+            got
+        };
+        assert_eq!(completes("mockmate-diag --env "), ["production", "staging"]);
+        assert_eq!(completes("mockmate-diag run --env st"), ["staging"]);
+        assert_eq!(completes("mockmate-diag --env-file .env.prod"), [".env.production", ".env.production.local"]);
+    }
+
+    #[test]
+    fn zsh_and_fish_complete_environment_names_too() {
+        let zsh = script_for(Shell::Zsh);
+        assert!(zsh.contains("_mockmate_diag_envs() {") && zsh.contains(":NAME:_mockmate_diag_envs'"), "{zsh}");
+        assert!(!zsh.contains("'--env=[Environment to diagnose; loads .env.NAME then .env \\[default\\: \\$NODE_ENV, else development\\]]:NAME:_default'"));
+        let fish = script_for(Shell::Fish);
+        assert!(
+            fish.contains("function __fish_mockmate_diag_envs") && fish.contains("-f -a '(__fish_mockmate_diag_envs)'")
+        );
     }
 
     #[test]

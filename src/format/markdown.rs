@@ -107,6 +107,9 @@ pub fn format(report: &Report) -> String {
     let _ = writeln!(md, "| OS | {} |", cell(&report.os));
     let _ = writeln!(md, "| Options | {} |", options(&report.options));
     let mut result = format!("{} in {}", report.summary.line(), short_duration(report.duration_ms));
+    if let Some(ran) = super::ran_only(report) {
+        let _ = write!(result, "; {} of {} checks run (--only/--skip)", ran.len(), report.checks.len());
+    }
     if report.options.wait_ms.is_some() {
         let _ = write!(result, " ({} {})", report.attempts, if report.attempts == 1 { "attempt" } else { "attempts" });
     }

@@ -1,12 +1,12 @@
 //! Report formats: each a pure `fn(&Report) -> String`. Writing (and redaction)
 //! happens in one place, `crate::output`.
 
-pub mod json;
-pub mod junit;
-pub mod list;
-pub mod markdown;
-pub mod prometheus;
-pub mod table;
+pub(crate) mod json;
+pub(crate) mod junit;
+pub(crate) mod list;
+pub(crate) mod markdown;
+pub(crate) mod prometheus;
+pub(crate) mod table;
 pub mod text;
 
 use std::time::Duration;
@@ -61,6 +61,15 @@ pub fn status_label(status: Status) -> &'static str {
         Status::Fail => "FAIL",
         Status::Skip => "SKIP",
     }
+}
+
+/// The checks a run left out by choice (`--only`, `--skip`): the ids of those it
+/// ran, when it left any out. A verdict on part of the suite says so.
+pub fn ran_only(report: &crate::report::Report) -> Option<Vec<&str>> {
+    use crate::report::Ending;
+    let left_out = |c: &crate::report::CheckResult| matches!(c.ending, Ending::NotSelected | Ending::SkippedByFlag);
+    let ran: Vec<&str> = report.checks.iter().filter(|c| !left_out(c)).map(|c| c.id.as_str()).collect();
+    (ran.len() < report.checks.len()).then_some(ran)
 }
 
 /// The fixture report formatter tests snapshot: every status, fixed durations.

@@ -322,8 +322,12 @@ fn verdict(report: &Report, width: usize) -> String {
     // After an interrupt the skips are the line above the table's business; the
     // verdict says how many checks got an answer.
     let stopped = report.checks.iter().filter(|c| c.ending.interrupted()).count();
+    // Part of the suite (`--only`, `--skip`): a pass speaks for the checks run, never
+    // for the environment, and the line says how much ran.
+    let ran_only = super::ran_only(report);
+    let left_out = ran_only.as_ref().map_or(0, |ran| report.checks.len() - ran.len());
     let counts = || {
-        let skipped = if report.interrupted { 0 } else { s.skip };
+        let skipped = if report.interrupted { 0 } else { s.skip - left_out.min(s.skip) };
         [(s.fail, "failed"), (s.warn, "warned"), (s.pass, "passed"), (skipped, "skipped")]
             .iter()
             .filter(|(n, _)| *n > 0)
@@ -334,6 +338,27 @@ fn verdict(report: &Report, width: usize) -> String {
     let judgement = if report.interrupted {
         let finished = report.checks.len() - stopped;
         format!("interrupted after {finished} of {} checks: {}", report.checks.len(), counts())
+    } else if let Some(ran) = &ran_only {
+        let subject = if ran.len() <= 3 { ran.join(", ") } else { format!("the {} checks run", ran.len()) };
+        let one = ran.len() == 1;
+        let words = match status {
+            Status::Fail => format!("{env} is not ready: {}", counts()),
+            Status::Warn if report.options.fail_on.trips(Status::Warn) => {
+                format!("{env} is not ready (--fail-on warn): {}", counts())
+            }
+            Status::Warn => format!(
+                "{subject} {}, with {}: {}",
+                if one { "works" } else { "work" },
+                if s.warn == 1 { "a warning" } else { "warnings" },
+                counts()
+            ),
+            // Every check run passed: the counts would only repeat it.
+            Status::Pass | Status::Skip if s.pass == ran.len() => {
+                format!("{subject} {}", if one { "passes" } else { "pass" })
+            }
+            Status::Pass | Status::Skip => format!("{subject}: {}", counts()),
+        };
+        format!("{words} — {} of {} checks run", ran.len(), report.checks.len())
     } else {
         let words = match status {
             Status::Fail => format!("{env} is not ready"),
@@ -432,5 +457,33 @@ mod tests {
         report.attempts = 3;
         let out = plain(&report, 100, Verbosity::Normal);
         assert_eq!(out.lines().last(), Some("PASS  production is ready: 2 passed, 2 skipped (41ms, 3 attempts)"));
+    }
+
+    /// `--only postgres.connect`: never "production is ready".
+    #[test]
+    fn a_verdict_on_part_of_the_suite_says_how_much_ran() {
+        let mut report = fixture();
+        let total = report.checks.len();
+        let first_pass = report.checks.iter().position(|c| c.status == Status::Pass).expect("a pass");
+        let only = report.checks[first_pass].id.clone();
+        for (i, c) in report.checks.iter_mut().enumerate() {
+            if i != first_pass {
+                c.status = Status::Skip;
+                c.message = "not selected by --only".to_string();
+                c.ending = Ending::NotSelected;
+            }
+        }
+        report.options.only = vec![only.clone()];
+        report.summary = crate::report::Summary::of(&report.checks);
+        let out = plain(&report, 100, Verbosity::Normal);
+        let want = format!("PASS  {only} passes — 1 of {total} checks run (41ms)");
+        assert_eq!(out.lines().last(), Some(want.as_str()));
+        assert!(!out.contains("is ready"), "{out}");
+        // A failure among them: the environment is not ready, whatever else was left out.
+        report.checks[first_pass].status = Status::Fail;
+        report.summary = crate::report::Summary::of(&report.checks);
+        let out = plain(&report, 100, Verbosity::Normal);
+        let want = format!("FAIL  production is not ready: 1 failed — 1 of {total} checks run (41ms)");
+        assert_eq!(out.lines().last(), Some(want.as_str()));
     }
 }

@@ -3,6 +3,7 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
+use super::shared::env::with_readings;
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
 
 pub static KIND: KindDef = KindDef {
@@ -18,7 +19,7 @@ impl Check for NodeEnv {
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
         async move {
             let want = ctx.environment.as_str();
-            match ctx.env.non_empty("NODE_ENV") {
+            let outcome = match ctx.env.non_empty("NODE_ENV") {
                 Some(v) if v.trim() == want => Outcome::pass(format!("NODE_ENV is {want}")),
                 Some(v) => Outcome::problem(format!("NODE_ENV is \"{}\" but --env is \"{want}\"", v.trim()))
                     .hint(format!("set NODE_ENV={want}, or run with --env {}", v.trim())),
@@ -26,7 +27,8 @@ impl Check for NodeEnv {
                 None => Outcome::problem(format!("NODE_ENV is not set: the app runs as development, not {want}"))
                     .hint(format!("set NODE_ENV={want}"))
                     .premise(Premise::Set("NODE_ENV".into())),
-            }
+            };
+            with_readings(outcome, ctx, &["NODE_ENV"])
         }
         .boxed()
     }

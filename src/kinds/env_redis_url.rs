@@ -4,6 +4,7 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
+use super::shared::env::with_readings;
 use crate::check::{Check, Ctx, KindDef, Outcome, Owner, Premise};
 use crate::probe::redis::RedisTls;
 
@@ -18,51 +19,53 @@ struct RedisUrl;
 
 impl Check for RedisUrl {
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
-        async move {
-            if ctx.env.non_empty("REDIS_URL").is_none() {
-                return Outcome::skip(format!("REDIS_URL is not set (see {})", Owner::EnvRequired))
-                    .see(Owner::EnvRequired);
-            }
-            match ctx.redis_target() {
-                Ok(t) => {
-                    let scheme = match (&t.socket, &t.tls) {
-                        (Some(_), _) => "unix",
-                        (None, RedisTls::Off) => "redis",
-                        (None, RedisTls::Verify { .. }) => "rediss",
-                    };
-                    // Show that a password is there (the redactor's mark), never what it is;
-                    // nor a user name without one (people write passwords there).
-                    let login = match (&t.username, t.has_password()) {
-                        (Some(user), true) => format!("{user}:****@"),
-                        (None, true) => ":****@".to_string(),
-                        (_, false) => String::new(),
-                    };
-                    let read = format!("{scheme}://{login}{}/{}", t.addr(), t.db);
-                    let outcome = if t.user_without_password() {
-                        // Never the user name itself: people write passwords there.
-                        Outcome::problem(format!(
-                            "{read}: REDIS_URL has a user name and no password, so node-redis 6 sends no AUTH \
-                             (node-redis 4 and 5 send AUTH <user> \"\" and fail with WRONGPASS)"
-                        ))
-                        .hint("for a password alone, write redis://:<password>@host (mind the colon)")
-                    } else if !t.ignored.is_empty() {
-                        Outcome::problem(format!("{read}: node-redis ignores {}", t.ignored.join("; ")))
-                            .hint("drop what node-redis ignores; TLS options go in the API's code (socket: { ... })")
-                    } else {
-                        Outcome::pass(read)
-                    };
-                    outcome
-                        .detail("tls", t.tls != RedisTls::Off)
-                        .detail("host", t.host.clone())
-                        .detail("port", t.port)
-                        .detail("db", t.db)
-                }
-                // A malformed REDIS_URL is this check's finding: redis.connect fails on the
-                // same parse and defers to it.
-                Err(failure) => Outcome::from_failure(failure).reports(Premise::Valid("REDIS_URL".into())),
-            }
+        async move { with_readings(judge(ctx), ctx, &["REDIS_URL"]) }.boxed()
+    }
+}
+
+fn judge(ctx: &Ctx) -> Outcome {
+    if ctx.env.non_empty("REDIS_URL").is_none() {
+        return Outcome::skip(format!("REDIS_URL is not set (see {})", Owner::EnvRequired)).see(Owner::EnvRequired);
+    }
+    match ctx.redis_target() {
+        Ok(t) => {
+            let scheme = match (&t.socket, &t.tls) {
+                (Some(_), _) => "unix",
+                (None, RedisTls::Off) => "redis",
+                (None, RedisTls::Verify { .. }) => "rediss",
+            };
+            // Show that a password is there (the redactor's mark), never what it is;
+            // nor a user name without one (people write passwords there).
+            let login = match (&t.username, t.has_password()) {
+                (Some(user), true) => format!("{user}:****@"),
+                (None, true) => ":****@".to_string(),
+                (_, false) => String::new(),
+            };
+            let read = format!("{scheme}://{login}{}/{}", t.addr(), t.db);
+            let outcome = if t.user_without_password() {
+                // Never the user name itself: people write passwords there. The
+                // NOAUTH redis.connect then meets is this finding too: it defers.
+                Outcome::problem(format!(
+                    "{read}: REDIS_URL has a user name and no password, so node-redis 6 sends no AUTH \
+                     (node-redis 4 and 5 send AUTH <user> \"\" and fail with WRONGPASS)"
+                ))
+                .hint("for a password alone, write redis://:<password>@host (mind the colon)")
+                .reports(Premise::Valid("REDIS_URL".into()))
+            } else if !t.ignored.is_empty() {
+                Outcome::problem(format!("{read}: node-redis ignores {}", t.ignored.join("; ")))
+                    .hint("drop what node-redis ignores; TLS options go in the API's code (socket: { ... })")
+            } else {
+                Outcome::pass(read)
+            };
+            outcome
+                .detail("tls", t.tls != RedisTls::Off)
+                .detail("host", t.host.clone())
+                .detail("port", t.port)
+                .detail("db", t.db)
         }
-        .boxed()
+        // A malformed REDIS_URL is this check's finding: redis.connect fails on the
+        // same parse and defers to it.
+        Err(failure) => Outcome::from_failure(failure).reports(Premise::Valid("REDIS_URL".into())),
     }
 }
 

@@ -4,6 +4,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
+use super::shared::env::with_readings;
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
 use crate::probe::postgres::target::DbVars;
 
@@ -58,16 +59,33 @@ impl Check for EnvRequired {
                 }
             }
             if missing.is_empty() {
-                Outcome::pass(format!("all {set_count} set")).detail("database", database)
-            } else {
-                let outcome = Outcome::problem(format!("missing or empty: {}", missing.join(", ")))
-                    .hint(format!(
-                        "set them in the environment or in .env.{} (DATABASE_URL=postgres://<user>:<password>@<host>:5432/<db>)",
-                        ctx.environment
-                    ))
-                    .detail("missing", missing);
-                unset.into_iter().fold(outcome, |o, var| o.reports(Premise::Set(var)))
+                return Outcome::pass(format!("all {set_count} set")).detail("database", database);
             }
+            let example = "DATABASE_URL=postgres://<user>:<password>@<host>:5432/<db>";
+            // When no env file was read, that is the news: say where we looked.
+            let (message, hint) = match ctx.env.searched().filter(|_| ctx.env.files().is_empty()) {
+                Some(searched) => (
+                    format!(
+                        "missing or empty: {} — no env file was read: {} has no {}",
+                        missing.join(", "),
+                        searched.dir.display(),
+                        searched.names.join(" or ")
+                    ),
+                    format!(
+                        "run from the directory that holds the API's env files, name the file with --env-file \
+                         PATH, or set the variables in the environment ({example})"
+                    ),
+                ),
+                None => (
+                    format!("missing or empty: {}", missing.join(", ")),
+                    format!("set them in the environment or in .env.{} ({example})", ctx.environment),
+                ),
+            };
+            let outcome = Outcome::problem(message).hint(hint).detail("missing", missing);
+            let outcome = unset.iter().fold(outcome, |o, var| o.reports(Premise::Set(var.clone())));
+            // A variable the loader read as empty (`KEY=#…`) says why.
+            let names: Vec<&str> = unset.iter().map(String::as_str).collect();
+            with_readings(outcome, ctx, &names)
         }
         .boxed()
     }
@@ -130,5 +148,39 @@ mod tests {
             let r = run_kind(&super::KIND, "", env, "production").await;
             assert_eq!((r.status, r.message.as_str()), (*status, *message), "{env:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn without_an_env_file_it_says_where_it_looked() {
+        use crate::check::testing::run_kind_in;
+        use crate::envctx::{EnvSet, Loader};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let set =
+            EnvSet::load([("NODE_ENV".into(), "production".into())], dir.path(), "production", &[], Loader::Dotenv)
+                .expect("loads");
+        let r = run_kind_in(&super::KIND, "", set, "production").await;
+        assert_eq!(
+            r.message,
+            format!(
+                "missing or empty: JWT_SECRET, REDIS_URL, DATABASE_URL (or DB_HOST, DB_USER, DB_PASSWORD, DB_NAME) \
+                 — no env file was read: {} has no .env.production or .env",
+                dir.path().display()
+            )
+        );
+        assert!(r.hint.unwrap_or_default().starts_with("run from the directory that holds the API's env files"));
+    }
+
+    #[tokio::test]
+    async fn a_value_dotenv_reads_as_empty_says_why() {
+        use crate::check::testing::run_kind_in;
+        use crate::envctx::{EnvSet, Loader};
+        let file = "NODE_ENV=production\nJWT_SECRET=#s3cret\nREDIS_URL=redis://r\nDATABASE_URL=postgres://a@b/c\n";
+        let set = EnvSet::from_file_text(file, ".env.production", Loader::Dotenv);
+        let r = run_kind_in(&super::KIND, "", set, "production").await;
+        assert_eq!(
+            r.message,
+            "missing or empty: JWT_SECRET; dotenv reads JWT_SECRET (.env.production:2) as 0 characters: the '#' \
+             starts a comment (a shell `source` would keep it); quote the value"
+        );
     }
 }

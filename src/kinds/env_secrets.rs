@@ -4,6 +4,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
+use super::shared::env::with_readings;
 use crate::check::{Check, Ctx, KindDef, Outcome, Owner};
 
 pub static KIND: KindDef = KindDef {
@@ -95,18 +96,20 @@ impl Check for Secrets {
                 return Outcome::skip(format!("{} not set (see {})", self.0.vars.join(", "), Owner::EnvRequired))
                     .see(Owner::EnvRequired);
             }
+            let names: Vec<&str> = checked.iter().map(String::as_str).collect();
             if problems.is_empty() {
-                return Outcome::pass(format!("{} strong enough", checked.join(", ")));
+                return with_readings(Outcome::pass(format!("{} strong enough", checked.join(", "))), ctx, &names);
             }
             let outcome = if ctx.is_production() {
                 Outcome::problem(problems.join("; "))
             } else {
                 Outcome::warn(problems.join("; "))
             };
-            outcome.hint(format!(
+            let outcome = outcome.hint(format!(
                 "generate one with `openssl rand -base64 48` (at least {} bytes) and restart the API",
                 self.0.min_length
-            ))
+            ));
+            with_readings(outcome, ctx, &names)
         }
         .boxed()
     }
@@ -125,6 +128,28 @@ mod tests {
         assert_eq!(weakness("short", 32).as_deref(), Some("is 5 bytes, shorter than 32"));
         assert_eq!(weakness(&"a".repeat(40), 32).as_deref(), Some("repeats a single character"));
         assert_eq!(weakness("Zq3v9LrT0pXy2Wn8KbD4sHf7JmC1gQe6", 32), None);
+    }
+
+    #[tokio::test]
+    async fn a_secret_dotenv_cuts_at_a_hash_says_so_and_how_to_fix_it() {
+        use crate::check::testing::run_kind_in;
+        use crate::envctx::{EnvSet, Loader};
+        let file = "JWT_SECRET=abc#9f8e7d6c5b4a39281706f5e4d3c2b1a0ffeeddccbbaa99\n";
+        let set = EnvSet::from_file_text(file, ".env.production", Loader::Dotenv);
+        let r = run_kind_in(&super::KIND, "", set, "production").await;
+        assert_eq!(r.status, Status::Fail);
+        assert_eq!(
+            r.message,
+            "JWT_SECRET is 3 bytes, shorter than 32; dotenv reads JWT_SECRET (.env.production:1) as 3 characters: \
+             the '#' starts a comment (a shell `source` would keep it); quote the value"
+        );
+        assert!(r.hint.unwrap_or_default().starts_with("quote the value of JWT_SECRET in .env.production:1"));
+        assert!(!r.message.contains("9f8e"));
+        // Quoted, dotenv reads it whole: strong, and nothing to say.
+        let quoted = "JWT_SECRET=\"abc#9f8e7d6c5b4a39281706f5e4d3c2b1a0ffeeddccbbaa99\"\n";
+        let set = EnvSet::from_file_text(quoted, ".env.production", Loader::Dotenv);
+        let r = run_kind_in(&super::KIND, "", set, "production").await;
+        assert_eq!((r.status, r.message.as_str()), (Status::Pass, "JWT_SECRET strong enough"));
     }
 
     #[tokio::test]

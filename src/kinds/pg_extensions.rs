@@ -34,7 +34,7 @@ impl Check for Extensions {
                         None => "gen_random_uuid() available".to_string(),
                     }),
                     None => Outcome::problem("gen_random_uuid() does not exist: inserts that rely on it fail (42883)")
-                        .hint("CREATE EXTENSION pgcrypto (or upgrade to PostgreSQL 13 or later)"),
+                        .hint("CREATE EXTENSION pgcrypto; (or upgrade to PostgreSQL 13 or later)"),
                 };
                 Ok(outcome.detail("gen_random_uuid", function.is_some()).detail("pgcrypto", pgcrypto))
             };

@@ -139,8 +139,8 @@ async fn knex_state(s: &PgSession, has_lock_table: bool) -> Result<Finding, Outc
                 "knex migration lock is held (knex_migrations_lock.is_locked = 1): a migration is running, \
                  or one crashed and every later migrate will wait forever"
                     .to_string(),
-                "if no migration is running: npx knex migrate:unlock \
-                 (or UPDATE knex_migrations_lock SET is_locked = 0), then npm run migrate"
+                "if no migration is running: npx knex migrate:unlock (or in psql: UPDATE knex_migrations_lock SET \
+                 is_locked = 0;), then npm run migrate"
                     .to_string(),
             ));
         }

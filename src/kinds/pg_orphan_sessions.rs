@@ -23,7 +23,9 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use tokio_postgres::SimpleQueryMessage;
 
-use super::shared::postgres::{NOT_FOUND_HINT, human, ident, literal, on_tables, regclass_sql, scan_session, sqlstate};
+use super::shared::postgres::{
+    NOT_FOUND_HINT, hint_name, human, ident, literal, on_tables, regclass_sql, scan_session, sqlstate,
+};
 use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::postgres::describe;
 use tokio_postgres::error::SqlState;
@@ -170,17 +172,22 @@ impl Orphans {
             }
             let hint = if missing > 0 {
                 format!(
-                    "sessions without a user exist only when the foreign key is missing: restore it \
-                     (ALTER TABLE {s} ADD FOREIGN KEY (user_id) REFERENCES {u}(id)) after removing or reassigning these rows",
-                    s = self.p.sessions,
-                    u = self.p.users
+                    "sessions without a user exist only when the foreign key is missing: remove or reassign these \
+                     rows, then restore it: ALTER TABLE {s} ADD FOREIGN KEY (user_id) REFERENCES {u} (id);",
+                    s = hint_name(&self.p.sessions),
+                    u = hint_name(&self.p.users)
                 )
             } else {
                 "sessions of deactivated users: expected after an account is closed; if not, reactivate the user"
                     .to_string()
             };
-            Outcome::problem(format!("{count} orphan sessions ({}), e.g. {}", parts.join(", "), examples.join(", ")))
-                .hint(hint)
+            let message = if found.len() == 1 {
+                let why = if missing == 1 { "with no user row" } else { "of an inactive user" };
+                format!("{count} orphan session ({why}): {}", examples.join(", "))
+            } else {
+                format!("{count} orphan sessions ({}), e.g. {}", parts.join(", "), examples.join(", "))
+            };
+            Outcome::problem(message).hint(hint)
         };
         outcome
             .detail("count", found.len())
@@ -204,5 +211,15 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Problem);
         assert_eq!(r.message, "at least 2 orphan sessions (1 with no user row, 1 of an inactive user), e.g. a, b");
         assert_eq!(r.details["examples"], serde_json::json!(["a", "b"]));
+        let o = Orphans { p: Params::default(), timeout: Duration::from_secs(1) };
+        let r = o.judge(&[("a".to_string(), false)]);
+        assert_eq!(r.message, "1 orphan session (of an inactive user): a");
+        assert!(r.hint.unwrap_or_default().contains("reactivate"));
+        let r = o.judge(&[("a".to_string(), true)]);
+        assert!(
+            r.hint
+                .unwrap_or_default()
+                .ends_with("ALTER TABLE sessions ADD FOREIGN KEY (user_id) REFERENCES users (id);")
+        );
     }
 }

@@ -19,8 +19,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio_postgres::types::Type;
 
-use super::shared::postgres::{SchemaParam, get, query_one, session};
-use super::shared::visibility::{Candidate, Place, SCOPE_SQL, Scope, candidates_sql, ident, place, resolved_sql};
+use super::shared::postgres::{SchemaParam, get, hint_name, query_one, quote_ident, session};
+use super::shared::visibility::{Candidate, Place, SCOPE_SQL, Scope, candidates_sql, place, resolved_sql};
 use crate::check::{Check, Ctx, KindDef, Outcome, Owner, Premise};
 
 pub static KIND: KindDef = KindDef {
@@ -221,7 +221,7 @@ impl Privileges {
                 match place(false, &t.candidates, self.0.schema.get(), scope) {
                     Place::NoUsage { schema } => {
                         lacks.items.push(format!("USAGE on schema {schema} (which holds {name})"));
-                        lacks.fixes.push(format!("GRANT USAGE ON SCHEMA {} TO \"{role}\";", ident(&schema)));
+                        lacks.fixes.push(format!("GRANT USAGE ON SCHEMA {} TO \"{role}\";", quote_ident(&schema)));
                         lacks.only_schema_usage = true;
                         lacking.push((name.clone(), lacks));
                     }
@@ -238,7 +238,11 @@ impl Privileges {
             }
             if !lacks.privileges.is_empty() {
                 lacks.items.push(format!("{} on {name}", lacks.privileges.join(", ")));
-                lacks.fixes.push(format!("GRANT {} ON {name} TO \"{role}\";", lacks.privileges.join(", ")));
+                lacks.fixes.push(format!(
+                    "GRANT {} ON {} TO \"{role}\";",
+                    lacks.privileges.join(", "),
+                    hint_name(name)
+                ));
             }
             if required.iter().any(|p| p == "INSERT") {
                 for s in t.sequences.iter().filter(|s| !s.usage) {
@@ -255,7 +259,8 @@ impl Privileges {
                     if !allowed {
                         lacks.rls.push(verb);
                         lacks.fixes.push(format!(
-                            "CREATE POLICY mockmate_api_{verb} ON {name} FOR {privilege} TO \"{role}\" {clause} (true);"
+                            "CREATE POLICY mockmate_api_{verb} ON {} FOR {privilege} TO \"{role}\" {clause} (true);",
+                            hint_name(name)
                         ));
                     }
                 }

@@ -205,7 +205,7 @@ impl Primary {
             let names: Vec<String> = self.standbys.iter().map(Standby::label).collect();
             return Outcome::pass(format!(
                 "primary with {count} ({}); their state and lag are hidden from role \"{}\" \
-                 (GRANT pg_monitor TO \"{}\" to see them)",
+                 (to see them: GRANT pg_monitor TO \"{}\";)",
                 names.join(", "),
                 self.role,
                 self.role
@@ -305,7 +305,7 @@ mod tests {
         assert_eq!(
             o.message,
             "primary with 1 standby (walreceiver); their state and lag are hidden from role \"app\" \
-             (GRANT pg_monitor TO \"app\" to see them)"
+             (to see them: GRANT pg_monitor TO \"app\";)"
         );
     }
 

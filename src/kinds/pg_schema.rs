@@ -2,6 +2,13 @@
 //! exist where the API's role finds them (runbook: "relation 'sessions' does not
 //! exist" → run the migrations — but only when the table really is absent).
 //!
+//! The contract is what the API touches: the columns the session route reads
+//! and inserts and those the runbook's `INSERT INTO users …` fills are required;
+//! other columns a full migration creates (`created_at`, `status`) are expected,
+//! and their absence is said in a pass, never a failure. A NOT NULL column with
+//! no default that the route's insert leaves out fails every session creation:
+//! that is a failure (`postgres.session_insert`'s dry run proves it).
+//!
 //! One query over `pg_catalog` — not `information_schema`, which hides the objects
 //! the role has no privilege on and would report them as missing. A table the role
 //! cannot find is told apart from an absent one (see `shared::visibility`): in a schema
@@ -16,22 +23,15 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio_postgres::types::Type;
 
-use super::shared::postgres::{MIGRATE_HINT, SchemaParam, get, plural, query_one, session};
-use super::shared::visibility::{Candidate, Place, SCOPE_SQL, Scope, candidates_sql, ident, place, resolved_sql};
+use super::shared::postgres::{MIGRATE_HINT, SchemaParam, get, hint_name, plural, query_one, quote_ident, session};
+use super::shared::visibility::{Candidate, Place, SCOPE_SQL, Scope, candidates_sql, place, resolved_sql};
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.schema",
     title: "Database schema",
     description: "the manifest's tables, columns and foreign keys exist where the role finds them (pg_catalog): absent, outside search_path or without schema USAGE are told apart; unindexed foreign keys are reported",
-    build: |t| {
-        let params: Params = crate::check::params(t)?;
-        let fks = params.foreign_keys.iter().map(|s| ForeignKey::parse(s)).collect::<Result<Vec<_>, _>>()?;
-        if params.tables.is_empty() && fks.is_empty() {
-            return Err("`tables`: name at least one table (or a foreign key)".into());
-        }
-        Ok(Box::new(Schema { schema: params.schema, tables: params.tables, fks }))
-    },
+    build: |t| Ok(Box::new(Schema::new(crate::check::params(t)?)?)),
 };
 
 #[derive(Debug, Deserialize)]
@@ -39,45 +39,45 @@ pub static KIND: KindDef = KindDef {
 struct Params {
     /// Where the tables live; default: wherever `search_path` finds them, like the app.
     schema: SchemaParam,
-    /// Table → the columns it must have.
+    /// Table → the columns it must have: what the API and the runbook touch.
     tables: BTreeMap<String, Vec<String>>,
+    /// Table → columns a full migration creates that the API does not need:
+    /// their absence is said, never a failure (list one in `tables` to require it).
+    expected: BTreeMap<String, Vec<String>>,
+    /// Table → the columns the API's INSERT fills: any other NOT NULL column
+    /// without a default makes the insert fail.
+    inserts: BTreeMap<String, Vec<String>>,
     /// `"sessions.user_id -> users.id"`.
     foreign_keys: Vec<String>,
 }
 
+fn cols(c: &[&str]) -> Vec<String> {
+    c.iter().map(|s| s.to_string()).collect()
+}
+
+/// The route's insert: `INSERT INTO sessions (user_id, job_title, difficulty,
+/// duration, session_type) … RETURNING id` (see `postgres.session_insert`).
+const SESSION_INSERT: [&str; 5] = ["user_id", "job_title", "difficulty", "duration", "session_type"];
+
+/// The runbook's `INSERT INTO users (…)` (the fix for "no users in production").
+const RUNBOOK_USER_INSERT: [&str; 7] =
+    ["id", "email", "first_name", "last_name", "credits", "is_active", "is_verified"];
+
 impl Default for Params {
     fn default() -> Self {
-        let cols = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut sessions = cols(&["id"]);
+        sessions.extend(cols(&SESSION_INSERT));
         Params {
             schema: SchemaParam::default(),
             tables: BTreeMap::from([
-                (
-                    "users".to_string(),
-                    cols(&[
-                        "id",
-                        "email",
-                        "first_name",
-                        "last_name",
-                        "credits",
-                        "is_active",
-                        "is_verified",
-                        "created_at",
-                    ]),
-                ),
-                (
-                    "sessions".to_string(),
-                    cols(&[
-                        "id",
-                        "user_id",
-                        "job_title",
-                        "difficulty",
-                        "duration",
-                        "session_type",
-                        "status",
-                        "created_at",
-                    ]),
-                ),
+                ("users".to_string(), cols(&RUNBOOK_USER_INSERT)),
+                ("sessions".to_string(), sessions),
             ]),
+            expected: BTreeMap::from([
+                ("users".to_string(), cols(&["created_at"])),
+                ("sessions".to_string(), cols(&["status", "created_at"])),
+            ]),
+            inserts: BTreeMap::from([("sessions".to_string(), cols(&SESSION_INSERT))]),
             foreign_keys: vec!["sessions.user_id -> users.id".to_string()],
         }
     }
@@ -115,7 +115,29 @@ impl std::fmt::Display for ForeignKey {
 struct Schema {
     schema: SchemaParam,
     tables: BTreeMap<String, Vec<String>>,
+    expected: BTreeMap<String, Vec<String>>,
+    inserts: BTreeMap<String, Vec<String>>,
     fks: Vec<ForeignKey>,
+}
+
+impl Schema {
+    fn new(params: Params) -> Result<Schema, String> {
+        let fks = params.foreign_keys.iter().map(|s| ForeignKey::parse(s)).collect::<Result<Vec<_>, _>>()?;
+        if params.tables.is_empty() && fks.is_empty() {
+            return Err("`tables`: name at least one table (or a foreign key)".into());
+        }
+        // A column listed in both is required: `tables` promotes it.
+        let expected = params
+            .expected
+            .into_iter()
+            .map(|(t, cs)| {
+                let required = params.tables.get(&t).cloned().unwrap_or_default();
+                let cs: Vec<String> = cs.into_iter().filter(|c| !required.contains(c)).collect();
+                (t, cs)
+            })
+            .collect();
+        Ok(Schema { schema: params.schema, tables: params.tables, expected, inserts: params.inserts, fks })
+    }
 }
 
 /// For each table name in `$1`: whether it resolves, its columns, and its foreign keys
@@ -130,6 +152,13 @@ fn sql(schema: Option<&str>) -> String {
             'candidates', CASE WHEN c.oid IS NULL THEN {candidates} ELSE '[]'::json END,
             'columns', (SELECT coalesce(json_agg(a.attname::text ORDER BY a.attnum), '[]')
                         FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+            'no_default', (SELECT coalesce(json_agg(a.attname::text ORDER BY a.attnum), '[]')
+                        FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                          AND a.attnotnull AND NOT a.atthasdef
+                          AND coalesce(to_jsonb(a) ->> 'attidentity', '') = ''
+                          AND coalesce(to_jsonb(a) ->> 'attgenerated', '') = ''),
+            'insert_triggers', (SELECT count(*) FROM pg_trigger tg WHERE tg.tgrelid = c.oid AND NOT tg.tgisinternal
+                        AND tg.tgenabled <> 'D' AND (tg.tgtype & 7) = 7),
             'fks', (SELECT coalesce(json_agg(json_build_object(
                         'name', con.conname::text,
                         'ref', con.confrelid::regclass::text,
@@ -168,6 +197,12 @@ struct Found {
     candidates: Vec<Candidate>,
     #[serde(default)]
     columns: Vec<String>,
+    /// NOT NULL columns without a default (nor identity, nor generated).
+    #[serde(default)]
+    no_default: Vec<String>,
+    /// Enabled BEFORE INSERT row triggers (one may fill such a column).
+    #[serde(default)]
+    insert_triggers: u32,
     #[serde(default)]
     fks: Vec<FoundFk>,
 }
@@ -194,6 +229,8 @@ impl Check for Schema {
             let result = async {
                 let session = session(ctx).await?;
                 let mut names: BTreeSet<String> = self.tables.keys().cloned().collect();
+                names.extend(self.expected.keys().cloned());
+                names.extend(self.inserts.keys().cloned());
                 names.extend(self.fks.iter().flat_map(|fk| [fk.table.clone(), fk.ref_table.clone()]));
                 let names: Vec<String> = names.into_iter().collect();
                 let row =
@@ -273,6 +310,34 @@ impl Schema {
                 },
             }
         }
+        // What a full migration creates but the API does not need: said, never failed.
+        let mut absent_expected = Vec::new();
+        for (table, columns) in &self.expected {
+            match by_name.get(table.as_str()) {
+                Some(f) => {
+                    for c in columns {
+                        if f.columns.iter().any(|x| x == c) {
+                            column_count += 1;
+                        } else {
+                            absent_expected.push(format!("{table}.{c}"));
+                        }
+                    }
+                }
+                None if !self.tables.contains_key(table) => absent_expected.push(format!("{table} (table)")),
+                None => {}
+            }
+        }
+        // NOT NULL without a default, left out of the API's insert: every insert fails,
+        // unless a BEFORE INSERT trigger fills it (then the dry run tells).
+        let mut unfilled = Vec::new();
+        let mut maybe_filled = Vec::new();
+        for (table, filled) in &self.inserts {
+            let Some(f) = by_name.get(table.as_str()) else { continue };
+            for c in f.no_default.iter().filter(|c| !filled.contains(c)) {
+                let column = format!("{table}.{c}");
+                if f.insert_triggers > 0 { maybe_filled.push(column) } else { unfilled.push(column) }
+            }
+        }
         let mut parts = Vec::new();
         if !missing_tables.is_empty() {
             parts.push(format!(
@@ -310,15 +375,39 @@ impl Schema {
                 fk.ref_column
             ));
         }
+        if !unfilled.is_empty() {
+            parts.push(format!(
+                "{} NOT NULL with no default, and the API's insert does not fill {}: every session creation \
+                 fails (23502)",
+                unfilled.join(", "),
+                if unfilled.len() == 1 { "it" } else { "them" }
+            ));
+        }
+        // What the pass (or the failure) adds without failing on it.
+        let mut remarks = Vec::new();
+        if !unindexed.is_empty() {
+            remarks.push(format!("no index on {}", unindexed.join(", ")));
+        }
+        if !absent_expected.is_empty() {
+            remarks.push(format!("not present, and not used by the API: {}", absent_expected.join(", ")));
+        }
+        if !maybe_filled.is_empty() {
+            remarks.push(format!(
+                "{} NOT NULL with no default, left out of the API's insert: a BEFORE INSERT trigger may fill it \
+                 (postgres.session_insert's dry run tells)",
+                maybe_filled.join(", ")
+            ));
+        }
         let outcome = if parts.is_empty() {
+            let tables: BTreeSet<&String> = self.tables.keys().chain(self.expected.keys()).collect();
             let mut message = format!(
                 "{}, {} and {} present",
-                plural(self.tables.len(), "table", "tables"),
+                plural(tables.len(), "table", "tables"),
                 plural(column_count, "column", "columns"),
                 plural(self.fks.len(), "foreign key", "foreign keys")
             );
-            if !unindexed.is_empty() {
-                message.push_str(&format!(" (no index on {})", unindexed.join(", ")));
+            if !remarks.is_empty() {
+                message.push_str(&format!(" ({})", remarks.join("; ")));
             }
             Outcome::pass(message)
         } else {
@@ -328,19 +417,28 @@ impl Schema {
             if !missing_tables.is_empty() || !missing_columns.is_empty() || !missing_fks.is_empty() {
                 fixes.push(MIGRATE_HINT.to_string());
             }
+            for column in &unfilled {
+                let (table, c) = column.rsplit_once('.').unwrap_or((column, ""));
+                fixes.push(format!(
+                    "a migration ran ahead of the API: allow NULL (ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL;), \
+                     give the column a DEFAULT, or deploy the API version that fills it",
+                    hint_name(table),
+                    quote_ident(c)
+                ));
+            }
             for (table, p) in &invisible {
                 if let Some(fix) = p.fix(table, scope).filter(|f| !fixes.contains(f)) {
                     fixes.push(fix);
                 }
             }
             for (fk, found) in &misdirected {
-                let name = ident(&found.name);
+                let name = quote_ident(&found.name);
                 fixes.push(format!(
                     "ALTER TABLE {} DROP CONSTRAINT {name}, ADD CONSTRAINT {name} FOREIGN KEY ({}) REFERENCES {} ({});",
-                    ident(&fk.table),
-                    ident(&fk.column),
-                    ident(&fk.ref_table),
-                    ident(&fk.ref_column)
+                    hint_name(&fk.table),
+                    quote_ident(&fk.column),
+                    hint_name(&fk.ref_table),
+                    quote_ident(&fk.ref_column)
                 ));
             }
             Outcome::problem(parts.join("; ")).hint(fixes.join("; "))
@@ -348,7 +446,11 @@ impl Schema {
         // This check owns every table the API cannot use as it is: the others'
         // "relation does not exist" defer to it.
         let mut unusable: Vec<&String> = missing_tables.iter().chain(invisible.iter().map(|(t, _)| t)).collect();
-        unusable.extend(self.tables.keys().filter(|t| missing_columns.iter().any(|c| c.starts_with(&format!("{t}.")))));
+        unusable.extend(
+            self.tables
+                .keys()
+                .filter(|t| missing_columns.iter().chain(&unfilled).any(|c| c.starts_with(&format!("{t}.")))),
+        );
         unusable.extend(misdirected.iter().map(|(fk, _)| &fk.table));
         let outcome = unusable.into_iter().fold(outcome, |o, t| o.reports(Premise::Table(t.clone())));
         let invisible_detail: Vec<Value> = invisible
@@ -370,6 +472,8 @@ impl Schema {
             .detail("invisible_tables", invisible_detail)
             .detail("missing_tables", missing_tables)
             .detail("missing_columns", missing_columns)
+            .detail("absent_expected_columns", absent_expected)
+            .detail("unfilled_not_null_columns", unfilled)
             .detail("missing_foreign_keys", missing_fks)
             .detail(
                 "misdirected_foreign_keys",
@@ -385,6 +489,7 @@ impl Schema {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::Verdict;
 
     #[test]
     fn foreign_keys_parse_or_name_the_field() {
@@ -402,6 +507,8 @@ mod tests {
             found: true,
             candidates: vec![],
             columns: columns.iter().map(|s| s.to_string()).collect(),
+            no_default: vec![],
+            insert_triggers: 0,
             fks,
         }
     }
@@ -412,6 +519,8 @@ mod tests {
             found: false,
             candidates: vec![Candidate { schema: schema.into(), usage, in_path: false }],
             columns: vec![],
+            no_default: vec![],
+            insert_triggers: 0,
             fks: vec![],
         }
     }
@@ -427,16 +536,13 @@ mod tests {
     }
 
     fn schema() -> Schema {
-        let p = Params::default();
-        Schema {
-            schema: p.schema,
-            tables: p.tables,
-            fks: p.foreign_keys.iter().map(|f| ForeignKey::parse(f).unwrap()).collect(),
-        }
+        Schema::new(Params::default()).expect("the default contract")
     }
 
     const USERS: [&str; 8] =
         ["id", "email", "first_name", "last_name", "credits", "is_active", "is_verified", "created_at"];
+    const SESSIONS: [&str; 8] =
+        ["id", "user_id", "job_title", "difficulty", "duration", "session_type", "status", "created_at"];
 
     fn fk(indexed: bool) -> FoundFk {
         FoundFk {
@@ -452,19 +558,70 @@ mod tests {
     #[test]
     fn message_names_every_missing_thing() {
         let s = schema();
-        let users = USERS;
-        let sessions = ["id", "user_id", "job_title", "difficulty", "duration", "session_type", "status", "created_at"];
-        let o = s.judge(&[found("sessions", &sessions, vec![fk(false)]), found("users", &users, vec![])], &scope());
+        let o = s.judge(&[found("sessions", &SESSIONS, vec![fk(false)]), found("users", &USERS, vec![])], &scope());
         assert_eq!(o.message, "2 tables, 16 columns and 1 foreign key present (no index on sessions.user_id)");
-        let o = s.judge(&[found("users", &users[..5], vec![])], &scope());
-        assert_eq!(
-            o.message,
-            "missing table: sessions; missing columns: users.is_active, users.is_verified, users.created_at"
-        );
+        let o = s.judge(&[found("users", &USERS[..5], vec![])], &scope());
+        assert_eq!(o.message, "missing table: sessions; missing columns: users.is_active, users.is_verified");
         assert_eq!(o.hint.as_deref(), Some(MIGRATE_HINT));
         assert_eq!(o.causes.reports, [Premise::Table("sessions".into()), Premise::Table("users".into())]);
-        let o = s.judge(&[found("sessions", &sessions, vec![]), found("users", &users, vec![])], &scope());
+        let o = s.judge(&[found("sessions", &SESSIONS, vec![]), found("users", &USERS, vec![])], &scope());
         assert_eq!(o.message, "missing foreign key: sessions.user_id → users.id");
+    }
+
+    /// The issue's case: tables with exactly the columns the route and the runbook use.
+    #[test]
+    fn the_route_and_runbook_columns_alone_pass() {
+        let s = schema();
+        let users = &USERS[..7];
+        let sessions = &SESSIONS[..6];
+        let o = s.judge(&[found("sessions", sessions, vec![fk(true)]), found("users", users, vec![])], &scope());
+        assert_eq!(o.verdict, Verdict::Pass, "{}", o.message);
+        assert_eq!(
+            o.message,
+            "2 tables, 13 columns and 1 foreign key present (not present, and not used by the API: \
+             sessions.status, sessions.created_at, users.created_at)"
+        );
+        assert!(o.causes.reports.is_empty());
+    }
+
+    #[test]
+    fn a_not_null_column_the_insert_leaves_out_fails_unless_a_trigger_may_fill_it() {
+        let s = schema();
+        let mut sessions = found("sessions", &SESSIONS, vec![fk(true)]);
+        sessions.no_default = vec!["interview_kind".into(), "user_id".into()];
+        let o = s.judge(&[sessions, found("users", &USERS, vec![])], &scope());
+        assert_eq!(o.verdict, Verdict::Problem);
+        assert_eq!(
+            o.message,
+            "sessions.interview_kind NOT NULL with no default, and the API's insert does not fill it: every \
+             session creation fails (23502)"
+        );
+        assert_eq!(
+            o.hint.as_deref(),
+            Some(
+                "a migration ran ahead of the API: allow NULL (ALTER TABLE sessions ALTER COLUMN \
+                 interview_kind DROP NOT NULL;), give the column a DEFAULT, or deploy the API version that fills it"
+            )
+        );
+        assert_eq!(o.causes.reports, [Premise::Table("sessions".into())]);
+        let mut sessions = found("sessions", &SESSIONS, vec![fk(true)]);
+        sessions.no_default = vec!["interview_kind".into()];
+        sessions.insert_triggers = 1;
+        let o = s.judge(&[sessions, found("users", &USERS, vec![])], &scope());
+        assert_eq!(o.verdict, Verdict::Pass);
+        assert!(o.message.contains("a BEFORE INSERT trigger may fill it"), "{}", o.message);
+    }
+
+    #[test]
+    fn a_manifest_promotes_an_expected_column_or_adds_one() {
+        let params = |t: &str| crate::check::params::<Params>(toml::from_str(t).expect("toml")).expect("params");
+        let s = Schema::new(params(
+            "tables = { users = [\"id\", \"credits\", \"is_active\"], sessions = [\"id\", \"status\", \"rubric\"] }",
+        ))
+        .expect("builds");
+        let o = s.judge(&[found("sessions", &SESSIONS[..6], vec![fk(true)]), found("users", &USERS, vec![])], &scope());
+        assert_eq!(o.message, "missing columns: sessions.status, sessions.rubric");
+        assert_eq!(o.verdict, Verdict::Problem);
     }
 
     #[test]

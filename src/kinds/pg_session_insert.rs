@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use super::shared::lock_view::Backend;
 use super::shared::postgres::{
-    ApiError, CREATE_USER, Denied, MIGRATE_HINT, NOT_FOUND_HINT, Param, denied, human, ident,
+    ApiError, CREATE_USER, Denied, MIGRATE_HINT, NOT_FOUND_HINT, Param, denied, hint_name, human, ident,
 };
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service};
 use crate::probe::postgres::{APPLICATION_NAME, PgSession, PgTarget, PgWriter, describe};
@@ -385,7 +385,8 @@ impl SessionInsert {
         };
         // What the desktop app does next: fetch the session it was told exists.
         at("reading the session back", Some(user.id));
-        let read = format!("SELECT status::text FROM {sessions} WHERE id = $1");
+        // `status` through to_jsonb: a table without the column (not required) reads NULL.
+        let read = format!("SELECT to_jsonb(s) ->> 'status' FROM {sessions} s WHERE s.id = $1");
         match client.query_typed_opt(&read, &[(&session, Type::UUID)]).await {
             Ok(Some(row)) => Found::Created { user, session, status: row.try_get(0).ok().flatten() },
             Ok(None) => Found::NotReadBack { user, session },
@@ -426,12 +427,18 @@ impl SessionInsert {
                  (the insert itself works; rolled back)",
                 user.id, user.credits
             ))
-            .hint(format!("give the user credits: UPDATE users SET credits = 10 WHERE id = '{}'", user.id))
+            .hint(format!(
+                "give the user credits: UPDATE {} SET credits = 10 WHERE id = '{}';",
+                hint_name(&self.0.users),
+                user.id
+            ))
             .detail("api_error", INSUFFICIENT_CREDITS)
             .detail("user_id", user.id.to_string())
             .detail("credits", user.credits)
             .detail("session_id", session.to_string())
-            .detail("status", status),
+            .detail("status", status)
+            // With --user-id, postgres.user reports this user's credits: one cause, one finding.
+            .premise(Premise::User(user.id)),
             Found::Created { user, session, status } => {
                 Outcome::pass(format!("inserted session {session} for user {} and read it back; rolled back", user.id))
                     .detail("api_error", serde_json::Value::Null)
@@ -446,17 +453,22 @@ impl SessionInsert {
                     Some(u) => format!("{INVALID_USER_REFERENCE}: user {u} does not exist or is inactive ({why})"),
                     None => format!("{INVALID_USER_REFERENCE}: {why}: every session creation fails"),
                 };
-                Outcome::problem(message)
+                let outcome = Outcome::problem(message)
                     .hint(match user {
                         Some(u) => format!(
-                            "check the id in the user's token; activate the account (UPDATE users SET is_active = true WHERE id = '{u}') \
-                             or have the user sign up again"
+                            "check the id in the user's token, or have the user sign up again; to activate the account: \
+                             UPDATE {} SET is_active = true WHERE id = '{u}';",
+                            hint_name(&self.0.users)
                         ),
                         None => format!("create or activate a user: {CREATE_USER}"),
                     })
                     .detail("api_error", INVALID_USER_REFERENCE)
                     .detail("user_id", user.map(|u| u.to_string()))
-                    .detail("who", who)
+                    .detail("who", who);
+                match user {
+                    Some(u) => outcome.premise(Premise::User(u)),
+                    None => outcome,
+                }
             }
             Found::NotReadBack { user, session } => Outcome::problem(format!(
                 "inserted session {session} for user {} but cannot read it back from {sessions}: \
@@ -506,7 +518,7 @@ fn insert_error(
              the trigger: ALTER TABLE {} DISABLE TRIGGER {};",
             t.signature,
             t.table,
-            super::shared::visibility::ident(&t.name)
+            super::shared::postgres::quote_ident(&t.name)
         ))
         .detail("api_error", serde_json::Value::Null)
     } else {
@@ -536,7 +548,7 @@ fn foreign_key_error(db: &DbError, step: &str, p: &Params, user: Option<Uuid>, t
     let users_name = p.users.rsplit('.').next().unwrap_or(&p.users);
     match &trace.constraint {
         Some(fk) if fk.target_name != users_name => {
-            let name = super::shared::visibility::ident(&fk.name);
+            let name = super::shared::postgres::quote_ident(&fk.name);
             let cols = fk.columns.join(", ");
             Outcome::problem(format!(
                 "{INVALID_USER_REFERENCE}: {step} violates foreign key {} on {}({cols}), which references {}({}), \
@@ -552,8 +564,8 @@ fn foreign_key_error(db: &DbError, step: &str, p: &Params, user: Option<Uuid>, t
             .hint(format!(
                 "point the key at {users}: ALTER TABLE {sessions} DROP CONSTRAINT {name}, ADD CONSTRAINT {name} \
                  FOREIGN KEY ({cols}) REFERENCES {users} (id);",
-                users = sql_name(&p.users),
-                sessions = sql_name(&p.sessions),
+                users = hint_name(&p.users),
+                sessions = hint_name(&p.sessions),
             ))
             // postgres.schema reports a key that points elsewhere.
             .premise(Premise::Table(p.sessions.clone()))
@@ -561,19 +573,23 @@ fn foreign_key_error(db: &DbError, step: &str, p: &Params, user: Option<Uuid>, t
             .detail("constraint", fk.name.clone())
             .detail("references", fk.target.clone())
         }
-        _ => Outcome::problem(format!(
-            "{INVALID_USER_REFERENCE}: user {who} does not exist or is inactive: {step} violates {}",
-            constraint(db, &format!("{} ({})", db.message(), db.code().code()))
-        ))
-        .hint("the user row is gone or the foreign key points elsewhere: check the users table and sessions' foreign keys")
-        .detail("api_error", INVALID_USER_REFERENCE),
+        _ => {
+            let fk = Outcome::problem(format!(
+                "{INVALID_USER_REFERENCE}: user {who} does not exist or is inactive: {step} violates {}",
+                constraint(db, &format!("{} ({})", db.message(), db.code().code()))
+            ))
+            .hint(
+                "the user row is gone or the foreign key points elsewhere: check the users table and sessions' \
+                 foreign keys",
+            )
+            .detail("api_error", INVALID_USER_REFERENCE);
+            // postgres.user reports a missing or inactive user.
+            match user {
+                Some(u) => fk.premise(Premise::User(u)),
+                None => fk,
+            }
+        }
     }
-}
-
-/// A possibly schema-qualified name as a hint writes it: bare where PostgreSQL
-/// would read it the same, quoted where not.
-fn sql_name(name: &str) -> String {
-    name.split('.').map(super::shared::visibility::ident).collect::<Vec<_>>().join(".")
 }
 
 /// The catalog's side of a failure: the triggers on the tables the route writes,
@@ -665,7 +681,11 @@ fn statement_error(db: &DbError, text: &str, step: &str, role: &str, p: &Params)
     match db.code() {
         &SqlState::READ_ONLY_SQL_TRANSACTION => {
             Outcome::problem(format!("the database is read-only (a standby, or default_transaction_read_only): {text}"))
-                .hint("point DATABASE_URL at the primary; if it is the primary: ALTER DATABASE … RESET default_transaction_read_only (or ALTER ROLE … RESET)")
+                .hint(format!(
+                    "point DATABASE_URL at the primary; if it is the primary, as a superuser: ALTER ROLE \"{role}\" \
+                     RESET default_transaction_read_only; (or the same RESET on the database: postgres.writable says \
+                     where it is set)"
+                ))
                 .premise(Premise::Writable(Service::Postgres))
         }
         &SqlState::INSUFFICIENT_PRIVILEGE => denied_error(db, text, step, role, p),
@@ -679,14 +699,19 @@ fn statement_error(db: &DbError, text: &str, step: &str, role: &str, p: &Params)
             let column = db.column().unwrap_or("?");
             Outcome::problem(format!("column {table}.{column} is NOT NULL but the API does not fill it: {text}"))
                 .hint(format!(
-                    "a migration ran ahead of the API: give {table}.{column} a DEFAULT, allow NULL, or deploy the API version that fills it"
+                    "a migration ran ahead of the API: allow NULL (ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL;), \
+                     give the column a DEFAULT, or deploy the API version that fills it",
+                    hint_name(table),
+                    hint_name(column)
                 ))
                 .detail("column", column)
+                // postgres.schema reports a NOT NULL column the insert leaves out: one cause.
+                .premise(Premise::Table(p.sessions.clone()))
         }
         // The server's text names the missing function; there is no other field that does.
         &SqlState::UNDEFINED_FUNCTION if db.message().contains("gen_random_uuid") => {
             Outcome::problem(format!("gen_random_uuid() is missing: {step} failed: {text}"))
-                .hint("CREATE EXTENSION pgcrypto (or upgrade to PostgreSQL 13 or later)")
+                .hint("CREATE EXTENSION pgcrypto; (or upgrade to PostgreSQL 13 or later)")
         }
         &SqlState::LOCK_NOT_AVAILABLE | &SqlState::QUERY_CANCELED => {
             Outcome::problem(format!("lock contention on {}: {step} was cancelled: {text}", p.sessions))
@@ -712,29 +737,35 @@ fn denied_error(db: &DbError, text: &str, step: &str, role: &str, p: &Params) ->
             "row-level security on {sessions} rejects the API's new row: role \"{role}\" has its GRANTs but no policy lets it insert ({text})"
         ))
         .hint(format!(
-            "CREATE POLICY mockmate_api_insert ON {sessions} FOR INSERT TO \"{role}\" WITH CHECK (true); (narrow (true) to the \
+            "CREATE POLICY mockmate_api_insert ON {table} FOR INSERT TO \"{role}\" WITH CHECK (true); (narrow (true) to the \
              rows the API may insert; the API reads the session back, so it needs a SELECT policy too) — or, if row-level \
-             security was not meant for the API: ALTER TABLE {sessions} DISABLE ROW LEVEL SECURITY"
+             security was not meant for the API: ALTER TABLE {table} DISABLE ROW LEVEL SECURITY;",
+            table = hint_name(sessions)
         ))
         .premise(Premise::Privileges(sessions.clone())),
         Denied::Sequence(seq) => problem
-            .hint(format!("the insert's default calls nextval() on {seq}: GRANT USAGE ON SEQUENCE {seq} TO \"{role}\";"))
+            .hint(format!(
+                "the insert's default calls nextval() on {seq}: GRANT USAGE ON SEQUENCE {} TO \"{role}\";",
+                hint_name(seq)
+            ))
             .premise(Premise::Privileges(sessions.clone())),
         Denied::Schema(schema) => problem
-            .hint(format!("GRANT USAGE ON SCHEMA {schema} TO \"{role}\";"))
+            .hint(format!("GRANT USAGE ON SCHEMA {} TO \"{role}\";", hint_name(schema)))
             .premise(Premise::Privileges(users.clone()))
             .premise(Premise::Privileges(sessions.clone()))
             .premise(Premise::Table(users.clone()))
             .premise(Premise::Table(sessions.clone())),
         Denied::Table(t) if is(t, users) => {
-            problem.hint(format!("GRANT SELECT ON {users} TO \"{role}\";")).premise(Premise::Privileges(users.clone()))
+            problem.hint(format!("GRANT SELECT ON {} TO \"{role}\";", hint_name(users))).premise(Premise::Privileges(users.clone()))
         }
         Denied::Table(t) if is(t, sessions) => problem
-            .hint(format!("GRANT SELECT, INSERT ON {sessions} TO \"{role}\";"))
+            .hint(format!("GRANT SELECT, INSERT ON {} TO \"{role}\";", hint_name(sessions)))
             .premise(Premise::Privileges(sessions.clone())),
         Denied::Table(_) | Denied::Other => problem.hint(format!(
-            "GRANT SELECT ON {users} TO \"{role}\"; GRANT SELECT, INSERT ON {sessions} TO \"{role}\"; \
-             and check the tables' triggers and foreign keys for what else the insert touches"
+            "GRANT SELECT ON {} TO \"{role}\"; GRANT SELECT, INSERT ON {} TO \"{role}\"; and check the tables' \
+             triggers and foreign keys for what else the insert touches",
+            hint_name(users),
+            hint_name(sessions)
         )),
     }
 }

@@ -192,11 +192,13 @@ impl Settings {
                 _ => noted.push(format!("{name} = {} ({set_by})", top.value)),
             }
         }
+        // Settings another check judges: listed, never judged (nor cleared) here.
+        let mut elsewhere: Vec<String> = Vec::new();
         for name in SHOWN {
             if let Some(top) = inherited.levels_of(name).first() {
                 let set_by = inherited.set_by(top.level);
                 let owner = if name == "search_path" { "postgres.schema" } else { "postgres.writable" };
-                noted.push(format!("{name} = {} ({set_by}; see {owner})", top.value));
+                elsewhere.push(format!("{name} = {} ({set_by}; {owner} judges it)", top.value));
                 listed.push(serde_json::json!({"name": name, "value": top.value, "set_by": set_by}));
             }
         }
@@ -214,10 +216,21 @@ impl Settings {
                 fixes.join(" "),
                 raise.join(", ")
             ))
-        } else if noted.is_empty() {
+        } else if noted.is_empty() && elsewhere.is_empty() {
             Outcome::pass(format!("no role or database setting for {who}"))
         } else {
-            Outcome::pass(format!("nothing {who} inherits breaks requests: {}", noted.join("; ")))
+            // The pass is about the timeouts alone: what it lists of the rest is another check's to judge.
+            let timeouts = if noted.is_empty() {
+                format!("{who} inherits no timeout setting")
+            } else {
+                format!("the timeouts {who} inherits are long enough or off: {}", noted.join("; "))
+            };
+            let also = if elsewhere.is_empty() {
+                String::new()
+            } else {
+                format!("; also inherited: {}", elsewhere.join("; "))
+            };
+            Outcome::pass(format!("{timeouts}{also}"))
         };
         let thresholds: serde_json::Map<String, Value> = self
             .timeouts
@@ -313,13 +326,14 @@ mod tests {
             &[("statement_timeout", "30000"), ("idle_in_transaction_session_timeout", "0")],
         ));
         assert_eq!(o.verdict, Verdict::Pass, "{}", o.message);
-        assert!(o.message.contains("statement_timeout = 30s (ALTER ROLE \"app\")"), "{}", o.message);
-        assert!(
-            o.message
-                .contains("default_transaction_read_only = on (ALTER DATABASE \"mockmate\"; see postgres.writable)"),
-            "{}",
-            o.message
+        // A pass about the timeouts: the read-only default is listed for postgres.writable, never cleared here.
+        assert_eq!(
+            o.message,
+            "the timeouts role \"app\" in database \"mockmate\" inherits are long enough or off: statement_timeout \
+             = 30s (ALTER ROLE \"app\"); idle_in_transaction_session_timeout = 0 (ALTER DATABASE \"mockmate\"); also \
+             inherited: default_transaction_read_only = on (ALTER DATABASE \"mockmate\"; postgres.writable judges it)"
         );
+        assert!(!o.message.contains("breaks requests"), "{}", o.message);
         let o = settings().judge_settings(&inherited(&[], &[]));
         assert_eq!(o.message, "no role or database setting for role \"app\" in database \"mockmate\"");
     }

@@ -26,9 +26,9 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::shared::postgres::{
-    ApiError, human, ident, on_tables, plural, query_failed, scan_session, session, sqlstate,
+    ApiError, hint_name, human, ident, on_tables, plural, query_failed, scan_session, session, sqlstate,
 };
-use crate::check::{Check, Ctx, KindDef, Outcome};
+use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
 use crate::probe::postgres::{PgSession, describe};
 use tokio_postgres::error::SqlState;
 
@@ -122,7 +122,8 @@ impl UserCheck {
             ))
             .hint("check the id in the user's token (the account may have been deleted, or belong to another environment)")
             .detail("exists", false)
-            .detail("api_error", ApiError::InvalidUserReference));
+            .detail("api_error", ApiError::InvalidUserReference)
+            .reports(Premise::User(id)));
         };
         let index_fix = (!user.indexed).then(|| create_index(&p.sessions));
         let counting = Instant::now();
@@ -231,15 +232,17 @@ impl UserCheck {
 
     /// What session creation answers this user.
     fn verdict(&self, id: Uuid, user: &UserRow, summary: String) -> Outcome {
-        let users = &self.0.users;
+        let users = hint_name(&self.0.users);
         if user.active != Some(true) {
             Outcome::problem(format!("{summary}: session creation answers {}", ApiError::InvalidUserReference))
-                .hint(format!("if the account should work: UPDATE {users} SET is_active = true WHERE id = '{id}'"))
+                .hint(format!("if the account should work: UPDATE {users} SET is_active = true WHERE id = '{id}';"))
                 .detail("api_error", ApiError::InvalidUserReference)
+                .reports(Premise::User(id))
         } else if user.credits.is_none_or(|c| c <= 0) {
             Outcome::warn(format!("{summary}: session creation answers {}", ApiError::InsufficientCredits))
-                .hint(format!("if the user should have credits: UPDATE {users} SET credits = 10 WHERE id = '{id}'"))
+                .hint(format!("if the user should have credits: UPDATE {users} SET credits = 10 WHERE id = '{id}';"))
                 .detail("api_error", ApiError::InsufficientCredits)
+                .reports(Premise::User(id))
         } else {
             Outcome::pass(summary).detail("api_error", Value::Null)
         }
@@ -324,12 +327,7 @@ fn user_facts(user: &UserRow) -> Vec<String> {
 /// The index the API's per-user session lookups need; CONCURRENTLY so that
 /// building it on a live table does not block the API's inserts.
 fn create_index(sessions: &str) -> String {
-    let plain = sessions.split('.').all(|part| {
-        part.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-            && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    });
-    let table = if plain { sessions.to_string() } else { ident(sessions) };
-    format!("CREATE INDEX CONCURRENTLY ON {table} (user_id)")
+    format!("CREATE INDEX CONCURRENTLY ON {} (user_id);", hint_name(sessions))
 }
 
 #[cfg(test)]
@@ -345,8 +343,8 @@ mod tests {
 
     #[test]
     fn index_fix_names_the_table() {
-        assert_eq!(super::create_index("sessions"), "CREATE INDEX CONCURRENTLY ON sessions (user_id)");
-        assert_eq!(super::create_index("app.sessions"), "CREATE INDEX CONCURRENTLY ON app.sessions (user_id)");
-        assert_eq!(super::create_index("Sessions"), "CREATE INDEX CONCURRENTLY ON \"Sessions\" (user_id)");
+        assert_eq!(super::create_index("sessions"), "CREATE INDEX CONCURRENTLY ON sessions (user_id);");
+        assert_eq!(super::create_index("app.sessions"), "CREATE INDEX CONCURRENTLY ON app.sessions (user_id);");
+        assert_eq!(super::create_index("Sessions"), "CREATE INDEX CONCURRENTLY ON \"Sessions\" (user_id);");
     }
 }

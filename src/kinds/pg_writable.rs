@@ -56,7 +56,11 @@ const SQL: &str = "SELECT pg_is_in_recovery(),
     {inherited}
   FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS w ON true";
 
-const HINT: &str = "point DATABASE_URL at the primary (read-write) endpoint, not a replica";
+/// Where a primary's read-only default is set, when this role cannot see it:
+/// every `ALTER ROLE/DATABASE … SET`, pasteable as a superuser.
+const FIND_SETTING: &str = "SELECT coalesce(r.rolname, 'ALL') AS role, coalesce(d.datname, 'ALL') AS database, \
+     s.setconfig FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole \
+     LEFT JOIN pg_database d ON d.oid = s.setdatabase;";
 
 struct Writable;
 
@@ -192,16 +196,24 @@ fn judge(standby: Option<&Standby>, read_only_default: bool, inherited: &Inherit
             ))
             .detail("standby", standby.details())
         }
+        // Not in recovery: this is a primary (the writer), set read-only by default.
+        // The fix is the setting, not the endpoint.
         (None, true) if !resets.is_empty() => Outcome::problem(format!(
-            "connected to a read-only database (default_transaction_read_only = on{set_by}): every insert will fail (25006)"
+            "connected to a primary that is read-only by default (default_transaction_read_only = on{set_by}): \
+             every insert will fail (25006)"
         ))
-        .hint(format!("{HINT}; or, if this is the primary: {}", resets.join(" "))),
+        .hint(format!(
+            "as a superuser or the database's owner: {} — then restart the API or let its pool reconnect",
+            resets.join(" ")
+        )),
         (None, true) => Outcome::problem(
-            "connected to a read-only database (default_transaction_read_only = on): every insert will fail (25006)",
+            "connected to a primary that is read-only by default (default_transaction_read_only = on): every \
+             insert will fail (25006)",
         )
         .hint(format!(
-            "{HINT}; or, if this is the primary, find who set it: \
-             ALTER DATABASE … RESET default_transaction_read_only (or ALTER ROLE … RESET)"
+            "role and database settings are hidden from this role; as a superuser, find where it is set: \
+             {FIND_SETTING} then RESET it there (ALTER ROLE/ALTER DATABASE … RESET default_transaction_read_only), \
+             or in the server's configuration: ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf();"
         )),
     };
     let outcome = if standby.is_some() || read_only_default {
@@ -305,13 +317,20 @@ mod tests {
         let o = judge(None, true, &set);
         assert_eq!(
             o.message,
-            "connected to a read-only database (default_transaction_read_only = on, set by ALTER DATABASE \"mockmate\"): \
-             every insert will fail (25006)"
+            "connected to a primary that is read-only by default (default_transaction_read_only = on, set by \
+             ALTER DATABASE \"mockmate\"): every insert will fail (25006)"
         );
+        let hint = o.hint.unwrap_or_default();
         assert!(
-            o.hint
-                .unwrap_or_default()
-                .ends_with("if this is the primary: ALTER DATABASE \"mockmate\" RESET default_transaction_read_only;")
+            hint.starts_with(
+                "as a superuser or the database's owner: ALTER DATABASE \"mockmate\" RESET default_transaction_read_only;"
+            ),
+            "{hint}"
         );
+        // A primary is no replica: no hint to point DATABASE_URL elsewhere.
+        assert!(!hint.contains("replica") && !hint.contains("point DATABASE_URL"), "{hint}");
+        let o = judge(None, true, &Inherited::default());
+        let hint = o.hint.unwrap_or_default();
+        assert!(!hint.contains("replica") && hint.contains("s.setdatabase; then RESET it there"), "{hint}");
     }
 }

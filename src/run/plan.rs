@@ -94,7 +94,7 @@ pub fn load_manifests(extra: &[PathBuf]) -> Result<Loaded, UsageError> {
     for path in extra {
         sources.extend(Source::from_path(path)?);
     }
-    let Loaded { checks: mut decls, postgres } = manifest::load_all(&sources)?;
+    let Loaded { checks: mut decls, postgres, loader } = manifest::load_all(&sources)?;
     let mut categories: Vec<&'static str> = Vec::new();
     for d in &decls {
         if !categories.contains(&d.kind.category()) {
@@ -103,11 +103,11 @@ pub fn load_manifests(extra: &[PathBuf]) -> Result<Loaded, UsageError> {
     }
     // A stable sort: within a category, manifest order.
     decls.sort_by_key(|d| categories.iter().position(|c| *c == d.kind.category()));
-    Ok(Loaded { checks: decls, postgres })
+    Ok(Loaded { checks: decls, postgres, loader })
 }
 
 /// Env files that are examples or local overrides, not an environment of their own.
-const NOT_ENVIRONMENTS: &[&str] = &["example", "sample", "template", "dist", "defaults", "local", "vault"];
+pub const NOT_ENVIRONMENTS: &[&str] = &["example", "sample", "template", "dist", "defaults", "local", "vault"];
 
 /// `.env.NAME` files in `dir` (their NAMEs, sorted) that name an environment.
 fn env_files_in(dir: &Path) -> Vec<String> {
@@ -158,15 +158,17 @@ impl Plan {
     pub fn load(request: Request, vars: Vec<(String, String)>, cwd: &Path) -> Result<Plan, UsageError> {
         let node_env = vars.iter().find(|(k, _)| k == "NODE_ENV").map(|(_, v)| v.clone());
         let (environment, chosen) = choose_environment(request.env.as_deref(), node_env.as_deref());
-        let set = EnvSet::load(vars, cwd, &environment, &request.env_files)?;
-        let Loaded { checks: decls, postgres } = load_manifests(&request.checks)?;
+        // The manifests first: `[env] loader` says how the API reads its env files.
+        let Loaded { checks: decls, postgres, loader } = load_manifests(&request.checks)?;
+        let set = EnvSet::load(vars, cwd, &environment, &request.env_files, loader)?;
         let selection = Selection::new(&decls, &request.only, &request.skip)?;
         // With --env-file the files are chosen by hand: nothing to second-guess.
-        let notes = if request.env_files.is_empty() {
+        let mut notes: Vec<String> = if request.env_files.is_empty() {
             wrong_environment_note(cwd, &environment, chosen).into_iter().collect()
         } else {
             Vec::new()
         };
+        notes.extend(set.notes());
         Ok(Plan { environment, set: Arc::new(set), decls, selection, request, notes, postgres })
     }
 

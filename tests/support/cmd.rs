@@ -47,3 +47,18 @@ pub fn hint<'a>(report: &'a serde_json::Value, id: &str) -> &'a str {
 pub fn assert_status(report: &serde_json::Value, id: &str, want: &str) {
     assert_eq!(status(report, id), want, "{id}: {:#}", check(report, id));
 }
+
+/// Every SQL statement in every hint of `report` is whole: it ends with `;`, so
+/// that pasted into psql it runs instead of waiting for more (issue 27).
+#[track_caller]
+pub fn assert_hints_paste(report: &serde_json::Value) {
+    use mockmate_diag::format::text::{Piece, hint_pieces};
+    for c in report["checks"].as_array().into_iter().flatten() {
+        let Some(hint) = c["hint"].as_str() else { continue };
+        for piece in hint_pieces(hint) {
+            if let Piece::Sql(sql) = piece {
+                assert!(sql.ends_with(';'), "{}: a statement that does not paste: {sql:?}\nin: {hint}", c["id"]);
+            }
+        }
+    }
+}

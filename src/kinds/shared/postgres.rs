@@ -206,6 +206,127 @@ pub fn ident(name: &str) -> String {
     name.split('.').map(|part| format!("\"{}\"", part.replace('"', "\"\""))).collect::<Vec<_>>().join(".")
 }
 
+/// PostgreSQL's reserved key words (and those reserved but for function or type
+/// names): a table named one of these must be quoted.
+const RESERVED: &[&str] = &[
+    "all",
+    "analyse",
+    "analyze",
+    "and",
+    "any",
+    "array",
+    "as",
+    "asc",
+    "asymmetric",
+    "authorization",
+    "binary",
+    "both",
+    "case",
+    "cast",
+    "check",
+    "collate",
+    "collation",
+    "column",
+    "concurrently",
+    "constraint",
+    "create",
+    "cross",
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_schema",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "default",
+    "deferrable",
+    "desc",
+    "distinct",
+    "do",
+    "else",
+    "end",
+    "except",
+    "false",
+    "fetch",
+    "for",
+    "foreign",
+    "freeze",
+    "from",
+    "full",
+    "grant",
+    "group",
+    "having",
+    "ilike",
+    "in",
+    "initially",
+    "inner",
+    "intersect",
+    "into",
+    "is",
+    "isnull",
+    "join",
+    "lateral",
+    "leading",
+    "left",
+    "like",
+    "limit",
+    "localtime",
+    "localtimestamp",
+    "natural",
+    "not",
+    "notnull",
+    "null",
+    "offset",
+    "on",
+    "only",
+    "or",
+    "order",
+    "outer",
+    "overlaps",
+    "placing",
+    "primary",
+    "references",
+    "returning",
+    "right",
+    "select",
+    "session_user",
+    "similar",
+    "some",
+    "symmetric",
+    "system_user",
+    "table",
+    "tablesample",
+    "then",
+    "to",
+    "trailing",
+    "true",
+    "union",
+    "unique",
+    "user",
+    "using",
+    "variadic",
+    "verbose",
+    "when",
+    "where",
+    "window",
+    "with",
+];
+
+/// One identifier as a hint writes it, the way `quote_ident()` does: bare when
+/// plain lower-case and not a reserved word, else double-quoted. Pasted into
+/// psql it names the same object either way.
+pub fn quote_ident(name: &str) -> String {
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !RESERVED.contains(&name);
+    if plain { name.to_string() } else { format!("\"{}\"", name.replace('"', "\"\"")) }
+}
+
+/// A possibly schema-qualified name (`sessions`, `app.sessions`) as a hint writes it.
+pub fn hint_name(name: &str) -> String {
+    name.split('.').map(quote_ident).collect::<Vec<_>>().join(".")
+}
+
 /// `schema` as a manifest parameter: `None` means "as search_path resolves".
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(transparent)]
@@ -236,6 +357,15 @@ pub fn plural(n: usize, one: &str, many: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hint_names_quote_what_psql_would_misread() {
+        assert_eq!(hint_name("users"), "users");
+        assert_eq!(hint_name("app.sessions"), "app.sessions");
+        assert_eq!(hint_name("Sessions"), "\"Sessions\"");
+        assert_eq!(hint_name("user"), "\"user\"");
+        assert_eq!(hint_name("my app.order"), "\"my app\".\"order\"");
+    }
 
     #[test]
     fn regclass_quotes_identifiers_and_literals() {

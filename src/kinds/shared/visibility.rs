@@ -13,6 +13,7 @@
 //! so the SQL here sees through the role's visibility; `current_schemas(true)` is
 //! the path the role's sessions really search (existing schemas it may use).
 
+use super::postgres::quote_ident;
 use serde::Deserialize;
 
 use super::postgres::{MIGRATE_HINT, literal};
@@ -151,7 +152,7 @@ impl Place {
             Place::Found => return None,
             Place::Absent => MIGRATE_HINT.to_string(),
             Place::NoUsage { schema } => {
-                let grant = format!("GRANT USAGE ON SCHEMA {} TO \"{role}\";", ident(schema));
+                let grant = format!("GRANT USAGE ON SCHEMA {} TO \"{role}\";", quote_ident(schema));
                 if configured_path(&scope.search_path, role).contains(schema) {
                     grant
                 } else {
@@ -165,9 +166,9 @@ impl Place {
             Place::OtherSchema { schema, expected } => format!(
                 "if the API uses schema {schema}, set schema = \"{schema}\" for this check; \
                  if it uses {expected}, move the table: ALTER TABLE {}.{} SET SCHEMA {};",
-                ident(schema),
-                ident(table),
-                ident(expected)
+                quote_ident(schema),
+                quote_ident(table),
+                quote_ident(expected)
             ),
         })
     }
@@ -178,8 +179,11 @@ impl Place {
 /// cause is; a server-wide or default path is best overridden for the role alone.
 pub fn set_search_path(schema: &str, scope: &Scope) -> String {
     let current = scope.search_path.trim();
-    let value =
-        if current.is_empty() || current == "\"\"" { ident(schema) } else { format!("{current}, {}", ident(schema)) };
+    let value = if current.is_empty() || current == "\"\"" {
+        quote_ident(schema)
+    } else {
+        format!("{current}, {}", quote_ident(schema))
+    };
     let (role, db) = (&scope.role, &scope.database);
     match scope.search_path_source.as_deref() {
         Some("database") => format!("ALTER DATABASE \"{db}\" SET search_path = {value};"),
@@ -224,13 +228,6 @@ pub fn configured_path(setting: &str, role: &str) -> Vec<String> {
 fn shown_path(setting: &str) -> String {
     let shown = setting.replace('"', "");
     if shown.trim().is_empty() { "empty".to_string() } else { shown }
-}
-
-/// An identifier as SQL needs it: bare when plain lower-case, else double-quoted.
-pub fn ident(name: &str) -> String {
-    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain { name.to_string() } else { format!("\"{}\"", name.replace('"', "\"\"")) }
 }
 
 #[cfg(test)]

@@ -142,8 +142,16 @@ impl PgTarget {
         let env = |name: &str| get(name).filter(|v| !v.trim().is_empty()).map(|v| v.trim().to_string());
         let url = conn_string::parse(raw).map_err(|e| match e {
             // Only what went wrong is said, never the URL: it may hold the password.
-            ParseError::InvalidUrl(why) => Failure::new(format!("{var} is not a valid URL: {why}"))
-                .with_hint(format!("node-postgres throws \"Invalid URL\" for it too; {ENCODE_HINT}")),
+            ParseError::InvalidUrl(why) => {
+                // A raw `#` is the usual culprit: name it, not only what it broke.
+                let hash = if raw.contains('#') {
+                    " (the '#' in it starts the URL's fragment: the URL ends before it; percent-encode it as %23)"
+                } else {
+                    ""
+                };
+                Failure::new(format!("{var} is not a valid URL: {why}{hash}"))
+                    .with_hint(format!("node-postgres throws \"Invalid URL\" for it too; {ENCODE_HINT}"))
+            }
             ParseError::NotUtf8(what) => Failure::new(format!("{var}: {what} is not valid UTF-8 once percent-decoded")),
         })?;
         if url.database.as_deref().is_some_and(|d| d.contains('@')) {
@@ -491,7 +499,11 @@ mod tests {
             ),
             (&[("DATABASE_URL", "postgresql://h1,h2/db")], "DATABASE_URL names several hosts"),
             (&[("DATABASE_URL", "postgresql://h/db")], "DATABASE_URL has no user name"),
-            (&[("DATABASE_URL", "postgresql://u:p#x@h/db")], "DATABASE_URL is not a valid URL: invalid port number"),
+            (
+                &[("DATABASE_URL", "postgresql://u:p#x@h/db")],
+                "DATABASE_URL is not a valid URL: invalid port number (the '#' in it starts the URL's fragment: the \
+                 URL ends before it; percent-encode it as %23)",
+            ),
         ];
         for (vars, message) in cases {
             assert_eq!(target(vars).unwrap_err().message, *message, "{vars:?}");

@@ -9,7 +9,7 @@ use redis::RedisError;
 
 use super::target::{RedisTarget, RedisTls};
 use crate::probe::net::{self, Phase};
-use crate::probe::{Failure, tls};
+use crate::probe::{Cause, Failure, tls};
 
 pub(super) fn resolve_failure(target: &RedisTarget, e: &io::Error) -> Failure {
     Failure::new(format!("cannot resolve Redis host '{}': {e}", target.host))
@@ -49,13 +49,21 @@ pub(super) fn is_transport(e: &RedisError) -> bool {
 // as if REDIS_URL already had one.
 pub(super) fn noauth_failure(target: &RedisTarget, e: &RedisError) -> Option<Failure> {
     (e.code() == Some("NOAUTH")).then(|| {
-        let read_as_user = if target.user_without_password() {
-            " (the part before '@' is read as a user name without a password)"
-        } else {
-            ""
-        };
-        Failure::new(format!("NOAUTH: the server requires a password and REDIS_URL has none{read_as_user}"))
-            .with_hint(format!("set the password in REDIS_URL as {}://:<password>@{}", target.scheme(), target.addr()))
+        let failure = Failure::new(format!(
+            "NOAUTH: the server requires a password and REDIS_URL has none{}",
+            if target.user_without_password() {
+                " (the part before '@' is read as a user name without a password)"
+            } else {
+                ""
+            }
+        ))
+        .with_hint(format!(
+            "set the password in REDIS_URL as {}://:<password>@{}",
+            target.scheme(),
+            target.addr()
+        ));
+        // A password written where the user name goes: env.redis_url's finding, one cause.
+        if target.user_without_password() { failure.because(Cause::Malformed("REDIS_URL".into())) } else { failure }
     })
 }
 
