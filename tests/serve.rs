@@ -1,10 +1,17 @@
 //! `mockmate-diag serve`: the real process on a free port, scraped over HTTP
 //! against real PostgreSQL and Redis servers — the endpoints, the cache and
 //! single flight, the scrape's deadline, shutdown, and what serve refuses.
-//! Prometheus itself scrapes it in `prometheus`; `soak` puts it under load.
+//! Prometheus itself scrapes it in `prometheus`; `soak` puts it under load;
+//! `hostile` opens hundreds of idle and slow connections and fishes for secrets;
+//! `truth` checks that every answer is true for its own request (joined runs,
+//! short deadlines, a frozen Redis); `secured` runs it behind TLS, client
+//! certificates and basic auth.
 
+mod hostile;
 mod prometheus;
+mod secured;
 mod soak;
+mod truth;
 
 use std::time::{Duration, Instant};
 
