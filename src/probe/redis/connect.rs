@@ -19,8 +19,8 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::failure::{
-    command_failure, is_transport, noauth_failure, resolve_failure, server_words, tcp_failure, timeout_failure,
-    tls_failure, transport_failure,
+    command_failure, is_transport, noauth_failure, not_redis_failure, resolve_failure, server_words, tcp_failure,
+    timeout_failure, tls_failure, transport_failure,
 };
 use super::info::parse_info;
 use super::session::{RedisInfo, RedisSession, info_text, percentile, send};
@@ -156,6 +156,9 @@ async fn login(target: &RedisTarget, conn: &MultiplexedConnection, deadline: Dur
     let (auth, select) = futures::join!(auth, select);
 
     if let Err(e) = auth {
+        if let Some(f) = not_redis_failure(target, &e, "AUTH") {
+            return Err(f);
+        }
         let words = server_words(&e);
         let code = e.code().unwrap_or_default();
         let user_hint = if target.username.is_some() {
