@@ -3,11 +3,14 @@
 //!
 //! - a listen backlog of [`BACKLOG`] (the kernel's default of 128 drops
 //!   connections when a few hundred clients arrive at once);
-//! - at most [`MAX_CONNECTIONS`] open; when full, the connection idle longest
-//!   (no request in flight: between requests, still sending its headers, or in
-//!   its TLS handshake) is closed to make room, so a new client is always
-//!   accepted while any connection is idle. Connections with a request in
-//!   flight are never closed; each request is bounded (`http::REQUEST_DEADLINE`);
+//! - at most [`MAX_CONNECTIONS`] open; when full, an idle connection (no
+//!   request in flight) is closed to make room, so a new client is always
+//!   accepted while any connection is idle: first those that never completed a
+//!   request (silent, still sending their headers, stuck in the TLS handshake),
+//!   oldest first, then the keep-alive connection idle longest — so clients
+//!   that never finish a request cannot churn Prometheus's keep-alive
+//!   connection away. Connections with a request in flight are never closed;
+//!   each request is bounded (`http::REQUEST_DEADLINE`);
 //! - hyper's own HTTP/1 timer: a request's headers must arrive within
 //!   [`HEADER_READ_TIMEOUT`] of waiting for them, which is also how long a
 //!   connection may sit idle between requests; a TLS handshake has as long.
@@ -172,6 +175,8 @@ struct State {
 }
 
 struct Entry {
+    /// Whether a request on it has been answered (a keep-alive client).
+    served: bool,
     /// Requests in flight (0 or 1 with HTTP/1).
     busy: usize,
     /// When it last went idle (or opened).
@@ -199,7 +204,7 @@ impl Conns {
                         .open
                         .iter()
                         .filter(|(_, e)| e.busy == 0)
-                        .min_by_key(|(_, e)| e.idle_since)
+                        .min_by_key(|(_, e)| (e.served, e.idle_since))
                         .map(|(id, _)| *id);
                     if let Some(entry) = oldest.and_then(|id| state.open.remove(&id)) {
                         if let Some(close) = entry.close {
@@ -212,7 +217,9 @@ impl Conns {
                     let (tx, rx) = oneshot::channel();
                     state.next += 1;
                     let id = state.next;
-                    state.open.insert(id, Entry { busy: 0, idle_since: Instant::now(), close: Some(tx) });
+                    state
+                        .open
+                        .insert(id, Entry { served: false, busy: 0, idle_since: Instant::now(), close: Some(tx) });
                     self.open.set(state.open.len() as i64);
                     return Conn { handle: Handle { conns: self.clone(), id }, close: Some(rx) };
                 }
@@ -261,6 +268,7 @@ impl Conns {
             return;
         }
         entry.busy = entry.busy.saturating_sub(1);
+        entry.served = true;
         if entry.busy == 0 {
             entry.idle_since = Instant::now();
         }
@@ -334,6 +342,18 @@ mod tests {
         assert!(closes(&mut first).await, "the oldest idle connection was kept");
         assert!(!closes(&mut second).await, "a younger idle connection was closed");
         assert_eq!((conns.open.get(), conns.shed.get()), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn connections_that_never_completed_a_request_go_before_a_keep_alive_client() {
+        let conns = conns(2);
+        let mut keep_alive = conns.admit().await;
+        drop(keep_alive.handle().busy());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut silent = conns.admit().await;
+        let _third = conns.admit().await;
+        assert!(closes(&mut silent).await, "a younger silent connection was kept");
+        assert!(!closes(&mut keep_alive).await, "the keep-alive client was shed first");
     }
 
     #[tokio::test]
