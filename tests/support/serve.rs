@@ -127,7 +127,8 @@ impl Serve {
             if let Ok(Some(_)) = serve.child.try_wait() {
                 return Err(serve.log());
             }
-            if serve.log().contains("mockmate-diag: serving")
+            // The startup line names the address (words of it may be masked by a weak secret).
+            if serve.log().contains(&format!("://127.0.0.1:{port} ("))
                 && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
             {
                 return Ok(serve);
