@@ -322,13 +322,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9839", value_parser = parse_listen)]
     pub listen: std::net::SocketAddr,
 
-    /// TOML file naming the environments to watch ([targets.NAME] with env, env_files, checks, timeout); without it, one target `default`
+    /// TOML file naming the environments to watch ([targets.NAME] with env, env_files, checks, timeout); without it, one target named after the environment (--env)
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub targets: Option<PathBuf>,
 
     /// How long a run's results answer scrapes before the checks run again (0s: every scrape runs them)
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_cache)]
     pub cache: Duration,
+
+    /// TLS, client certificates and basic-auth users, in Prometheus exporter-toolkit's web configuration format (YAML)
+    #[arg(long = "web.config.file", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub web_config: Option<PathBuf>,
 
     /// Refused: serve never writes (accepted only to say so clearly)
     #[arg(long = "allow-writes", hide = true)]

@@ -236,3 +236,20 @@ async fn replica_reports_role_slave() {
     assert_eq!(session.info.role, "slave");
     assert_eq!(session.info_fields.get("master_link_status").map(String::as_str), Some("up"));
 }
+
+#[tokio::test]
+async fn an_http_server_where_redis_should_be_is_named_on_one_line() {
+    // A real HTTP server (mockmate-diag serve, hyper) on REDIS_URL's port: it
+    // answers the PING with `HTTP/1.1 400 Bad Request`, which the crate's parser
+    // reports as a multi-line trace of byte values.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let serve = crate::support::serve::Serve::start(dir.path(), &[], &[]);
+    for url in [format!("redis://127.0.0.1:{}", serve.port), format!("redis://:{SENTINEL}@127.0.0.1:{}", serve.port)] {
+        let f = expect_failure(probe_url(&url).await);
+        let addr = format!("127.0.0.1:{}", serve.port);
+        assert!(f.message.ends_with(&format!("{addr} answered, but not in Redis's protocol")), "{f:?}");
+        assert!(!f.message.contains('\n') && !f.message.contains("Unexpected"), "{f:?}");
+        assert!(f.hint.as_deref().is_some_and(|h| h.contains("check the host and port in REDIS_URL")), "{f:?}");
+        assert_no_secret(&f, SENTINEL);
+    }
+}

@@ -1,10 +1,17 @@
 //! `mockmate-diag serve`: the real process on a free port, scraped over HTTP
 //! against real PostgreSQL and Redis servers — the endpoints, the cache and
 //! single flight, the scrape's deadline, shutdown, and what serve refuses.
-//! Prometheus itself scrapes it in `prometheus`; `soak` puts it under load.
+//! Prometheus itself scrapes it in `prometheus`; `soak` puts it under load;
+//! `hostile` opens hundreds of idle and slow connections and fishes for secrets;
+//! `truth` checks that every answer is true for its own request (joined runs,
+//! short deadlines, a frozen Redis); `secured` runs it behind TLS, client
+//! certificates and basic auth.
 
+mod hostile;
 mod prometheus;
+mod secured;
 mod soak;
+mod truth;
 
 use std::time::{Duration, Instant};
 
@@ -49,10 +56,10 @@ fn probe_healthz_and_report_follow_the_database_with_no_cache() {
     let serve =
         Serve::start(dir.path(), &site_env(pg.superuser_url(&db), RedisServer::shared().url()), &["--cache", "0s"]);
 
-    let probe = serve.get("/probe?target=default");
+    let probe = serve.get("/probe?target=production");
     assert_eq!(probe.status, 200, "{probe:?}");
     assert!(probe.content_type.starts_with("application/openmetrics-text"), "{probe:?}");
-    assert_eq!(sample(&probe.body, "mockmate_up{target=\"default\"}"), Some(1.0), "{}", probe.body);
+    assert_eq!(sample(&probe.body, "mockmate_up{target=\"production\"}"), Some(1.0), "{}", probe.body);
     assert_eq!(check_status(&probe.body, "postgres.active_users"), Some(0), "{}", probe.body);
     // A read-only run: the dry run of session creation is skipped, never attempted.
     assert_eq!(check_status(&probe.body, "postgres.session_insert"), Some(3), "{}", probe.body);
@@ -65,12 +72,12 @@ fn probe_healthz_and_report_follow_the_database_with_no_cache() {
     pg.sql(&db, "DELETE FROM users");
     let probe = serve.get("/probe");
     assert_eq!(check_status(&probe.body, "postgres.active_users"), Some(2), "{}", probe.body);
-    let unhealthy = serve.get("/healthz?target=default");
+    let unhealthy = serve.get("/healthz?target=production");
     assert_eq!(unhealthy.status, 503);
     let report: serde_json::Value = serde_json::from_str(&unhealthy.body).expect("the JSON report");
     assert_eq!(crate::support::cmd::status(&report, "postgres.active_users"), "fail");
 
-    let markdown = serve.get("/report?target=default&format=markdown");
+    let markdown = serve.get("/report?target=production&format=markdown");
     assert_eq!((markdown.status, markdown.content_type.as_str()), (200, "text/markdown; charset=utf-8"));
     assert!(markdown.body.starts_with("## mockmate-diag report"), "{}", markdown.body);
     assert!(markdown.body.contains("postgres.active_users"), "{}", markdown.body);
@@ -82,7 +89,7 @@ fn probe_healthz_and_report_follow_the_database_with_no_cache() {
     assert_eq!(serve.get("/nowhere").status, 404);
     let metrics = serve.get("/metrics").body;
     assert_eq!(sample(&metrics, "mockmate_errors_total{kind=\"unknown_target\"}"), Some(1.0), "{metrics}");
-    assert_eq!(sample(&metrics, "mockmate_cache_hits_total{target=\"default\"}"), Some(0.0), "{metrics}");
+    assert_eq!(sample(&metrics, "mockmate_cache_hits_total{target=\"production\"}"), Some(0.0), "{metrics}");
     assert!(metrics.contains("mockmate_build_info{version=\"0.1.0\",commit=\""), "{metrics}");
 }
 
@@ -106,9 +113,9 @@ fn concurrent_scrapes_share_one_run_and_the_cache_answers_the_next() {
     assert!(started.elapsed() < Duration::from_millis(500), "the cache answered in {:?}", started.elapsed());
     assert_eq!(cached.body, bodies[0]);
     let metrics = serve.get("/metrics").body;
-    assert_eq!(sample(&metrics, "mockmate_runs_total{target=\"default\"}"), Some(1.0), "{metrics}");
-    assert_eq!(sample(&metrics, "mockmate_shared_runs_total{target=\"default\"}"), Some(7.0), "{metrics}");
-    assert_eq!(sample(&metrics, "mockmate_cache_hits_total{target=\"default\"}"), Some(1.0), "{metrics}");
+    assert_eq!(sample(&metrics, "mockmate_runs_total{target=\"production\"}"), Some(1.0), "{metrics}");
+    assert_eq!(sample(&metrics, "mockmate_shared_runs_total{target=\"production\"}"), Some(7.0), "{metrics}");
+    assert_eq!(sample(&metrics, "mockmate_cache_hits_total{target=\"production\"}"), Some(1.0), "{metrics}");
 }
 
 #[test]
@@ -123,7 +130,7 @@ fn a_run_ends_half_a_second_before_prometheus_gives_up_on_the_scrape() {
     let took = started.elapsed();
     // Before Prometheus gives up (2 s), not before the run's deadline (1.5 s).
     assert!(took >= Duration::from_millis(1400) && took < Duration::from_secs(2), "answered in {took:?}");
-    assert_eq!(sample(&reply.body, "mockmate_up{target=\"default\"}"), Some(1.0), "{}", reply.body);
+    assert_eq!(sample(&reply.body, "mockmate_up{target=\"production\"}"), Some(1.0), "{}", reply.body);
     assert_eq!(check_status(&reply.body, "postgres.connect"), Some(2), "{}", reply.body);
 }
 
@@ -141,7 +148,7 @@ fn sigterm_during_a_scrape_answers_it_then_exits_0() {
     serve.terminate();
     let reply = scrape.join().expect("the scrape in flight was answered");
     assert_eq!(reply.status, 200);
-    assert_eq!(sample(&reply.body, "mockmate_up{target=\"default\"}"), Some(1.0), "{}", reply.body);
+    assert_eq!(sample(&reply.body, "mockmate_up{target=\"production\"}"), Some(1.0), "{}", reply.body);
     assert_eq!(check_status(&reply.body, "postgres.connect"), Some(2), "{}", reply.body);
     let status = serve.wait_exit(Duration::from_secs(10)).expect("exited within 10s of SIGTERM");
     assert_eq!(status.code(), Some(0), "{}", serve.log());
@@ -198,8 +205,8 @@ fn a_secret_that_is_an_ordinary_word_masks_no_metric_name_label_or_check_id() {
     env.push(("SESSION_SECRET", "postgres".into()));
     let serve = Serve::start(dir.path(), &env, &["--cache", "0s"]);
 
-    let probe = serve.get("/probe?target=default");
-    assert_eq!(sample(&probe.body, "mockmate_up{target=\"default\"}"), Some(1.0), "{}", probe.body);
+    let probe = serve.get("/probe?target=production");
+    assert_eq!(sample(&probe.body, "mockmate_up{target=\"production\"}"), Some(1.0), "{}", probe.body);
     assert_eq!(check_status(&probe.body, "postgres.connect"), Some(0), "{}", probe.body);
     assert!(!probe.body.contains("****"), "{}", probe.body);
     let metrics = serve.get("/metrics");

@@ -1,6 +1,7 @@
 //! `/metrics`: the exporter's own metrics (prometheus-client), so that the cost
 //! of watching is watched too: scrapes, runs, cache hits, scrapes that shared a
-//! run, errors, open HTTP connections. Labels come from fixed sets only: target
+//! run, requests no run could answer in time, errors, HTTP connections open
+//! and closed to make room. Labels come from fixed sets only: target
 //! names, endpoint names, error kinds.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -55,6 +56,8 @@ pub enum ErrorKind {
     BadRequest,
     /// A run that did not complete (interrupted by shutdown, or its thread failed).
     RunIncomplete,
+    /// A request without the login the web configuration asks for.
+    Unauthorized,
 }
 
 impl ErrorKind {
@@ -63,6 +66,7 @@ impl ErrorKind {
             ErrorKind::UnknownTarget => "unknown_target",
             ErrorKind::BadRequest => "bad_request",
             ErrorKind::RunIncomplete => "run_incomplete",
+            ErrorKind::Unauthorized => "unauthorized",
         }
     }
 }
@@ -76,6 +80,8 @@ pub enum Served {
     Ran,
     /// By a run another request had started (single flight).
     Joined,
+    /// By none: no run it could take finished before its deadline.
+    Late,
 }
 
 pub struct Metrics {
@@ -84,8 +90,10 @@ pub struct Metrics {
     runs: Family<TargetLabels, Counter>,
     cache_hits: Family<TargetLabels, Counter>,
     joined: Family<TargetLabels, Counter>,
+    late: Family<TargetLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     connections: Gauge,
+    shed: Counter,
 }
 
 impl Metrics {
@@ -97,9 +105,19 @@ impl Metrics {
             "The build serving: version and commit (as --version names them)",
             Info::new([("version", VERSION), ("commit", COMMIT)]),
         );
-        let (scrapes, runs, cache_hits, joined, errors) = Default::default();
-        let connections = Gauge::default();
-        let metrics = Metrics { registry: Registry::default(), scrapes, runs, cache_hits, joined, errors, connections };
+        let (scrapes, runs, cache_hits, joined, late, errors) = Default::default();
+        let (connections, shed) = Default::default();
+        let metrics = Metrics {
+            registry: Registry::default(),
+            scrapes,
+            runs,
+            cache_hits,
+            joined,
+            late,
+            errors,
+            connections,
+            shed,
+        };
         registry.register("mockmate_scrapes", "Requests for a target's results, by endpoint", metrics.scrapes.clone());
         registry.register("mockmate_runs", "Runs of a target's checks", metrics.runs.clone());
         registry.register(
@@ -112,19 +130,31 @@ impl Metrics {
             "Requests that waited for a run another request had started (single flight)",
             metrics.joined.clone(),
         );
+        registry.register(
+            "mockmate_late_answers",
+            "Requests answered without results (mockmate_up 0, 503): no run they could take finished before their deadline",
+            metrics.late.clone(),
+        );
         registry.register("mockmate_errors", "Requests or runs that went wrong, by kind", metrics.errors.clone());
         registry.register(
             "mockmate_http_connections",
-            "HTTP connections open now (capped: further ones wait to be accepted)",
+            "HTTP connections open now (capped: when full, the one idle longest is closed to make room)",
             metrics.connections.clone(),
+        );
+        registry.register(
+            "mockmate_http_connections_shed",
+            "Idle HTTP connections closed to make room for a new one",
+            metrics.shed.clone(),
         );
         for target in targets {
             let labels = TargetLabels { target: target.to_string() };
             let _ = metrics.runs.get_or_create(&labels);
             let _ = metrics.cache_hits.get_or_create(&labels);
             let _ = metrics.joined.get_or_create(&labels);
+            let _ = metrics.late.get_or_create(&labels);
         }
-        for kind in [ErrorKind::UnknownTarget, ErrorKind::BadRequest, ErrorKind::RunIncomplete] {
+        for kind in [ErrorKind::UnknownTarget, ErrorKind::BadRequest, ErrorKind::RunIncomplete, ErrorKind::Unauthorized]
+        {
             let _ = metrics.errors.get_or_create(&ErrorLabels { kind: kind.as_str() });
         }
         // The families are shared (Arc): the registry encodes what the handlers count.
@@ -140,6 +170,7 @@ impl Metrics {
             Served::Cached => self.cache_hits.get_or_create(&labels).inc(),
             Served::Ran => self.runs.get_or_create(&labels).inc(),
             Served::Joined => self.joined.get_or_create(&labels).inc(),
+            Served::Late => self.late.get_or_create(&labels).inc(),
         };
     }
 
@@ -150,6 +181,11 @@ impl Metrics {
     /// The gauge of open HTTP connections (the listener moves it).
     pub fn connections(&self) -> Gauge {
         self.connections.clone()
+    }
+
+    /// The count of idle connections closed to make room (the listener moves it).
+    pub fn shed(&self) -> Counter {
+        self.shed.clone()
     }
 
     /// The OpenMetrics text of every metric.
@@ -183,7 +219,10 @@ mod tests {
             "mockmate_shared_runs_total{target=\"production\"} 1".into(),
             "mockmate_errors_total{kind=\"unknown_target\"} 1".into(),
             "mockmate_errors_total{kind=\"run_incomplete\"} 0".into(),
+            "mockmate_late_answers_total{target=\"staging\"} 0".into(),
+            "mockmate_errors_total{kind=\"unauthorized\"} 0".into(),
             "mockmate_http_connections 0".into(),
+            "mockmate_http_connections_shed_total 0".into(),
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
         }

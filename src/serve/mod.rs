@@ -1,23 +1,25 @@
 //! `mockmate-diag serve`: the checks over HTTP, for Prometheus (`/probe`,
 //! `/metrics`) and Kubernetes (`/healthz`), never writing to a target.
 //!
-//! - [`targets`]: what is watched (the default target, or a targets file);
-//! - [`runner`]: one target's cache and single flight, each run on its own runtime;
+//! - [`targets`]: what is watched (the environment's own target, or a targets file);
+//! - [`runner`]: one target's cache, single flight and deadlines, each run on its own runtime;
 //! - [`http`]: the endpoints; [`metrics`]: the exporter's own metrics;
-//! - [`listener`]: the cap on open connections.
+//! - [`listener`]: connections: backlog, cap, timeouts, TLS;
+//! - [`web_config`], [`auth`]: `--web.config.file` (TLS, client certificates, basic auth).
 //!
 //! Shutdown (SIGTERM, SIGINT): no new connection is accepted, requests in flight
 //! are answered, and the process exits 0 — within [`SHUTDOWN_LIMIT`]: runs still
 //! going after [`FINISH_GRACE`] are interrupted (their checks end as `skip`).
 
+mod auth;
 mod http;
 mod listener;
 mod metrics;
 mod runner;
 mod targets;
+mod web_config;
 
 use std::collections::BTreeMap;
-use std::future::IntoFuture;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,10 +55,14 @@ pub fn main(
     }
     if let Some(flag) = run.given().first() {
         return Err(UsageError::new(format!(
-            "{flag} is for runs, not for `serve` (serve takes --env, --env-file, --checks, --timeout, --listen, --targets, --cache)"
+            "{flag} is for runs, not for `serve` (serve takes --env, --env-file, --checks, --timeout, --listen, --targets, --cache, --web.config.file)"
         )));
     }
     let loaded = targets::load(common, args.targets.as_deref(), vars, cwd)?;
+    let web = match &args.web_config {
+        Some(path) => Some(web_config::load(path)?),
+        None => None,
+    };
     // Each target's responses are redacted with the process's secrets and its
     // own (a weak password of one target must not mask words in another's);
     // what the process prints (and a panic) with all of them.
@@ -80,53 +86,50 @@ pub fn main(
         })
         .collect();
     let app = Arc::new(http::App { runners, metrics: metrics.clone(), body: Body::new(process) });
+    let (tls, auth, headers, security) = match web {
+        Some(web) => {
+            (web.tls.clone(), auth::Auth::new(web.users.clone()).map(Arc::new), web.headers.clone(), web.describe())
+        }
+        None => (None, None, Vec::new(), "no TLS, no login".to_string()),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let serving =
+        listener::Serving { router: http::router(app, auth, &headers), tls: tls.map(tokio_rustls::TlsAcceptor::from) };
 
     let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(args.listen))
+        .block_on(async { listener::bind(args.listen) })
         .map_err(|e| UsageError::new(format!("--listen {}: cannot listen: {e}", args.listen)))?;
     let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| args.listen.to_string());
     out.stderr(&format!(
-        "mockmate-diag: serving {} on http://{address} (/probe, /healthz, /report, /metrics; cache {})\n",
+        "mockmate-diag: serving {} on {scheme}://{address} (/probe, /healthz, /report, /metrics; cache {}; {security})\n",
         names.iter().map(|n| format!("target {n}")).collect::<Vec<_>>().join(", "),
         humantime::format_duration(args.cache),
     ));
-    let listener = listener::Capped::new(listener, listener::MAX_CONNECTIONS, metrics.connections());
+    let conns = listener::Conns::new(listener::MAX_CONNECTIONS, metrics.connections(), metrics.shed());
     let signal = runtime
         .block_on(async { shutdown_signal() })
         .map_err(|e| UsageError::new(format!("cannot listen for signals: {e}")))?;
 
-    let result = runtime.block_on(async move {
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<&'static str>();
-        let graceful = async move {
-            let name = signal.await;
-            let _ = stopping_tx.send(name);
-        };
-        let server = axum::serve(listener, http::router(app)).with_graceful_shutdown(graceful);
-        let server = tokio::spawn(server.into_future());
-        let Ok(name) = stopping_rx.await else {
-            // The server ended without a signal: only an error does that.
-            return server.await.ok().and_then(Result::err).map(|e| e.to_string());
-        };
+    runtime.block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(listener::serve(listener, serving, conns, stop_rx));
+        let name = signal.await;
+        let _ = stop_tx.send(true);
         let finish = async {
             tokio::time::sleep(FINISH_GRACE).await;
             interrupt.trigger(name);
             std::future::pending::<()>().await;
         };
         tokio::select! {
-            ended = server => ended.ok().and_then(Result::err).map(|e| e.to_string()),
-            () = finish => None,
-            () = tokio::time::sleep(SHUTDOWN_LIMIT) => None,
+            _ = server => {}
+            () = finish => {}
+            () = tokio::time::sleep(SHUTDOWN_LIMIT) => {}
         }
     });
     // Runs still going hold blocking threads; never wait on them past the limit.
     runtime.shutdown_timeout(Duration::from_millis(200));
-    match result {
-        Some(error) => Err(UsageError::new(format!("serve: {error}"))),
-        None => {
-            out.stderr("mockmate-diag: stopped\n");
-            Ok(ExitCode::Ok)
-        }
-    }
+    out.stderr("mockmate-diag: stopped\n");
+    Ok(ExitCode::Ok)
 }
 
 /// Resolves with the signal's name at the first SIGTERM or SIGINT. Installed

@@ -1,6 +1,9 @@
-//! What `serve` watches: without `--targets`, one target `default` built from
-//! the process environment and the common flags exactly as a run builds it;
-//! with it, the environments a TOML file names:
+//! What `serve` watches: without `--targets`, one target built from the
+//! process environment and the common flags exactly as a run builds it, named
+//! after the environment it diagnoses (`production` for `--env production` or
+//! `NODE_ENV=production`), so that `?target=production`, the `target` label and
+//! `mockmate-diag --env production` all name the same thing; with it, the
+//! environments a TOML file names:
 //!
 //! ```toml
 //! [targets.production]
@@ -36,9 +39,6 @@ pub struct Target {
     pub plan: Plan,
 }
 
-/// The name of the one target when there is no targets file.
-pub const DEFAULT_TARGET: &str = "default";
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
@@ -68,7 +68,15 @@ pub fn load(
 ) -> Result<Vec<Target>, UsageError> {
     let Some(file) = targets else {
         let request = request(common.env.clone(), common.env_file.clone(), common.checks.clone(), common.timeout);
-        return Ok(vec![Target { name: DEFAULT_TARGET.to_string(), plan: Plan::load(request, vars, cwd)? }]);
+        let plan = Plan::load(request, vars, cwd)?;
+        // --env is checked by the flag's parser; NODE_ENV is whatever the environment says.
+        if !valid_name(&plan.environment) {
+            return Err(UsageError::new(
+                "serve: the environment's name (NODE_ENV) names the target, the `target` label and ?target=: \
+                 use letters, digits, '-', '_' or '.', or give --env NAME",
+            ));
+        }
+        return Ok(vec![Target { name: plan.environment.clone(), plan }]);
     };
     if common.env.is_some() || !common.env_file.is_empty() {
         return Err(UsageError::new(format!(
@@ -211,6 +219,23 @@ mod tests {
             assert!(err.starts_with(&label) && err.contains(want), "{text:?}: {err}");
             assert!(!err.contains('\n'), "{err}");
         }
+    }
+
+    #[test]
+    fn the_single_target_is_named_after_the_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let parse = |args: &[&str]| crate::cli::Cli::try_parse_from(args).expect("parses").common;
+        let name = |common: &CommonArgs, vars: &[(&str, &str)]| {
+            let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            load(common, None, vars, dir.path()).map(|t| t.iter().map(|t| t.name.clone()).collect::<Vec<_>>())
+        };
+        let flag = parse(&["mockmate-diag", "--env", "production"]);
+        assert_eq!(name(&flag, &[("NODE_ENV", "staging")]).ok(), Some(vec!["production".to_string()]));
+        let none = parse(&["mockmate-diag"]);
+        assert_eq!(name(&none, &[("NODE_ENV", "staging")]).ok(), Some(vec!["staging".to_string()]));
+        assert_eq!(name(&none, &[]).ok(), Some(vec!["development".to_string()]));
+        let err = name(&none, &[("NODE_ENV", "prod uction")]).expect_err("refused").to_string();
+        assert!(err.contains("give --env NAME") && !err.contains("prod uction"), "{err}");
     }
 
     #[test]

@@ -49,7 +49,7 @@ fn two_thousand_scrapes_at_concurrency_16_keep_memory_flat_close_every_connectio
     let sessions_before = sessions(pg, &db);
     let dir = tempfile::tempdir().expect("tempdir");
     let serve = Serve::start(dir.path(), &env, &["--cache", "0s"]);
-    let paths = ["/probe", "/probe", "/probe", "/healthz", "/report?format=markdown", "/probe?target=default"];
+    let paths = ["/probe", "/probe", "/probe", "/healthz", "/report?format=markdown", "/probe?target=production"];
 
     let next = AtomicUsize::new(0);
     let warm_rss = std::sync::Mutex::new(None);
@@ -82,8 +82,8 @@ fn two_thousand_scrapes_at_concurrency_16_keep_memory_flat_close_every_connectio
     let warm = warm_rss.lock().expect("lock").expect("measured after the warm-up");
     let end = serve.rss_kib();
     let metrics = serve.get("/metrics").body;
-    let runs = sample(&metrics, "mockmate_runs_total{target=\"default\"}").expect("runs counted");
-    let shared = sample(&metrics, "mockmate_shared_runs_total{target=\"default\"}").expect("shared runs counted");
+    let runs = sample(&metrics, "mockmate_runs_total{target=\"production\"}").expect("runs counted");
+    let shared = sample(&metrics, "mockmate_shared_runs_total{target=\"production\"}").expect("shared runs counted");
 
     // Every connection a run opened is closed: back to the baseline within a second.
     let waited = Instant::now();

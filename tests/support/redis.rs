@@ -256,6 +256,15 @@ impl RedisServer {
     }
 
     /// The server's own directory (for a Unix socket, say).
+    /// Freezes the server (SIGSTOP): connections are accepted by the kernel and
+    /// nothing answers, as a hung Redis does. Thawed on drop of the returned guard.
+    pub fn freeze(&self) -> Frozen<'_> {
+        let pid = self.child.id().to_string();
+        let ok = std::process::Command::new("kill").args(["-STOP", &pid]).status().expect("run kill");
+        assert!(ok.success(), "kill -STOP {pid} failed");
+        Frozen(self)
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -364,6 +373,15 @@ impl RedisServer {
             dir = dir.display(),
         );
         super::spawn_watchdog(script);
+    }
+}
+
+/// A frozen server (see [`RedisServer::freeze`]); SIGCONT when dropped.
+pub struct Frozen<'a>(&'a RedisServer);
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-CONT", &self.0.child.id().to_string()]).status();
     }
 }
 

@@ -1,9 +1,13 @@
-//! Harness: `mockmate-diag serve` as a real process on a free port, and a plain
-//! HTTP client (ureq) to scrape it the way Prometheus and a kubelet do.
+//! Harness: `mockmate-diag serve` as a real process on a free port, and an
+//! HTTP(S) client (ureq; rustls with ring, a chosen root and maybe a client
+//! certificate) to scrape it the way Prometheus and a kubelet do.
 
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
 
 /// A running `serve`; killed on drop.
 pub struct Serve {
@@ -17,12 +21,44 @@ pub struct Serve {
 pub struct Reply {
     pub status: u16,
     pub content_type: String,
+    /// Every header, as (lower-case name, value).
+    pub headers: Vec<(String, String)>,
     pub body: String,
+}
+
+impl Reply {
+    /// A header's value, if the response has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
 }
 
 /// An HTTP client that reads every status as an answer (404 and 503 are answers here).
 pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// An HTTPS client trusting only `ca_pem`, presenting `client` (certificate and
+/// key, PEM) when given.
+pub fn https_agent(ca_pem: &str, client: Option<(&str, &str)>) -> ureq::Agent {
+    let root = Certificate::from_pem(ca_pem.as_bytes()).expect("the CA certificate");
+    let client = client.map(|(cert, key)| {
+        let cert = Certificate::from_pem(cert.as_bytes()).expect("the client certificate");
+        let key = PrivateKey::from_pem(key.as_bytes()).expect("the client key");
+        ClientCert::new_with_certs(&[cert], key)
+    });
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .root_certs(RootCerts::new_with_certs(&[root]))
+        .client_cert(client)
+        .build();
+    ureq::Agent::config_builder()
+        .tls_config(tls)
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
@@ -43,13 +79,19 @@ pub fn try_get(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)]) -> Resu
     let mut response = request.call()?;
     let content_type =
         response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
     let body = response.body_mut().read_to_string()?;
-    Ok(Reply { status: response.status().as_u16(), content_type, body })
+    Ok(Reply { status: response.status().as_u16(), content_type, headers, body })
 }
 
 impl Serve {
     /// `mockmate-diag serve --listen 127.0.0.1:<free port> ARGS` in `dir` with only
-    /// `envs` (and PATH) in its environment; returns once it answers `/metrics`.
+    /// `envs` (and PATH) in its environment; returns once it says it serves and
+    /// accepts connections (over TLS or behind a login too).
     pub fn start(dir: &Path, envs: &[(&str, String)], args: &[&str]) -> Serve {
         let mut last = String::new();
         // Another test may take the free port first: try another.
@@ -80,13 +122,15 @@ impl Serve {
             .spawn()
             .expect("spawn mockmate-diag serve");
         let mut serve = Serve { child, port, log };
-        let agent = agent();
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(10) {
             if let Ok(Some(_)) = serve.child.try_wait() {
                 return Err(serve.log());
             }
-            if agent.get(&serve.url("/metrics")).call().is_ok() {
+            // The startup line names the address (words of it may be masked by a weak secret).
+            if serve.log().contains(&format!("://127.0.0.1:{port} ("))
+                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            {
                 return Ok(serve);
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -96,6 +140,11 @@ impl Serve {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The same over TLS, by a name the harness's server certificate has.
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
     }
 
     pub fn get(&self, path: &str) -> Reply {

@@ -17,8 +17,8 @@ use redis::{AsyncConnectionConfig, RedisConnectionInfo, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::failure::{
-    command_failure, is_transport, noauth_failure, resolve_failure, server_words, tcp_failure, timeout_failure,
-    tls_failure, transport_failure,
+    command_failure, is_transport, noauth_failure, not_redis_failure, resolve_failure, server_words, tcp_failure,
+    timeout_failure, tls_failure, transport_failure,
 };
 use super::info::parse_info;
 use super::session::{RedisInfo, RedisSession, info_text, percentile, send};
@@ -154,6 +154,9 @@ async fn login(target: &RedisTarget, conn: &MultiplexedConnection, deadline: Dur
     let (auth, select) = futures::join!(auth, select);
 
     if let Err(e) = auth {
+        if let Some(f) = not_redis_failure(target, &e, "AUTH") {
+            return Err(f);
+        }
         let words = server_words(&e);
         let code = e.code().unwrap_or_default();
         let user_hint = if target.username.is_some() {

@@ -29,15 +29,32 @@ pub(super) fn tcp_failure(target: &RedisTarget, e: &io::Error) -> Failure {
     }
 }
 
-/// `CODE: detail`, as the server said it.
+/// `CODE: detail`, as the server said it, on one line.
 pub(super) fn server_words(e: &RedisError) -> String {
-    match (e.code(), e.detail()) {
+    let words = match (e.code(), e.detail()) {
         // Plain ERR carries no information beyond its text.
         (Some("ERR"), Some(detail)) => detail.to_owned(),
         (Some(code), Some(detail)) => format!("{code}: {detail}"),
         (Some(code), None) => code.to_owned(),
         _ => e.to_string(),
-    }
+    };
+    // The crate's own texts can run over several lines (a parser's trace).
+    words.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The reply was not Redis's protocol at all: something else listens there.
+/// (The crate's parser error is a trace of byte values, not words for an operator.)
+pub(super) fn not_redis_failure(target: &RedisTarget, e: &RedisError, command: &'static str) -> Option<Failure> {
+    (e.kind() == redis::ErrorKind::Parse).then(|| {
+        let addr = target.addr();
+        let tls = match target.tls {
+            RedisTls::Off => ", or a TLS port (then use rediss://)",
+            _ => "",
+        };
+        Failure::new(format!("{command}: {addr} answered, but not in Redis's protocol")).with_hint(format!(
+            "another service listens on {addr} (HTTP, SSH, a database{tls}): check the host and port in REDIS_URL"
+        ))
+    })
 }
 
 pub(super) fn is_transport(e: &RedisError) -> bool {
@@ -73,7 +90,7 @@ pub(super) fn command_failure(
     command: &'static str,
     deadline: Duration,
 ) -> Failure {
-    if let Some(f) = noauth_failure(target, e) {
+    if let Some(f) = noauth_failure(target, e).or_else(|| not_redis_failure(target, e, command)) {
         return f;
     }
     if is_transport(e) {
