@@ -216,7 +216,9 @@ pub async fn run(
 fn settle(ran: Vec<Ran>) -> Vec<CheckResult> {
     let failed = |r: &Ran| matches!(r.result.status, Status::Warn | Status::Fail);
     // The check a failure defers to: the first other one (manifest order) that did
-    // not pass and reports one of its premises.
+    // not pass and reports one of its premises. Checks that each report a premise
+    // they also rest on (several statements cut by one lost connection) share one
+    // cause: the first of them owns it.
     let direct: Vec<Option<usize>> = ran
         .iter()
         .enumerate()
@@ -224,9 +226,12 @@ fn settle(ran: Vec<Ran>) -> Vec<CheckResult> {
             if !failed(r) {
                 return None;
             }
-            r.premises
-                .iter()
-                .find_map(|p| ran.iter().enumerate().position(|(j, o)| j != i && failed(o) && o.reports.contains(p)))
+            r.premises.iter().find_map(|p| {
+                let shared = r.reports.contains(p);
+                ran.iter()
+                    .enumerate()
+                    .position(|(j, o)| j != i && (j < i || !shared) && failed(o) && o.reports.contains(p))
+            })
         })
         .collect();
     // Follow the chain to its root; a cycle (never built by the kinds) redirects nothing.
