@@ -311,6 +311,44 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_connection_names_the_servers_reason_and_who_owns_it() {
+        let said = |code: SqlState, message: &str| Reason::Said { code, message: message.into() };
+        let o = connection_lost(
+            "the query",
+            &Lost {
+                reason: said(SqlState::ADMIN_SHUTDOWN, "terminating connection due to administrator command"),
+                running: true,
+            },
+        );
+        assert_eq!(
+            o.message,
+            "the query: the server shut down or restarted mid-run: terminating connection due to administrator \
+             command (57P01)"
+        );
+        assert!(o.hint.as_deref().unwrap_or_default().contains("run again"), "{o:?}");
+        assert_eq!(o.verdict, crate::check::Verdict::Problem);
+        let running = Premise::Connection { service: Service::Postgres, running: true };
+        assert_eq!((&o.causes.premises, &o.causes.reports), (&vec![running.clone()], &vec![running.clone()]));
+
+        let o = connection_lost(
+            "the catalog query",
+            &Lost { reason: Reason::Silent("connection closed".into()), running: false },
+        );
+        assert!(
+            o.message.starts_with("the catalog query never ran: the connection was lost mid-run (connection closed)")
+        );
+        let queued = Premise::Connection { service: Service::Postgres, running: false };
+        assert_eq!(o.causes.premises, [running, queued.clone()]);
+        assert_eq!(o.causes.reports, [queued]);
+
+        let o = connection_lost(
+            "q",
+            &Lost { reason: said(SqlState::CRASH_SHUTDOWN, "terminating connection because of crash"), running: true },
+        );
+        assert!(o.message.starts_with("q: the server crashed mid-run: "), "{}", o.message);
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(duration("timeout", "2s"), Ok(Duration::from_secs(2)));
         assert!(duration("timeout", "soon").unwrap_err().starts_with("`timeout`: \"soon\""));

@@ -27,8 +27,8 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::{Future, TryStreamExt};
-use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Error, Row, SimpleQueryMessage, SimpleQueryStream};
 
 use super::failure::{first_query_failure, sqlstate};
