@@ -288,27 +288,24 @@ impl PgSession {
     /// Sends PostgreSQL's cancel request for the session's backend when a unit
     /// was left unanswered (its check gave up: a deadline, an interrupt, an
     /// attempt's end), so nothing of ours keeps running on the server after the
-    /// run. The server says nothing back; a reply to an empty query queued behind
-    /// every unit tells when the backend is done with them, and the request is
-    /// repeated (for a unit queued behind the cancelled one) until then, within
-    /// `within`. Only for the attempt's end: mid-attempt, the backend may be
-    /// running another check's statement.
+    /// run. The server says nothing back; the reply to an empty query queued
+    /// behind every unit says the backend is done with them, and when it does not
+    /// come soon (a unit queued behind the cancelled one runs now, or the server
+    /// hangs) the request is sent once more. All within `within`. Only for the
+    /// attempt's end: mid-attempt, the backend may be running another check's statement.
     pub async fn cancel_abandoned(&self, within: Duration) {
         if self.unanswered.load(Ordering::SeqCst) == 0 || self.client.is_closed() {
             return;
         }
         let end = tokio::time::Instant::now() + within;
+        let cancel = || tokio::time::timeout_at(end, super::connect::cancel(&self.target, &self.client));
+        if cancel().await.is_err() {
+            return;
+        }
         let drained = self.client.simple_query("");
-        let mut drained = std::pin::pin!(drained);
-        loop {
-            let cancel = super::connect::cancel(&self.target, &self.client);
-            if tokio::time::timeout_at(end, cancel).await.is_err() {
-                return;
-            }
-            let look = (tokio::time::Instant::now() + CANCEL_AGAIN).min(end);
-            if tokio::time::timeout_at(look, drained.as_mut()).await.is_ok() || look >= end {
-                return;
-            }
+        let look = (tokio::time::Instant::now() + CANCEL_AGAIN).min(end);
+        if tokio::time::timeout_at(look, drained).await.is_err() {
+            let _ = cancel().await;
         }
     }
 }
