@@ -170,6 +170,29 @@ fn a_server_killed_mid_run_is_a_lost_connection_on_the_check_it_cut() {
 }
 
 #[test]
+fn a_crash_of_another_server_process_mid_run_names_57p02_on_the_check_it_cut() {
+    let pg = PgServer::new();
+    let db = pg.create_mockmate_db("crashed");
+    let dir = tempfile::tempdir().expect("tempdir");
+    manifest(dir.path(), &[("custom.slow", "fail", SLOW)]);
+    let child = spawn(dir.path(), &pg.superuser_url(&db), &["--timeout", "60s"]);
+    running(&pg, &db, SLOW);
+    // Any server process dying by a signal makes PostgreSQL end every session
+    // (and recover): the one that says why is a WARNING just before it hangs up.
+    let checkpointer = pg.sql("postgres", "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'");
+    assert!(Command::new("kill").args(["-KILL", &checkpointer]).status().expect("kill").success());
+    let (_, report) = finish(child);
+    assert_status(&report, "postgres.connect", "pass");
+    assert_status(&report, "custom.slow", "fail");
+    assert_eq!(
+        message(&report, "custom.slow"),
+        "the query: the server crashed mid-run: terminating connection because of crash of another server process \
+         (57P02)"
+    );
+    one_failure_for_the_loss(&report, "custom.slow");
+}
+
+#[test]
 fn past_timeout_the_servers_statement_timeout_keeps_the_checks_severity() {
     let pg = PgServer::shared();
     let db = pg.create_mockmate_db("statement_timeout_first");
