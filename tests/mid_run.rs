@@ -307,18 +307,26 @@ fn an_interrupted_run_cancels_over_tls_too() {
 }
 
 #[test]
-fn a_wait_that_runs_out_leaves_no_query_running_on_the_server() {
+fn a_wait_that_runs_out_mid_statement_leaves_no_query_running_on_the_server() {
     let pg = PgServer::shared();
     let db = pg.create_mockmate_db("wait_cut_query");
     let dir = tempfile::tempdir().expect("tempdir");
-    manifest(dir.path(), &[("custom.slow", "fail", SLOW)]);
+    // Two slow statements on the one session: the server cancels the first at
+    // statement_timeout (just under the attempt's --timeout); the second, queued
+    // behind it, is still running when --wait runs out, with seconds to go before
+    // its own statement_timeout.
+    let (first, second) = ("SELECT true FROM pg_sleep(60)", "SELECT true FROM pg_sleep(61)");
+    manifest(dir.path(), &[("custom.first", "fail", first), ("custom.second", "fail", second)]);
     let child = spawn(
         dir.path(),
         &pg.superuser_url(&db),
-        &["--timeout", "60s", "--wait", "1s", "--fail-on", "fail", "--only", "custom.slow"],
+        &["--timeout", "60s", "--wait", "6s", "--fail-on", "fail", "--only", "custom.first,custom.second"],
     );
     let (code, report) = finish(child);
     assert_eq!(code, 1, "{report:#}");
-    assert_status(&report, "custom.slow", "fail");
-    assert!(gone_within(pg, &db, SLOW, Duration::from_secs(5)), "still running after the run:\n{report:#}");
+    assert_status(&report, "custom.first", "fail");
+    assert_status(&report, "custom.second", "fail");
+    for sql in [first, second] {
+        assert!(gone_within(pg, &db, sql, Duration::from_secs(2)), "{sql} still running after the run:\n{report:#}");
+    }
 }

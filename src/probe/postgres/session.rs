@@ -232,15 +232,15 @@ impl PgSession {
     /// Queues BEGIN…, `body`'s request and ROLLBACK back to back, then waits for
     /// all three replies (the connection delivers replies in order and would stall
     /// if one were left unread). A failed opening is the unit's error, whatever
-    /// the body answered. The unit counts as unanswered until all three replies
-    /// are in: a caller that stops waiting (its deadline, an interrupt) leaves it
-    /// counted, for [`PgSession::cancel_abandoned`].
+    /// the body answered. The unit counts as unanswered from sending until all
+    /// three replies are in: a caller that stops waiting (its deadline, an
+    /// interrupt) leaves it counted, for [`PgSession::cancel_abandoned`] (an
+    /// early error leaves it counted too, but only on a closed connection,
+    /// where there is nothing to cancel).
     async fn unit<T>(&self, body: impl Future<Output = Result<T, Error>>) -> Result<T, QueryError> {
         activity::waiting("PostgreSQL", "its query");
         let sent = Instant::now();
-        let flight = InFlight::enter(&self.unanswered);
         let answer = self.unit_inner(body).await;
-        flight.answered();
         activity::idle();
         answer.map_err(|(error, running)| {
             let lost = self.ended.lost(&error, running);
@@ -259,15 +259,17 @@ impl PgSession {
     async fn unit_inner<T>(&self, body: impl Future<Output = Result<T, Error>>) -> Result<T, (Error, bool)> {
         let queued = |e: Error| (e, false);
         let mut body = std::pin::pin!(body);
-        let (begin, first, end) = {
+        let (begin, first, end, flight) = {
             let _queue = self.queue.lock().await;
+            // Counted from here: a unit still waiting for the queue has sent nothing.
+            let flight = InFlight::enter(&self.unanswered);
             self.send_first().await.map_err(queued)?;
             // Each of these writes its request into the connection's queue when
             // first polled, before it waits for anything.
             let begin = self.client.simple_query_raw(&self.begin).await.map_err(queued)?;
             let first = futures::poll!(body.as_mut());
             let end = self.client.simple_query_raw("ROLLBACK").await.map_err(queued)?;
-            (begin, first, end)
+            (begin, first, end, flight)
         };
         let body = async {
             match first {
@@ -276,6 +278,7 @@ impl PgSession {
             }
         };
         let (begun, result, ended) = futures::join!(begin.try_collect::<Vec<_>>(), body, end.try_collect::<Vec<_>>());
+        flight.answered();
         begun.map_err(queued)?;
         let value = result.map_err(|e| (e, true))?;
         match ended {
