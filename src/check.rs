@@ -200,6 +200,11 @@ pub enum Premise {
     /// The user in the support ticket can create a session: the row exists, is
     /// active and has credits (`postgres.user`, with `--user-id`).
     User(uuid::Uuid),
+    /// The run's connection to the service stayed up until the check's statement
+    /// was answered. Lost mid-run, it is one cause however many statements it
+    /// cut: the check whose statement was `running` owns it; those queued behind
+    /// (or sent after) see that one, or the first of them when none was running.
+    Connection { service: Service, running: bool },
 }
 
 impl From<&Cause> for Premise {

@@ -227,7 +227,9 @@ pub async fn run(
 fn settle(ran: Vec<Ran>) -> Vec<CheckResult> {
     let failed = |r: &Ran| matches!(r.result.status, Status::Warn | Status::Fail);
     // The check a failure defers to: the first other one (manifest order) that did
-    // not pass and reports one of its premises.
+    // not pass and reports one of its premises. Checks that each report a premise
+    // they also rest on (several statements cut by one lost connection) share one
+    // cause: the first of them owns it.
     let direct: Vec<Option<usize>> = ran
         .iter()
         .enumerate()
@@ -235,9 +237,12 @@ fn settle(ran: Vec<Ran>) -> Vec<CheckResult> {
             if !failed(r) {
                 return None;
             }
-            r.premises
-                .iter()
-                .find_map(|p| ran.iter().enumerate().position(|(j, o)| j != i && failed(o) && o.reports.contains(p)))
+            r.premises.iter().find_map(|p| {
+                let shared = r.reports.contains(p);
+                ran.iter()
+                    .enumerate()
+                    .position(|(j, o)| j != i && (j < i || !shared) && failed(o) && o.reports.contains(p))
+            })
         })
         .collect();
     // Follow the chain to its root; a cycle (never built by the kinds) redirects nothing.
@@ -677,5 +682,37 @@ mod tests {
         assert_eq!((r[1].status, r[1].message.as_str()), (Status::Fail, "DB_HOST is not set"));
         assert_eq!(r[1].hint.as_deref(), Some("set it"));
         assert_eq!(r[2].message, "see pg.connect: no session");
+    }
+
+    #[tokio::test]
+    async fn statements_one_lost_connection_cut_are_one_failure_owned_by_the_one_that_was_running() {
+        use crate::check::{Premise, Service};
+        let running = || Premise::Connection { service: Service::Postgres, running: true };
+        let queued = || Premise::Connection { service: Service::Postgres, running: false };
+        // As `query_failed` words them: the running statement owns the loss, the
+        // queued ones rest on it (and, failing that, on the first of them).
+        let ran = || Outcome::problem("cut while running").premise(running()).reports(running());
+        let waited = || Outcome::problem("never ran").premise(running()).premise(queued()).reports(queued());
+        let decls = vec![
+            decl("pg.a", Severity::Fail, &[], Behaviour::Answers(waited())),
+            decl("pg.b", Severity::Warn, &[], Behaviour::Answers(waited())),
+            decl("pg.c", Severity::Fail, &[], Behaviour::Answers(ran())),
+            decl("pg.d", Severity::Fail, &[], Behaviour::Answers(ran())),
+        ];
+        let r = run_all(&decls, Duration::from_secs(1)).await;
+        let see = |i: usize| (r[i].status, r[i].ending.see());
+        assert_eq!(see(2), (Status::Fail, None), "{r:?}");
+        assert_eq!([see(0), see(1), see(3)], [(Status::Skip, Some("pg.c")); 3], "{r:?}");
+        assert_eq!(r[0].message, "see pg.c: never ran");
+
+        // Nobody was running (the server left between statements): the first queued one owns it.
+        let decls = vec![
+            decl("pg.a", Severity::Warn, &[], Behaviour::Answers(waited())),
+            decl("pg.b", Severity::Fail, &[], Behaviour::Answers(waited())),
+            decl("pg.c", Severity::Fail, &[], Behaviour::Answers(waited())),
+        ];
+        let r = run_all(&decls, Duration::from_secs(1)).await;
+        assert_eq!((r[0].status, r[0].ending.see()), (Status::Warn, None), "{r:?}");
+        assert_eq!([r[1].ending.see(), r[2].ending.see()], [Some("pg.a"); 2], "{r:?}");
     }
 }

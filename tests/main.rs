@@ -18,6 +18,7 @@ mod gate;
 mod incident;
 mod insert_traced;
 mod laws;
+mod mid_run;
 mod pg_probe;
 mod pg_tls;
 mod pooler;

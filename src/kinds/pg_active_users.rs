@@ -15,7 +15,7 @@ use serde::Deserialize;
 use tokio_postgres::SimpleQueryMessage;
 
 use super::shared::postgres::{
-    CREATE_USER, NOT_FOUND_HINT, hint_name, human, ident, literal, on_tables, session, sqlstate,
+    CREATE_USER, NOT_FOUND_HINT, hint_name, human, ident, literal, on_tables, query_failed, session, sqlstate,
 };
 use crate::check::{Check, Ctx, KindDef, Outcome};
 use crate::probe::postgres::describe;
@@ -104,6 +104,7 @@ impl Check for ActiveUsers {
                     .hint(format!("create a user: {CREATE_USER}")),
                     _ => Outcome::problem("unexpected reply to the active-user query"),
                 },
+                Err(e) if e.lost.is_some() => query_failed("the active-user query", &e),
                 Err(e) => on_tables(match sqlstate(&e) {
                     Some(&SqlState::QUERY_CANCELED) => Outcome::warn(format!("could not determine within {} (57014)", human(limit)))
                         .hint(format!("{} is slow to search for {pred}: an index on the predicate's columns helps; or raise timeout/--timeout", self.table)),

@@ -116,6 +116,22 @@ impl Probes {
 }
 
 impl Probes {
+    /// At an attempt's end, cancels what the checks left running on the
+    /// PostgreSQL sessions (a check cut by a deadline or an interrupt stops
+    /// waiting, its statement does not), each within `within`, together. Redis
+    /// needs nothing: its commands are quick, and the connection closes with
+    /// the runtime that drives it.
+    pub async fn cancel_abandoned(&self, within: Duration) {
+        let opened = |cell: &OnceLock<(SharedConnect<postgres::PgSession>, Opened)>| {
+            cell.get().and_then(|(connect, _)| connect.peek()).and_then(|r| r.as_ref().ok()).cloned()
+        };
+        let sessions: Vec<Arc<postgres::PgSession>> =
+            [opened(&self.postgres), opened(&self.postgres_scan)].into_iter().flatten().collect();
+        futures::future::join_all(sessions.iter().map(|s| s.cancel_abandoned(within))).await;
+    }
+}
+
+impl Probes {
     fn scan(&self, get: EnvLookup<'_>, deadline: Duration) -> &(SharedConnect<postgres::PgSession>, Opened) {
         self.postgres_scan.get_or_init(|| self.open_session(get, deadline))
     }

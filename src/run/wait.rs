@@ -39,6 +39,8 @@ pub struct Retry<'a> {
 const WAIT_SLACK: Duration = Duration::from_millis(150);
 /// An attempt with less time than this is not worth starting.
 const MIN_ATTEMPT: Duration = Duration::from_millis(100);
+/// How long an attempt's end may spend cancelling what its checks left running.
+const CANCEL_WITHIN: Duration = Duration::from_secs(1);
 const FIRST_PAUSE: Duration = Duration::from_millis(250);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
 
@@ -64,7 +66,12 @@ impl Plan {
                 ..d.clone()
             })
             .collect();
-        engine::run(&decls, selection, Arc::new(ctx), observer).await
+        let ctx = Arc::new(ctx);
+        let results = engine::run(&decls, selection, ctx.clone(), observer).await;
+        // Nothing of ours keeps running on the servers once the attempt is over
+        // (never mid-attempt: a backend may be running another check's statement).
+        ctx.probes.cancel_abandoned(CANCEL_WITHIN).await;
+        results
     }
 
     /// The whole diagnosis: one attempt, or with `--wait` as many as the wait

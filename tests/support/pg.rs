@@ -260,6 +260,22 @@ impl PgServer {
         }
     }
 
+    /// Restarts the cluster as a deploy or a failover does (`-m fast`): every
+    /// session hears "terminating connection due to administrator command" (57P01).
+    pub fn restart(&self) {
+        run(self.pg_ctl().arg("-l").arg(&self.log).args(["-w", "-t", "60", "-m", "fast", "restart"]));
+    }
+
+    /// Kills the postmaster with SIGKILL, as the OOM killer or a crashed host does:
+    /// its backends exit without a word. The cluster counts as stopped.
+    pub fn kill_postmaster(&self) {
+        let pid = fs::read_to_string(self.datadir.join("postmaster.pid")).expect("read postmaster.pid");
+        let pid = pid.lines().next().expect("postmaster.pid names the pid").trim().to_string();
+        let status = Command::new("kill").args(["-KILL", &pid]).status().expect("run kill");
+        assert!(status.success(), "kill -KILL {pid}");
+        self.running.store(false, Ordering::SeqCst);
+    }
+
     pub fn is_running(&self) -> bool {
         self.running.load(Ordering::SeqCst)
     }

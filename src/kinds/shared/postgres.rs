@@ -15,7 +15,7 @@ use tokio_postgres::types::FromSql;
 
 use crate::check::{Ctx, Outcome, Premise, Service};
 pub use crate::probe::postgres::sqlstate;
-use crate::probe::postgres::{PgSession, describe};
+use crate::probe::postgres::{Lost, PgSession, QueryError, Reason, describe};
 use tokio_postgres::error::SqlState;
 
 /// The runbook's fix, verbatim.
@@ -99,8 +99,28 @@ pub async fn session(ctx: &Ctx) -> Result<Arc<PgSession>, Outcome> {
 }
 
 /// A query that failed, as this check's problem: `{what}: {message} (SQLSTATE)`.
-/// A statement or lock timeout is "could not determine", a warning, never a pass.
-pub fn query_failed(what: &str, e: &tokio_postgres::Error) -> Outcome {
+///
+/// - The connection lost before the answer (a restart's 57P01, a crash, a closed
+///   socket) is this check's problem in the server's words; the check whose
+///   statement was running owns it, those queued behind it see that one
+///   ([`Premise::Connection`]).
+/// - Cancelled at the unit's `statement_timeout` (just under `--timeout`), it
+///   timed out: a problem at the check's severity, as when the engine's own
+///   deadline fires first.
+/// - A lock wait past `lock_timeout`, or a cancel from elsewhere, is "could not
+///   determine", a warning, never a pass.
+pub fn query_failed(what: &str, e: &QueryError) -> Outcome {
+    if let Some(lost) = &e.lost {
+        return connection_lost(what, lost);
+    }
+    if let Some(after) = e.timed_out {
+        return Outcome::problem(format!(
+            "{what} timed out after {} (the server cancelled it at statement_timeout, just under --timeout {})",
+            human(after),
+            human(e.deadline)
+        ))
+        .hint("the database is slow or the query waits on a lock (see postgres.locks): check its load, or raise --timeout");
+    }
     let text = describe(e);
     match sqlstate(e) {
         Some(&SqlState::QUERY_CANCELED | &SqlState::LOCK_NOT_AVAILABLE) => {
@@ -116,6 +136,41 @@ pub fn query_failed(what: &str, e: &tokio_postgres::Error) -> Outcome {
         Some(&SqlState::INSUFFICIENT_PRIVILEGE) => Outcome::problem(format!("{what}: {text}"))
             .hint("the role cannot read this catalog or table: grant it, or run as the application's role"),
         _ => Outcome::problem(format!("{what}: {text}")),
+    }
+}
+
+/// A statement the lost connection cut, in the server's words when it said why.
+fn connection_lost(what: &str, lost: &Lost) -> Outcome {
+    let (message, hint) = match &lost.reason {
+        Reason::Said { code, message } if *code == SqlState::ADMIN_SHUTDOWN => (
+            format!("the server shut down or restarted mid-run: {message} ({})", code.code()),
+            "it is failing over or being restarted (or an administrator ended the session: pg_terminate_backend): \
+             run again once it accepts connections",
+        ),
+        Reason::Said { code, message } if *code == SqlState::CRASH_SHUTDOWN => (
+            format!("the server crashed mid-run: {message} ({})", code.code()),
+            "a server process crashed and PostgreSQL is restarting every session (its log names the crash): run \
+             again once it accepts connections",
+        ),
+        Reason::Said { code, message } => (
+            format!("the server ended the connection mid-run: {message} ({})", code.code()),
+            "run again; the server's log (or the pooler's) says why it ended the connection",
+        ),
+        Reason::Silent(text) => (
+            format!(
+                "the connection was lost mid-run ({text}): the server hung up without a word (killed, crashed, \
+                 restarted) or the network dropped the connection"
+            ),
+            "run again once the server accepts connections; its log says whether it crashed or was restarted",
+        ),
+    };
+    let cut = if lost.running { ":" } else { " never ran:" };
+    let outcome = Outcome::problem(format!("{what}{cut} {message}")).hint(hint);
+    let running = Premise::Connection { service: Service::Postgres, running: true };
+    let queued = Premise::Connection { service: Service::Postgres, running: false };
+    match lost.running {
+        true => outcome.premise(running.clone()).reports(running),
+        false => outcome.premise(running).premise(queued.clone()).reports(queued),
     }
 }
 
@@ -398,6 +453,44 @@ mod tests {
         assert_eq!(denied("permission denied for table sessions"), Denied::Table("sessions"));
         assert_eq!(denied("permission denied for relation users"), Denied::Table("users"));
         assert_eq!(denied("must be owner of table sessions"), Denied::Other);
+    }
+
+    #[test]
+    fn a_lost_connection_names_the_servers_reason_and_who_owns_it() {
+        let said = |code: SqlState, message: &str| Reason::Said { code, message: message.into() };
+        let o = connection_lost(
+            "the query",
+            &Lost {
+                reason: said(SqlState::ADMIN_SHUTDOWN, "terminating connection due to administrator command"),
+                running: true,
+            },
+        );
+        assert_eq!(
+            o.message,
+            "the query: the server shut down or restarted mid-run: terminating connection due to administrator \
+             command (57P01)"
+        );
+        assert!(o.hint.as_deref().unwrap_or_default().contains("run again"), "{o:?}");
+        assert_eq!(o.verdict, crate::check::Verdict::Problem);
+        let running = Premise::Connection { service: Service::Postgres, running: true };
+        assert_eq!((&o.causes.premises, &o.causes.reports), (&vec![running.clone()], &vec![running.clone()]));
+
+        let o = connection_lost(
+            "the catalog query",
+            &Lost { reason: Reason::Silent("connection closed".into()), running: false },
+        );
+        assert!(
+            o.message.starts_with("the catalog query never ran: the connection was lost mid-run (connection closed)")
+        );
+        let queued = Premise::Connection { service: Service::Postgres, running: false };
+        assert_eq!(o.causes.premises, [running, queued.clone()]);
+        assert_eq!(o.causes.reports, [queued]);
+
+        let o = connection_lost(
+            "q",
+            &Lost { reason: said(SqlState::CRASH_SHUTDOWN, "terminating connection because of crash"), running: true },
+        );
+        assert!(o.message.starts_with("q: the server crashed mid-run: "), "{}", o.message);
     }
 
     #[test]

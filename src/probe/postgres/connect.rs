@@ -19,6 +19,7 @@ use tokio_postgres::Client;
 use tokio_postgres::tls::{ChannelBinding, TlsConnect, TlsStream};
 
 use super::failure::{Stopped, connect_failure, resolve_failure, socket_failure, timeout_failure};
+use super::lost::{self, Ended};
 use super::psql;
 use super::session::{Connection, PgInfo};
 use super::ssl::TlsMode;
@@ -85,7 +86,7 @@ async fn establish(
         logged_in: logged_in.clone(),
     };
 
-    let (client, server_version) = if target.is_unix_socket() {
+    let (client, server_version, ended) = if target.is_unix_socket() {
         phase.set(Phase::Connect);
         let stream =
             tokio::net::UnixStream::connect(target.socket_path()).await.map_err(|e| socket_failure(target, &e))?;
@@ -99,6 +100,7 @@ async fn establish(
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(Connection {
         client,
+        ended,
         target: target.clone(),
         info: PgInfo {
             server_version,
@@ -122,8 +124,9 @@ async fn establish(
 }
 
 /// TLS negotiation, startup and authentication over a connected socket; spawns the
-/// connection task. Returns the client and the `server_version` the server reported
-/// at startup (every PostgreSQL since 7.4 does; "unknown" if it did not).
+/// connection task. Returns the client, the `server_version` the server reported
+/// at startup (every PostgreSQL since 7.4 does; "unknown" if it did not) and where
+/// the connection's task keeps why it ended.
 async fn startup<S>(
     target: &PgTarget,
     config: &tokio_postgres::Config,
@@ -131,7 +134,7 @@ async fn startup<S>(
     tls: PgTls,
     phase: &PhaseCell,
     logged_in: &Arc<AtomicBool>,
-) -> Result<(Client, String), Failure>
+) -> Result<(Client, String, Arc<Ended>), Failure>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -141,10 +144,40 @@ where
     logged_in.store(true, Ordering::SeqCst);
     let (client, connection) = connected.map_err(|e| connect_failure(target, &e))?;
     let server_version = connection.parameter("server_version").unwrap_or("unknown").to_string();
-    // Ends (with the error, if any, already seen by the client's callers) when the
-    // server hangs up or the last user drops the client.
-    tokio::spawn(connection);
-    Ok((client, server_version))
+    // Ends when the server hangs up or the last user drops the client, keeping
+    // what the server said as it hung up.
+    let ended = Arc::new(Ended::default());
+    tokio::spawn(lost::drive(connection, ended.clone()));
+    Ok((client, server_version, ended))
+}
+
+/// Sends PostgreSQL's cancel request for `client`'s backend (a connection of its
+/// own to `target`: TCP or the Unix socket, TLS as the session's, through the
+/// probe's one handshake). The server answers nothing: the caller bounds it.
+pub(super) async fn cancel(target: &PgTarget, client: &Client) -> Result<(), Failure> {
+    let token = client.cancel_token();
+    let seen = tls::Seen::default();
+    let config = match target.tls_setup() {
+        Some(setup) => Some(Arc::new(tls::client_config(setup, &seen)?)),
+        None => None,
+    };
+    let tls = PgTls {
+        config,
+        host: target.host.clone(),
+        phase: PhaseCell::new(Phase::Connect),
+        seen,
+        logged_in: Arc::new(AtomicBool::new(true)),
+    };
+    let sent = if target.is_unix_socket() {
+        let stream =
+            tokio::net::UnixStream::connect(target.socket_path()).await.map_err(|e| socket_failure(target, &e))?;
+        token.cancel_query_raw(stream, tls).await
+    } else {
+        let addrs = net::resolve(&target.host, target.port).await.map_err(|e| resolve_failure(target, &e))?;
+        let stream = net::connect_any(&addrs).await.map_err(|e| socket_failure(target, &e))?;
+        token.cancel_query_raw(stream, tls).await
+    };
+    sent.map_err(|e| Failure::new(format!("the cancel request failed: {}", super::failure::describe(&e))))
 }
 
 /// tokio-postgres's TLS hook: the probe's one handshake ([`tls::handshake`]),

@@ -5,6 +5,7 @@ pub mod conn_string;
 pub mod connect;
 pub mod conninfo;
 pub mod failure;
+pub mod lost;
 pub mod pgbouncer;
 pub mod pooler;
 pub mod psql;
@@ -15,6 +16,7 @@ pub mod target;
 
 pub use connect::connect;
 pub use failure::{describe, sqlstate};
+pub use lost::{Lost, QueryError, Reason};
 pub use session::{APPLICATION_NAME, Connection, Param, PgInfo, PgSession, PgWriter, unit_begin_sql};
 pub use ssl::{ApiClient, ClientKind, PoolSsl, SslMode};
 pub use target::{PgSource, PgTarget};

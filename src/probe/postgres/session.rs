@@ -21,14 +21,18 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{Future, TryStreamExt};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Error, Row, SimpleQueryMessage, SimpleQueryStream};
 
-use super::failure::first_query_failure;
+use super::failure::{first_query_failure, sqlstate};
+use super::lost::{Ended, QueryError};
 use super::pooler::{self, Route};
 use super::ssl::ClientKind;
 use super::target::{PgSource, PgTarget};
@@ -43,6 +47,8 @@ pub type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 /// A connection just opened: what it found out, before it is given a role.
 pub struct Connection {
     pub(super) client: Client,
+    /// Why the connection ended, once it has (kept by its task).
+    pub(super) ended: Arc<Ended>,
     pub info: PgInfo,
     pub(super) target: PgTarget,
 }
@@ -56,6 +62,13 @@ pub struct PgSession {
     begin: String,
     /// The deadline it was opened with (`--timeout`), for a second look at a hang-up.
     deadline: Duration,
+    /// What every unit sets LOCAL: a little under `deadline`.
+    statement_timeout: Duration,
+    /// Units (and the route's) sent and not yet answered, counting those whose
+    /// caller gave up waiting: the server may still be running them.
+    unanswered: AtomicUsize,
+    /// Why the connection ended, once it has.
+    ended: Arc<Ended>,
     /// Held only while a unit's three requests are queued, so units never interleave.
     queue: tokio::sync::Mutex<()>,
     /// Found once, by the first check that asks (see [`PgSession::route`]).
@@ -101,6 +114,9 @@ impl PgSession {
             info: conn.info,
             begin: unit_begin_sql(statement_timeout),
             deadline,
+            statement_timeout,
+            unanswered: AtomicUsize::new(0),
+            ended: conn.ended,
             queue: tokio::sync::Mutex::new(()),
             route: tokio::sync::OnceCell::new(),
             first: std::sync::Mutex::new(First::Unsent),
@@ -123,11 +139,13 @@ impl PgSession {
                 let First::Sent((mut unit, mut end)) = taken else {
                     return Err(Failure::new("internal error: the route's statement was taken twice"));
                 };
+                let flight = InFlight::enter(&self.unanswered);
                 let (announced, messages, _) = futures::join!(
                     pooler::announced_pid(&self.client),
                     unit.as_mut().try_collect::<Vec<_>>(),
                     end.as_mut().try_collect::<Vec<_>>()
                 );
+                flight.answered();
                 let messages = match messages {
                     Ok(messages) => messages,
                     Err(e) if e.is_closed() => return Err(self.ask_alone(&e).await),
@@ -196,43 +214,62 @@ impl PgSession {
 
     /// `query_typed` in a unit: Parse, Bind and Execute travel with the unit's
     /// BEGIN and ROLLBACK, one round trip in all.
-    pub async fn query_typed(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, Error> {
+    pub async fn query_typed(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, QueryError> {
         self.unit(self.client.query_typed(sql, params)).await
     }
 
     /// The first row of [`PgSession::query_typed`], if any.
-    pub async fn query_typed_opt(&self, sql: &str, params: &[Param<'_>]) -> Result<Option<Row>, Error> {
+    pub async fn query_typed_opt(&self, sql: &str, params: &[Param<'_>]) -> Result<Option<Row>, QueryError> {
         Ok(self.query_typed(sql, params).await?.into_iter().next())
     }
 
     /// One simple-protocol message (several statements, text results) in a unit:
     /// a `SET LOCAL` in it tightens the unit's own limits.
-    pub async fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
+    pub async fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>, QueryError> {
         self.unit(self.client.simple_query(sql)).await
     }
 
     /// Queues BEGIN…, `body`'s request and ROLLBACK back to back, then waits for
     /// all three replies (the connection delivers replies in order and would stall
     /// if one were left unread). A failed opening is the unit's error, whatever
-    /// the body answered.
-    async fn unit<T>(&self, body: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    /// the body answered. The unit counts as unanswered from sending until all
+    /// three replies are in: a caller that stops waiting (its deadline, an
+    /// interrupt) leaves it counted, for [`PgSession::cancel_abandoned`] (an
+    /// early error leaves it counted too, but only on a closed connection,
+    /// where there is nothing to cancel).
+    async fn unit<T>(&self, body: impl Future<Output = Result<T, Error>>) -> Result<T, QueryError> {
         activity::waiting("PostgreSQL", "its query");
+        let sent = Instant::now();
         let answer = self.unit_inner(body).await;
         activity::idle();
-        answer
+        answer.map_err(|(error, running)| {
+            let lost = self.ended.lost(&error, running);
+            // Only the unit's own statement_timeout cancels it after this long (a
+            // `SET LOCAL` in the statement's own message is the caller's to read).
+            let timed_out = (lost.is_none()
+                && sqlstate(&error) == Some(&SqlState::QUERY_CANCELED)
+                && sent.elapsed() >= self.statement_timeout)
+                .then_some(self.statement_timeout);
+            QueryError::new(error, lost, timed_out, self.deadline)
+        })
     }
 
-    async fn unit_inner<T>(&self, body: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    /// The unit's answer, or its error and whether the server had started the
+    /// unit (its BEGIN was answered) when it failed.
+    async fn unit_inner<T>(&self, body: impl Future<Output = Result<T, Error>>) -> Result<T, (Error, bool)> {
+        let queued = |e: Error| (e, false);
         let mut body = std::pin::pin!(body);
-        let (begin, first, end) = {
+        let (begin, first, end, flight) = {
             let _queue = self.queue.lock().await;
-            self.send_first().await?;
+            // Counted from here: a unit still waiting for the queue has sent nothing.
+            let flight = InFlight::enter(&self.unanswered);
+            self.send_first().await.map_err(queued)?;
             // Each of these writes its request into the connection's queue when
             // first polled, before it waits for anything.
-            let begin = self.client.simple_query_raw(&self.begin).await?;
+            let begin = self.client.simple_query_raw(&self.begin).await.map_err(queued)?;
             let first = futures::poll!(body.as_mut());
-            let end = self.client.simple_query_raw("ROLLBACK").await?;
-            (begin, first, end)
+            let end = self.client.simple_query_raw("ROLLBACK").await.map_err(queued)?;
+            (begin, first, end, flight)
         };
         let body = async {
             match first {
@@ -241,10 +278,68 @@ impl PgSession {
             }
         };
         let (begun, result, ended) = futures::join!(begin.try_collect::<Vec<_>>(), body, end.try_collect::<Vec<_>>());
-        begun?;
-        let value = result?;
-        ended?;
-        Ok(value)
+        flight.answered();
+        begun.map_err(queued)?;
+        let value = result.map_err(|e| (e, true))?;
+        match ended {
+            // The connection ended after the answer: the transaction ended with it.
+            Err(e) if self.ended.lost(&e, true).is_none() => Err((e, true)),
+            _ => Ok(value),
+        }
+    }
+
+    /// Sends PostgreSQL's cancel request for the session's backend when a unit
+    /// was left unanswered (its check gave up: a deadline, an interrupt, an
+    /// attempt's end), so nothing of ours keeps running on the server after the
+    /// run. The server says nothing back; the reply to an empty query queued
+    /// behind every unit says the backend is done with them, and when it does not
+    /// come soon (a unit queued behind the cancelled one runs now, or the server
+    /// hangs) the request is sent once more. All within `within`. Only for the
+    /// attempt's end: mid-attempt, the backend may be running another check's statement.
+    pub async fn cancel_abandoned(&self, within: Duration) {
+        if self.unanswered.load(Ordering::SeqCst) == 0 || self.client.is_closed() {
+            return;
+        }
+        let end = tokio::time::Instant::now() + within;
+        let cancel = || tokio::time::timeout_at(end, super::connect::cancel(&self.target, &self.client));
+        if cancel().await.is_err() {
+            return;
+        }
+        let drained = self.client.simple_query("");
+        let look = (tokio::time::Instant::now() + CANCEL_AGAIN).min(end);
+        if tokio::time::timeout_at(look, drained).await.is_err() {
+            let _ = cancel().await;
+        }
+    }
+}
+
+/// How long a cancelled backend gets to finish our units before it is asked again.
+const CANCEL_AGAIN: Duration = Duration::from_millis(250);
+
+/// A unit (or the route's) on its way: counted in the session's `unanswered`
+/// from sending until [`InFlight::answered`]; dropped before that (its caller
+/// stopped waiting), it stays counted.
+struct InFlight<'a> {
+    count: &'a AtomicUsize,
+    answered: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> InFlight<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight { count, answered: false }
+    }
+
+    fn answered(mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            self.count.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
