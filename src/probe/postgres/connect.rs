@@ -21,11 +21,51 @@ use tokio_postgres::tls::{ChannelBinding, TlsConnect, TlsStream};
 use super::failure::{Stopped, connect_failure, resolve_failure, socket_failure, timeout_failure};
 use super::lost::{self, Ended};
 use super::psql;
-use super::session::{Connection, PgInfo};
-use super::ssl::TlsMode;
-use super::target::PgTarget;
+use super::ssl::{ClientKind, TlsMode};
+use super::target::{PgSource, PgTarget};
 use crate::probe::net::{self, Phase, PhaseCell};
 use crate::probe::{Failure, tls};
+
+/// A connection just opened: what it found out, before it is given a role.
+pub struct Connection {
+    pub(super) client: Client,
+    /// Why the connection ended, once it has (kept by its task).
+    pub(super) ended: Arc<Ended>,
+    pub info: PgInfo,
+    pub(super) target: PgTarget,
+}
+
+/// What the connection found out, for the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PgInfo {
+    /// The server's `server_version` as it reported it at startup (ParameterStatus),
+    /// e.g. `15.20 (Debian 15.20-0+deb12u1)`.
+    pub server_version: String,
+    /// The negotiated TLS version (`TLSv1.3`), `None` when unencrypted.
+    pub tls: Option<String>,
+    /// Wall time of TCP + TLS + startup + authentication, in milliseconds.
+    pub latency_ms: f64,
+    /// Whose reading of the settings this connection followed.
+    pub client: ClientKind,
+    /// The TLS the driver asked for: `verify-full`, `no-verify`, `disable` …
+    pub tls_mode: &'static str,
+    /// What decided it: `sslmode=require in DATABASE_URL`, `PGSSLMODE=…` …
+    pub tls_origin: String,
+    /// The configured `sslmode`, when one is.
+    pub sslmode: Option<String>,
+    /// Where psql (libpq) would decide otherwise on these settings.
+    pub libpq_note: Option<String>,
+    /// pg 9 will change what the configured `sslmode` means.
+    pub pg9_change: bool,
+    pub source: PgSource,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub dbname: String,
+    pub local: bool,
+    /// The server's chain and the sslrootcert CA, as the handshake saw them.
+    pub certificates: crate::probe::certs::Certificates,
+}
 
 /// Connects and authenticates under `deadline`. The connection carries no
 /// session state: what it is used for decides how (see [`super::session`]).

@@ -15,8 +15,9 @@ pub mod ssl;
 pub mod target;
 
 pub use connect::connect;
+pub use connect::{Connection, PgInfo};
 pub use failure::{describe, sqlstate};
 pub use lost::{Lost, QueryError, Reason};
-pub use session::{APPLICATION_NAME, Connection, Param, PgInfo, PgSession, PgWriter, unit_begin_sql};
+pub use session::{APPLICATION_NAME, Param, PgSession, PgWriter, unit_begin_sql};
 pub use ssl::{ApiClient, ClientKind, PoolSsl, SslMode};
 pub use target::{PgSource, PgTarget};

@@ -31,11 +31,11 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Error, Row, SimpleQueryMessage, SimpleQueryStream};
 
+use super::connect::{Connection, PgInfo};
 use super::failure::{first_query_failure, sqlstate};
 use super::lost::{Ended, QueryError};
 use super::pooler::{self, Route};
-use super::ssl::ClientKind;
-use super::target::{PgSource, PgTarget};
+use super::target::PgTarget;
 use crate::probe::{Failure, activity};
 
 /// What the server sees as our `application_name` (visible in `pg_stat_activity`).
@@ -43,15 +43,6 @@ pub const APPLICATION_NAME: &str = "mockmate-diag";
 
 /// A typed query parameter, as `Client::query_typed` takes them.
 pub type Param<'a> = (&'a (dyn ToSql + Sync), Type);
-
-/// A connection just opened: what it found out, before it is given a role.
-pub struct Connection {
-    pub(super) client: Client,
-    /// Why the connection ended, once it has (kept by its task).
-    pub(super) ended: Arc<Ended>,
-    pub info: PgInfo,
-    pub(super) target: PgTarget,
-}
 
 /// A read-only session. Callers hold it in an `Arc` and send statements
 /// concurrently; tokio-postgres pipelines them over the one connection.
@@ -365,36 +356,4 @@ impl PgWriter {
     pub fn client(&self) -> &Client {
         &self.client
     }
-}
-
-/// What the connection found out, for the report.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PgInfo {
-    /// The server's `server_version` as it reported it at startup (ParameterStatus),
-    /// e.g. `15.20 (Debian 15.20-0+deb12u1)`.
-    pub server_version: String,
-    /// The negotiated TLS version (`TLSv1.3`), `None` when unencrypted.
-    pub tls: Option<String>,
-    /// Wall time of TCP + TLS + startup + authentication, in milliseconds.
-    pub latency_ms: f64,
-    /// Whose reading of the settings this connection followed.
-    pub client: ClientKind,
-    /// The TLS the driver asked for: `verify-full`, `no-verify`, `disable` …
-    pub tls_mode: &'static str,
-    /// What decided it: `sslmode=require in DATABASE_URL`, `PGSSLMODE=…` …
-    pub tls_origin: String,
-    /// The configured `sslmode`, when one is.
-    pub sslmode: Option<String>,
-    /// Where psql (libpq) would decide otherwise on these settings.
-    pub libpq_note: Option<String>,
-    /// pg 9 will change what the configured `sslmode` means.
-    pub pg9_change: bool,
-    pub source: PgSource,
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub dbname: String,
-    pub local: bool,
-    /// The server's chain and the sslrootcert CA, as the handshake saw them.
-    pub certificates: crate::probe::certs::Certificates,
 }
