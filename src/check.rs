@@ -410,6 +410,7 @@ impl Outcome {
             details: self.details,
             ending,
             needs: decl.needs.to_vec(),
+            from_configuration: self.causes.premises.iter().any(|p| matches!(p, Premise::Set(_) | Premise::Valid(_))),
         }
     }
 }

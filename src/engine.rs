@@ -346,7 +346,7 @@ impl Running {
     }
 }
 
-fn finish(decl: &CheckDecl, mut outcome: Outcome, elapsed: Duration) -> Ran {
+fn finish(decl: &CheckDecl, outcome: Outcome, elapsed: Duration) -> Ran {
     let declared = Declared {
         id: &decl.id,
         needs: &decl.needs,
@@ -355,7 +355,7 @@ fn finish(decl: &CheckDecl, mut outcome: Outcome, elapsed: Duration) -> Ran {
         title: &decl.title,
         hint: decl.hint.as_deref(),
     };
-    let Causes { premises, reports } = *std::mem::take(&mut outcome.causes);
+    let Causes { premises, reports } = (*outcome.causes).clone();
     Ran { result: outcome.into_result(&declared, elapsed), premises, reports }
 }
 

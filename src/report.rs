@@ -75,6 +75,10 @@ pub struct CheckResult {
     pub ending: Ending,
     /// The ids this check needs (it is `skip` when one of them did not pass).
     pub needs: Vec<String>,
+    /// Its finding rests on the environment's configuration (a variable unset or
+    /// unreadable), which is read once per run: `--wait` does not retry it.
+    /// Not in the JSON: the `see` of the check that reports the variable says it.
+    pub from_configuration: bool,
 }
 
 /// How a check's run ended: set once, where it is decided (the engine, the

@@ -72,3 +72,26 @@ fn ci_gate_gives_up_at_the_deadline_when_the_database_never_starts() {
     assert!(stderr.lines().count() >= 2, "{stderr}");
     assert!(elapsed >= Duration::from_millis(2700) && elapsed <= Duration::from_millis(3300), "{elapsed:?}");
 }
+
+/// The environment is read once per run: a connect that fails because
+/// DATABASE_URL is unset cannot pass on a retry, even when `--only` leaves out
+/// env.required (which would otherwise own that failure).
+#[test]
+fn a_failure_that_rests_on_the_configuration_ends_the_wait_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let (code, report) = json_run(diag(dir.path()).env("NODE_ENV", "production").args([
+        "--env",
+        "production",
+        "--only",
+        "postgres.connect",
+        "--wait",
+        "20s",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(code, 1);
+    assert_eq!(report["attempts"], 1, "{report:#}");
+    assert_eq!(status(&report, "postgres.connect"), "fail");
+    assert!(started.elapsed() < Duration::from_secs(10), "waited {:?}", started.elapsed());
+}

@@ -95,6 +95,7 @@ pub(crate) fn fixture() -> crate::report::Report {
             } else {
                 vec![format!("{}.connect", id.split('.').next().unwrap_or(id))]
             },
+            from_configuration: false,
         };
     let mut connect = check(
         "postgres.connect",

@@ -905,6 +905,7 @@ mod tests {
             details: details.as_object().cloned().unwrap_or_default(),
             ending: crate::report::Ending::Ran,
             needs: Vec::new(),
+            from_configuration: false,
         })
     }
 

@@ -147,7 +147,10 @@ impl Plan {
         let (Some(decl), Some(result)) = (decls.iter().find(|d| d.id == id), checks.iter().find(|c| c.id == id)) else {
             return false;
         };
-        if decl.kind.category() == "env" {
+        // The environment is read once per run: a finding that rests on it (an env
+        // check's, or a connect's to an unset DATABASE_URL when env.required is
+        // not in the run) would read the same again.
+        if decl.kind.category() == "env" || result.from_configuration {
             return false;
         }
         if let Some(owner) = result.ending.see() {
