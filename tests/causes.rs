@@ -8,45 +8,24 @@
 use std::time::{Duration, Instant};
 
 use crate::support::cmd::{assert_hints_paste, assert_status, check, diag, hint, json_run, message};
-use crate::support::pg::PgServer;
 use crate::support::redis::RedisServer;
+use crate::support::site::ApiSite;
 use serde_json::Value;
-
-const PASSWORD: &str = "app-role-pw";
 
 /// A MockMate database on the shared cluster, used by a login role of its own
 /// with the privileges the API needs (and nothing else).
-struct App {
-    pg: &'static PgServer,
-    db: String,
-    role: String,
+struct App(ApiSite);
+
+impl std::ops::Deref for App {
+    type Target = ApiSite;
+    fn deref(&self) -> &ApiSite {
+        &self.0
+    }
 }
 
 impl App {
     fn new(name: &str) -> App {
-        let pg = PgServer::shared();
-        let db = pg.create_mockmate_db(name);
-        let role = db.clone();
-        pg.create_user(&role, PASSWORD);
-        let app = App { pg, db, role };
-        app.grant_api_privileges("public");
-        app
-    }
-
-    /// The GRANTs the API's role needs on the tables in `schema`.
-    fn grant_api_privileges(&self, schema: &str) {
-        self.sql(&format!(
-            "GRANT SELECT ON {schema}.users TO \"{r}\"; GRANT SELECT, INSERT ON {schema}.sessions TO \"{r}\"",
-            r = self.role
-        ));
-    }
-
-    fn sql(&self, sql: &str) -> String {
-        self.pg.sql(&self.db, sql)
-    }
-
-    fn url(&self) -> String {
-        self.pg.url(&self.role, PASSWORD, &self.db)
+        App(ApiSite::new(name))
     }
 
     /// Runs `only` (every check when empty) as the API's role, with `extra` flags.

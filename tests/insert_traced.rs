@@ -6,44 +6,22 @@
 
 use serde_json::Value;
 
-use crate::support::cmd::{assert_status, check, diag, hint, json_run, message};
-use crate::support::pg::PgServer;
+use crate::support::cmd::{assert_status, check, hint, message};
+use crate::support::site::ApiSite;
 
-const PASSWORD: &str = "insert-traced-pw";
-
-struct Site {
-    pg: &'static PgServer,
-    db: String,
-    role: String,
-}
+struct Site(ApiSite);
 
 impl Site {
     fn new(name: &str) -> Site {
-        let pg = PgServer::shared();
-        let db = pg.create_mockmate_db(name);
-        let role = db.clone();
-        pg.create_user(&role, PASSWORD);
-        pg.sql(&db, &format!("GRANT SELECT ON users TO \"{role}\"; GRANT SELECT, INSERT ON sessions TO \"{role}\""));
-        Site { pg, db, role }
+        Site(ApiSite::new(name))
     }
 
     fn sql(&self, sql: &str) -> String {
-        self.pg.sql(&self.db, sql)
+        self.0.sql(sql)
     }
 
     fn run(&self, only: &str) -> (i32, Value) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut cmd = diag(dir.path());
-        cmd.env("DATABASE_URL", self.pg.url(&self.role, PASSWORD, &self.db)).args([
-            "--env",
-            "production",
-            "--format",
-            "json",
-            "--allow-writes",
-            "--only",
-            only,
-        ]);
-        json_run(&mut cmd)
+        self.0.run(&["--allow-writes", "--only", only])
     }
 }
 

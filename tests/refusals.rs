@@ -10,44 +10,26 @@ use serde_json::Value;
 
 use crate::support::cmd::{assert_status, check, diag, hint, json_run, message};
 use crate::support::node::pg_probe;
-use crate::support::pg::PgServer;
-
-const PASSWORD: &str = "refused-role-pw";
+use crate::support::site::{ApiSite, PASSWORD};
 
 /// A MockMate database and a login role of its own, as the API has them.
-struct Site {
-    pg: &'static PgServer,
-    db: String,
-    role: String,
+struct Site(ApiSite);
+
+impl std::ops::Deref for Site {
+    type Target = ApiSite;
+    fn deref(&self) -> &ApiSite {
+        &self.0
+    }
 }
 
 impl Site {
     fn new(name: &str) -> Site {
-        let pg = PgServer::shared();
-        let db = pg.create_mockmate_db(name);
-        let role = db.clone();
-        pg.create_user(&role, PASSWORD);
-        pg.sql(&db, &format!("GRANT SELECT ON users TO \"{role}\"; GRANT SELECT, INSERT ON sessions TO \"{role}\""));
-        Site { pg, db, role }
-    }
-
-    fn url(&self) -> String {
-        self.pg.url(&self.role, PASSWORD, &self.db)
+        Site(ApiSite::new(name))
     }
 
     /// postgres.connect as the API's role: (exit code, report).
     fn connect(&self) -> (i32, Value) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut cmd = diag(dir.path());
-        cmd.env("DATABASE_URL", self.url()).args([
-            "--env",
-            "production",
-            "--format",
-            "json",
-            "--only",
-            "postgres.connect",
-        ]);
-        json_run(&mut cmd)
+        self.run(&["--only", "postgres.connect"])
     }
 
     /// The API's driver, on the same URL.

@@ -203,6 +203,22 @@ pub fn render() -> std::io::Result<String> {
 
 #[cfg(test)]
 mod tests {
+    /// The page through groff's man macros, as `man` renders it (`args` added).
+    fn groff(args: &[&str]) -> std::process::Output {
+        use std::io::Write;
+        let page = super::render().expect("renders");
+        let mut groff = std::process::Command::new("groff")
+            .args(["-man", "-Tutf8"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("groff is needed to check the man page ({e}): apt-get install groff-base"));
+        groff.stdin.take().expect("stdin").write_all(page.as_bytes()).expect("write the page");
+        groff.wait_with_output().expect("groff runs")
+    }
+
     #[test]
     fn the_page_names_arguments_and_refers_to_no_missing_page() {
         let page = super::render().expect("renders");
@@ -224,16 +240,7 @@ mod tests {
     /// hyphen would not paste into a shell) and every example command is whole.
     #[test]
     fn at_80_columns_nothing_is_hyphenated_and_commands_stay_whole() {
-        use std::io::Write;
-        let page = super::render().expect("renders");
-        let mut groff = std::process::Command::new("groff")
-            .args(["-man", "-Tutf8", "-rLL=78n"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("groff is needed to check the man page ({e}): apt-get install groff-base"));
-        groff.stdin.take().expect("stdin").write_all(page.as_bytes()).expect("write the page");
-        let out = groff.wait_with_output().expect("groff runs");
+        let out = groff(&["-rLL=78n"]);
         // Bold and italics are overstruck (`m\bm`, `_\bm`): keep the letters.
         let text = regex::Regex::new(".\u{8}")
             .expect("regex")
@@ -251,16 +258,7 @@ mod tests {
     /// groff reads it without a warning (what `man ./mockmate-diag.1` runs).
     #[test]
     fn groff_renders_the_page_without_warnings() {
-        use std::io::Write;
-        let page = super::render().expect("renders");
-        let mut groff = std::process::Command::new("groff")
-            .args(["-man", "-Tutf8", "-ww", "-z"])
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("groff is needed to check the man page ({e}): apt-get install groff-base"));
-        groff.stdin.take().expect("stdin").write_all(page.as_bytes()).expect("write the page");
-        let out = groff.wait_with_output().expect("groff runs");
+        let out = groff(&["-ww", "-z"]);
         assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }

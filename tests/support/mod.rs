@@ -10,6 +10,7 @@ pub mod prometheus;
 pub mod pty;
 pub mod redis;
 pub mod serve;
+pub mod site;
 pub mod tarpit;
 pub mod tls;
 
