@@ -4,6 +4,7 @@
 //! pass through [`Redactor::redact`]. It removes:
 //! - the password in any `scheme://user:password@host` URL (`postgres://app:****@db:5432/x`);
 //! - `password=…` key/value pairs (libpq connection strings) and `"password": "…"`;
+//! - SQL's `PASSWORD '…'` (another session's query text, as `pg_stat_activity` shows it);
 //! - the value of every variable whose name contains `SECRET`, `PASSWORD`,
 //!   `TOKEN` or `KEY`, and passwords embedded in URL-valued variables, wherever
 //!   they appear (also percent-encoded, and JSON-escaped).
@@ -29,6 +30,13 @@ static KV_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
         r#"(?i)\b((?:ssl)?pass(?:word|wd)?|pwd)(\s*=\s*)('[^']*'|"[^"]*"|[^\s&;,'"]+)|("(?:password|passwd|secret|token)"\s*:\s*)"[^"]*""#,
     )
     .expect("valid regex")
+});
+
+/// SQL's `PASSWORD 'value'` (`CREATE/ALTER ROLE … [ENCRYPTED] PASSWORD`), as
+/// another session's query text shows it (lock holders): an escape string too,
+/// and a literal cut before its closing quote (a query shown to 200 characters).
+static SQL_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)\b(password\s+)[eE]?'(?:[^']|'')*(?:'|$)"#).expect("valid regex")
 });
 
 /// Values too common to mask without mangling the output (flags, not secrets).
@@ -119,6 +127,9 @@ impl Redactor {
         }
         if URL_PASSWORD.is_match(&out) {
             out = Cow::Owned(URL_PASSWORD.replace_all(&out, format!("${{1}}${{2}}:{MASK}@")).into_owned());
+        }
+        if SQL_PASSWORD.is_match(&out) {
+            out = Cow::Owned(SQL_PASSWORD.replace_all(&out, format!("${{1}}'{MASK}'")).into_owned());
         }
         if KV_PASSWORD.is_match(&out) {
             out = Cow::Owned(
@@ -279,6 +290,19 @@ mod tests {
         assert_eq!(r.redact("rediss://:pw@cache:6380/0"), "rediss://:****@cache:6380/0");
         assert_eq!(r.redact("redis://default:p@ss@cache"), "redis://default:****@cache");
         assert_eq!(r.redact("postgresql://app@db/x"), "postgresql://app@db/x");
+    }
+
+    /// A lock holder's query, as another session's `pg_stat_activity` row shows it.
+    #[test]
+    fn masks_passwords_in_sql_even_when_the_literal_is_cut() {
+        let r = Redactor::default();
+        assert_eq!(
+            r.redact("ALTER ROLE other PASSWORD 'other-role-secret' VALID UNTIL 'infinity'"),
+            "ALTER ROLE other PASSWORD '****' VALID UNTIL 'infinity'"
+        );
+        assert_eq!(r.redact("create role x encrypted password E'it''s \\ hid'"), "create role x encrypted password '****'");
+        assert_eq!(r.redact("ALTER USER app WITH PASSWORD 'cut at two hundr"), "ALTER USER app WITH PASSWORD '****'");
+        assert_eq!(r.redact(&r.redact("PASSWORD 'x'")), "PASSWORD '****'");
     }
 
     #[test]
