@@ -226,6 +226,7 @@ pub enum Owner {
     PostgresWritable,
     PostgresSchema,
     RedisTopology,
+    RedisWritable,
 }
 
 impl Owner {
@@ -239,6 +240,7 @@ impl Owner {
             Owner::PostgresWritable => "postgres.writable",
             Owner::PostgresSchema => "postgres.schema",
             Owner::RedisTopology => "redis.topology",
+            Owner::RedisWritable => "redis.writable",
         }
     }
 }

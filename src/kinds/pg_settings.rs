@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use super::shared::postgres::{duration, get, human, query_one, session};
 use super::shared::role_settings::{Inherited, inherited_sql, pg_duration, reset_duration};
-use crate::check::{Check, Ctx, KindDef, Outcome, Verdict};
+use crate::check::{Check, Ctx, KindDef, Outcome, Owner, Verdict};
 
 pub static KIND: KindDef = KindDef {
     name: "postgres.settings",
@@ -197,7 +197,7 @@ impl Settings {
         for name in SHOWN {
             if let Some(top) = inherited.levels_of(name).first() {
                 let set_by = inherited.set_by(top.level);
-                let owner = if name == "search_path" { "postgres.schema" } else { "postgres.writable" };
+                let owner = if name == "search_path" { Owner::PostgresSchema } else { Owner::PostgresWritable };
                 elsewhere.push(format!("{name} = {} ({set_by}; {owner} judges it)", top.value));
                 listed.push(serde_json::json!({"name": name, "value": top.value, "set_by": set_by}));
             }

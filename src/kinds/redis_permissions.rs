@@ -22,7 +22,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::shared::redis::{IMPACT, KeyPrefix, session};
-use crate::check::{Check, Ctx, KindDef, Outcome, Premise};
+use crate::check::{Check, Ctx, KindDef, Outcome, Owner, Premise};
 use crate::probe::redis::Reply;
 
 pub static KIND: KindDef = KindDef {
@@ -70,10 +70,10 @@ fn probe_key(prefix: &str) -> String {
 }
 
 /// The owner of a refusal that is not about permissions, by the server's error code.
-fn owner(code: &str) -> Option<&'static str> {
+fn owner(code: &str) -> Option<Owner> {
     match code {
         // redis.writable owns every refusal of a write that is not the ACL's.
-        "READONLY" | "OOM" | "MISCONF" | "NOREPLICAS" | "CLUSTERDOWN" => Some("redis.writable"),
+        "READONLY" | "OOM" | "MISCONF" | "NOREPLICAS" | "CLUSTERDOWN" => Some(Owner::RedisWritable),
         _ => None,
     }
 }
