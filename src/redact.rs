@@ -35,9 +35,8 @@ static KV_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
 /// SQL's `PASSWORD 'value'` (`CREATE/ALTER ROLE … [ENCRYPTED] PASSWORD`), as
 /// another session's query text shows it (lock holders): an escape string too,
 /// and a literal cut before its closing quote (a query shown to 200 characters).
-static SQL_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)\b(password\s+)[eE]?'(?:[^']|'')*(?:'|$)"#).expect("valid regex")
-});
+static SQL_PASSWORD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"(?i)\b(password\s+)[eE]?'(?:[^']|'')*(?:'|$)"#).expect("valid regex"));
 
 /// Values too common to mask without mangling the output (flags, not secrets).
 const HARMLESS: &[&str] = &["true", "false", "yes", "no", "on", "off", "null", "none"];
@@ -300,7 +299,10 @@ mod tests {
             r.redact("ALTER ROLE other PASSWORD 'other-role-secret' VALID UNTIL 'infinity'"),
             "ALTER ROLE other PASSWORD '****' VALID UNTIL 'infinity'"
         );
-        assert_eq!(r.redact("create role x encrypted password E'it''s \\ hid'"), "create role x encrypted password '****'");
+        assert_eq!(
+            r.redact("create role x encrypted password E'it''s \\ hid'"),
+            "create role x encrypted password '****'"
+        );
         assert_eq!(r.redact("ALTER USER app WITH PASSWORD 'cut at two hundr"), "ALTER USER app WITH PASSWORD '****'");
         assert_eq!(r.redact(&r.redact("PASSWORD 'x'")), "PASSWORD '****'");
     }

@@ -6,7 +6,7 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::shared::env::with_readings;
+use super::shared::env::{cut_in_userinfo, with_readings};
 use crate::check::{Check, Ctx, KindDef, Outcome, Owner, Premise};
 use crate::probe::postgres::target::DbVars;
 use crate::probe::{Cause, Failure};
@@ -30,6 +30,9 @@ impl Check for DatabaseUrl {
 }
 
 fn judge(ctx: &Ctx) -> Outcome {
+    if let Some(cut) = cut_in_userinfo(ctx, "DATABASE_URL") {
+        return cut;
+    }
     let db = DbVars::read(&|name: &str| ctx.env.get(name));
     let db_port = match db.port() {
         Ok(port) => port,

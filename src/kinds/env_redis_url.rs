@@ -4,7 +4,7 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::shared::env::with_readings;
+use super::shared::env::{cut_in_userinfo, with_readings};
 use crate::check::{Check, Ctx, KindDef, Outcome, Owner, Premise};
 use crate::probe::redis::RedisTls;
 
@@ -26,6 +26,9 @@ impl Check for RedisUrl {
 fn judge(ctx: &Ctx) -> Outcome {
     if ctx.env.non_empty("REDIS_URL").is_none() {
         return Outcome::skip(format!("REDIS_URL is not set (see {})", Owner::EnvRequired)).see(Owner::EnvRequired);
+    }
+    if let Some(cut) = cut_in_userinfo(ctx, "REDIS_URL") {
+        return cut;
     }
     match ctx.redis_target() {
         Ok(t) => {

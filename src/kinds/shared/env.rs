@@ -38,6 +38,29 @@ pub fn with_readings(mut outcome: Outcome, ctx: &Ctx, names: &[&str]) -> Outcome
     outcome.detail("readings", readings)
 }
 
+/// The API's loader ended URL variable `name` at a `#` and what is left has no
+/// userinfo: the `#` was most likely in the password, and the host and port a
+/// parser finds in the rest are made of the password's first characters — a
+/// finding must then not print them. `None` otherwise.
+pub fn cut_in_userinfo(ctx: &Ctx, name: &str) -> Option<Outcome> {
+    let reading = ctx.env.reading(name)?;
+    let value = ctx.env.get(name)?;
+    let cut = reading.differences.contains(&crate::envctx::Difference::HashCut);
+    (cut && value.contains("://") && !value.contains('@')).then(|| {
+        Outcome::problem(format!(
+            "{} ends {name} ({}:{}) at its '#': what the API reads has no user or password, so the '#' is most \
+             likely in the password and the API connects nowhere it should",
+            reading.loader.name(),
+            reading.file,
+            reading.line
+        ))
+        .hint(format!(
+            "quote the value ({name}=\"…\") or percent-encode the '#' in the password as %23, then restart the API"
+        ))
+        .reports(crate::check::Premise::Valid(name.to_string()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +96,17 @@ mod tests {
         assert!(o.details["readings"].get("NODE_ENV").is_none());
         let plain = with_readings(Outcome::pass("fine"), &ctx, &["NODE_ENV"]);
         assert_eq!(plain.message, "fine");
+    }
+
+    /// Found in review: `postgres://app:12345#x@db/mockmate` cut at the `#` parses
+    /// as host `app`, port `12345` — the password's first characters.
+    #[test]
+    fn a_url_cut_inside_its_userinfo_is_said_without_what_is_left_of_it() {
+        let cut = ctx("DATABASE_URL=postgres://app:12345#x@db/mockmate\n");
+        let o = cut_in_userinfo(&cut, "DATABASE_URL").expect("a finding");
+        assert!(!o.message.contains("12345") && !o.message.contains("app:"), "{}", o.message);
+        assert!(o.message.starts_with("dotenv ends DATABASE_URL (.env.production:1) at its '#'"), "{}", o.message);
+        let fine = ctx("DATABASE_URL=postgres://app:pw@db/mockmate#primary\n");
+        assert!(cut_in_userinfo(&fine, "DATABASE_URL").is_none());
     }
 }
