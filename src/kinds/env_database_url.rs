@@ -160,7 +160,7 @@ mod tests {
         assert_eq!(r.status, Status::Fail);
         assert_eq!(
             r.message,
-            "DATABASE_URL is not a valid URL: invalid port number; dotenv reads DATABASE_URL (.env.production:1) \
+            "DATABASE_URL is cut at a '#' inside its user and password: the API gets a URL with no password and the wrong host; dotenv reads DATABASE_URL (.env.production:1) \
              as 17 characters: the '#' starts a comment (a shell `source` would keep it); quote the value"
         );
         assert!(r.hint.unwrap_or_default().starts_with("quote the value of DATABASE_URL in .env.production:1"));

@@ -48,11 +48,8 @@ pub fn cut_in_userinfo(ctx: &Ctx, name: &str) -> Option<Outcome> {
     let cut = reading.differences.contains(&crate::envctx::Difference::HashCut);
     (cut && value.contains("://") && !value.contains('@')).then(|| {
         Outcome::problem(format!(
-            "{} ends {name} ({}:{}) at its '#': what the API reads has no user or password, so the '#' is most \
-             likely in the password and the API connects nowhere it should",
-            reading.loader.name(),
-            reading.file,
-            reading.line
+            "{name} is cut at a '#' inside its user and password: the API gets a URL with no password and \
+             the wrong host"
         ))
         .hint(format!(
             "quote the value ({name}=\"…\") or percent-encode the '#' in the password as %23, then restart the API"
@@ -105,7 +102,7 @@ mod tests {
         let cut = ctx("DATABASE_URL=postgres://app:12345#x@db/mockmate\n");
         let o = cut_in_userinfo(&cut, "DATABASE_URL").expect("a finding");
         assert!(!o.message.contains("12345") && !o.message.contains("app:"), "{}", o.message);
-        assert!(o.message.starts_with("dotenv ends DATABASE_URL (.env.production:1) at its '#'"), "{}", o.message);
+        assert!(o.message.starts_with("DATABASE_URL is cut at a '#' inside its user and password"), "{}", o.message);
         let fine = ctx("DATABASE_URL=postgres://app:pw@db/mockmate#primary\n");
         assert!(cut_in_userinfo(&fine, "DATABASE_URL").is_none());
     }
