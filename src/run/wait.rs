@@ -34,6 +34,18 @@ pub struct Retry<'a> {
     pub pause: Duration,
 }
 
+/// An attempt's connections, once its checks have answered: statements a
+/// check stopped waiting for may still be running on a server.
+pub struct Leftovers(Arc<Ctx>);
+
+impl Leftovers {
+    /// Nothing of ours keeps running on the servers once the attempt is over
+    /// (never mid-attempt: a backend may be running another check's statement).
+    pub async fn cancel(self) {
+        self.0.probes.cancel_abandoned(CANCEL_WITHIN).await;
+    }
+}
+
 /// Each attempt's `--timeout` ends this much before the wait does, so that the
 /// probes' own words ("timed out after 1s waiting for …") win over the cut.
 const WAIT_SLACK: Duration = Duration::from_millis(150);
@@ -45,7 +57,8 @@ const FIRST_PAUSE: Duration = Duration::from_millis(250);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
 
 impl Plan {
-    /// One attempt over `selection` within `bounds`, on connections of its own.
+    /// One attempt over `selection` within `bounds`, on connections of its own;
+    /// what its checks left running on the servers is cancelled before it returns.
     pub async fn attempt(
         &self,
         selection: &Selection,
@@ -53,6 +66,20 @@ impl Plan {
         observer: Arc<dyn Observer>,
         bounds: &Bounds,
     ) -> Vec<CheckResult> {
+        let (results, leftovers) = self.attempt_leaving(selection, view, observer, bounds).await;
+        leftovers.cancel().await;
+        results
+    }
+
+    /// [`Plan::attempt`], leaving the cancelling of what its checks left running
+    /// to the caller ([`Leftovers::cancel`]), who may answer first (a scrape).
+    pub async fn attempt_leaving(
+        &self,
+        selection: &Selection,
+        view: &EnvView,
+        observer: Arc<dyn Observer>,
+        bounds: &Bounds,
+    ) -> (Vec<CheckResult>, Leftovers) {
         let mut ctx = Ctx::new(view.clone(), self.environment.clone(), bounds.timeout);
         ctx.probes = Probes::new(self.postgres.clone());
         ctx.allow_writes = self.request.allow_writes;
@@ -68,10 +95,7 @@ impl Plan {
             .collect();
         let ctx = Arc::new(ctx);
         let results = engine::run(&decls, selection, ctx.clone(), observer).await;
-        // Nothing of ours keeps running on the servers once the attempt is over
-        // (never mid-attempt: a backend may be running another check's statement).
-        ctx.probes.cancel_abandoned(CANCEL_WITHIN).await;
-        results
+        (results, Leftovers(ctx))
     }
 
     /// The whole diagnosis: one attempt, or with `--wait` as many as the wait

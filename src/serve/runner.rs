@@ -226,10 +226,17 @@ impl Runner {
         let view = plan.view();
         let started = SystemTime::now();
         let clock = Instant::now();
-        let checks = runtime.block_on(plan.attempt(&plan.selection, &view, Arc::new(Quiet), &bounds));
-        runtime.shutdown_timeout(SHUTDOWN_GRACE);
+        let (checks, leftovers) =
+            runtime.block_on(plan.attempt_leaving(&plan.selection, &view, Arc::new(Quiet), &bounds));
         let diagnosis = Diagnosis { checks, attempts: 1, interrupted: self.interrupt.reason() };
         let report = self.body.redacted(&plan.report(diagnosis, &view, started, clock.elapsed()));
+        // The scrape is answered first; what the run left running on the servers
+        // is cancelled beside it (up to a second for a hung server), then every
+        // connection closes with the runtime.
+        std::thread::spawn(move || {
+            runtime.block_on(leftovers.cancel());
+            runtime.shutdown_timeout(SHUTDOWN_GRACE);
+        });
         Done { report: Some(report), finished: SystemTime::now(), finished_at: Instant::now() }
     }
 }
