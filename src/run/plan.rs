@@ -51,6 +51,7 @@ impl Request {
             allow_writes: self.allow_writes,
             user_id: self.user_id.map(|u| u.to_string()),
             wait_ms: self.wait.map(ms),
+            api_url: self.api_url.clone(),
         }
     }
 }
