@@ -79,9 +79,22 @@ impl Ctx {
         self.results.get(id)
     }
 
-    fn lookup(&self) -> impl Fn(&str) -> Option<String> + Send + Sync + use<> {
+    /// How the probes read the environment. A variable Node reads only from
+    /// its own process environment at start (`NODE_EXTRA_CA_CERTS`) is not
+    /// seen when an env file sets it: the API would not see it either.
+    pub fn lookup(&self) -> impl Fn(&str) -> Option<String> + Send + Sync + use<> {
         let env = self.env.clone();
-        move |name: &str| env.get(name)
+        move |name: &str| {
+            let value = env.get(name)?;
+            let from_file = !matches!(env.source(name), Some(crate::envctx::Source::Process));
+            if from_file && crate::probe::tls::process_only(name) { None } else { Some(value) }
+        }
+    }
+
+    /// Every secret of the run's environment (what the output stream masks):
+    /// for a kind that must mask before it cuts a text (a quoted answer).
+    pub fn secrets(&self) -> crate::redact::Redactor {
+        self.env.secrets()
     }
 
     /// Where the run's PostgreSQL connections go, read as the API's driver reads it
