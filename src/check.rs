@@ -184,6 +184,8 @@ impl Verdict {
 pub enum Service {
     Postgres,
     Redis,
+    /// The MockMate API itself (`api.reachable` owns "it cannot be reached").
+    Api,
 }
 
 /// A fact a finding rests on, which one check owns: "one root cause, one failure".
@@ -198,7 +200,8 @@ pub enum Premise {
     Set(String),
     /// The variable's value can be read (`env.database_url`, `env.redis_url`).
     Valid(String),
-    /// The service accepts a connection and a login (`postgres.connect`, `redis.connect`).
+    /// The service accepts a connection and a login (`postgres.connect`, `redis.connect`);
+    /// for the API: DNS, TCP and TLS succeed and it answers in time (`api.reachable`).
     Reachable(Service),
     /// The service accepts writes (`postgres.writable`; `redis.writable`, and
     /// `redis.memory`/`redis.persistence` when writes fail with OOM/MISCONF).
@@ -458,6 +461,14 @@ pub trait Check: Send + Sync {
     /// Default: `true`.
     fn only_reads(&self) -> bool {
         true
+    }
+
+    /// The checks whose results this one reads ([`Ctx::finished`]), each with
+    /// the parameter that names it: the manifest loader adds them to the
+    /// check's `after` (and rejects an id no manifest declares), so the
+    /// parameter and the order cannot disagree. Default: none.
+    fn reads_results_of(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
     }
 }
 
