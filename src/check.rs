@@ -79,9 +79,22 @@ impl Ctx {
         self.results.get(id)
     }
 
-    fn lookup(&self) -> impl Fn(&str) -> Option<String> + Send + Sync + use<> {
+    /// How the probes read the environment. A variable Node reads only from
+    /// its own process environment at start (`NODE_EXTRA_CA_CERTS`) is not
+    /// seen when an env file sets it: the API would not see it either.
+    pub fn lookup(&self) -> impl Fn(&str) -> Option<String> + Send + Sync + use<> {
         let env = self.env.clone();
-        move |name: &str| env.get(name)
+        move |name: &str| {
+            let value = env.get(name)?;
+            let from_file = !matches!(env.source(name), Some(crate::envctx::Source::Process));
+            if from_file && crate::probe::tls::process_only(name) { None } else { Some(value) }
+        }
+    }
+
+    /// Every secret of the run's environment (what the output stream masks):
+    /// for a kind that must mask before it cuts a text (a quoted answer).
+    pub fn secrets(&self) -> crate::redact::Redactor {
+        self.env.secrets()
     }
 
     /// Where the run's PostgreSQL connections go, read as the API's driver reads it
@@ -171,6 +184,8 @@ impl Verdict {
 pub enum Service {
     Postgres,
     Redis,
+    /// The MockMate API itself (`api.reachable` owns "it cannot be reached").
+    Api,
 }
 
 /// A fact a finding rests on, which one check owns: "one root cause, one failure".
@@ -185,7 +200,8 @@ pub enum Premise {
     Set(String),
     /// The variable's value can be read (`env.database_url`, `env.redis_url`).
     Valid(String),
-    /// The service accepts a connection and a login (`postgres.connect`, `redis.connect`).
+    /// The service accepts a connection and a login (`postgres.connect`, `redis.connect`);
+    /// for the API: DNS, TCP and TLS succeed and it answers in time (`api.reachable`).
     Reachable(Service),
     /// The service accepts writes (`postgres.writable`; `redis.writable`, and
     /// `redis.memory`/`redis.persistence` when writes fail with OOM/MISCONF).
@@ -447,6 +463,14 @@ pub trait Check: Send + Sync {
     /// Default: `true`.
     fn only_reads(&self) -> bool {
         true
+    }
+
+    /// The checks whose results this one reads ([`Ctx::finished`]), each with
+    /// the parameter that names it: the manifest loader adds them to the
+    /// check's `after` (and rejects an id no manifest declares), so the
+    /// parameter and the order cannot disagree. Default: none.
+    fn reads_results_of(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
     }
 }
 

@@ -254,6 +254,17 @@ impl EnvView {
         self.set.get(name).map(str::to_string)
     }
 
+    /// Where `name`'s value comes from (`None`: unset). Not recorded as a use.
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.set.source(name)
+    }
+
+    /// The secrets of the whole environment (process and env files), as the
+    /// output stream masks them.
+    pub fn secrets(&self) -> crate::redact::Redactor {
+        crate::redact::Redactor::from_env(self.set.iter())
+    }
+
     /// The value of `name` when set and not blank.
     pub fn non_empty(&self, name: &str) -> Option<String> {
         self.get(name).filter(|v| !v.trim().is_empty())

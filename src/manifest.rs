@@ -223,7 +223,7 @@ fn load_checks(sources: &[Source]) -> Result<Loaded, UsageError> {
                 Ok(ids)
             };
             let needs = ids_of("needs")?;
-            let after = ids_of("after")?;
+            let mut after = ids_of("after")?;
             let params: toml::Table = fields
                 .iter()
                 .filter(|(k, _)| !COMMON_FIELDS.contains(&k.as_str()))
@@ -241,6 +241,15 @@ fn load_checks(sources: &[Source]) -> Result<Loaded, UsageError> {
                     .unwrap_or_else(|| table_at.clone());
                 UsageError::new(format!("{field_at}: check `{id}` (kind {}): {message}", kind.name))
             })?;
+            // A check that reads another's result (a parameter names it) runs
+            // after it: derived here, so the parameter and the order cannot disagree.
+            for (param, other) in check.reads_results_of() {
+                let param_at = fields.get(param).map(|(key_span, _, _)| at(key_span.clone()));
+                pending_needs.push((other.clone(), param_at.unwrap_or_else(|| table_at.clone()), id.clone(), param));
+                if !after.contains(&other) {
+                    after.push(other);
+                }
+            }
             seen.insert(id.clone(), id_at.clone());
             decls.push(CheckDecl {
                 id,
@@ -257,8 +266,14 @@ fn load_checks(sources: &[Source]) -> Result<Loaded, UsageError> {
     }
     for (need, at, by, field) in &pending_needs {
         if !seen.contains_key(need) {
-            let verb = if *field == "after" { "runs after" } else { "needs" };
-            return Err(UsageError::new(format!("{at}: check `{by}` {verb} `{need}`, which no manifest declares")));
+            let (verb, by_param) = match *field {
+                "after" => ("runs after", String::new()),
+                "needs" => ("needs", String::new()),
+                param => ("reads the result of", format!(" (its {param})")),
+            };
+            return Err(UsageError::new(format!(
+                "{at}: check `{by}` {verb} `{need}`{by_param}, which no manifest declares"
+            )));
         }
     }
     check_cycles(&decls)?;
@@ -407,6 +422,27 @@ mod tests {
             "[[check]]\nid = \"a\"\nkind = \"env.required\"\nafter = [\"b\"]\n[[check]]\nid = \"b\"\nkind = \"env.required\"\nneeds = [\"a\"]\n",
         );
         assert!(e.contains("cycle"), "{e}");
+    }
+
+    /// `api.session_create` compares with the check `predicted_by` names: it
+    /// runs after it whether or not the manifest says so, and an id no manifest
+    /// declares is an error at the parameter.
+    #[test]
+    fn a_check_that_reads_another_s_result_runs_after_it() {
+        let decls = load(&src("[[check]]\nid = \"dry\"\nkind = \"env.required\"\n\
+             [[check]]\nid = \"ask\"\nkind = \"api.session_create\"\npredicted_by = \"dry\"\n"))
+        .expect("valid");
+        assert_eq!(decls[1].after, ["dry"]);
+        let e = err("[[check]]\nid = \"ask\"\nkind = \"api.session_create\"\npredicted_by = \"gone\"\n");
+        assert!(
+            e.starts_with(
+                "extra.toml:4:1: check `ask` reads the result of `gone` (its predicted_by), which no manifest declares"
+            ),
+            "{e}"
+        );
+        let builtin = load(&[Source::builtin()]).expect("built-in manifest");
+        let ask = builtin.iter().find(|d| d.id == "api.session_create").expect("declared");
+        assert!(ask.after.contains(&"postgres.session_insert".to_string()), "{:?}", ask.after);
     }
 
     #[test]

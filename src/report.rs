@@ -207,6 +207,8 @@ pub struct RunOptions {
     pub user_id: Option<String>,
     /// `--wait`; `null` without it.
     pub wait_ms: Option<u64>,
+    /// `--api-url`; `null` without it (then `API_URL` or `PORT` say where the API is).
+    pub api_url: Option<String>,
 }
 
 /// A whole run.

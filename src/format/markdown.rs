@@ -80,6 +80,9 @@ fn options(o: &RunOptions) -> String {
     if let Some(id) = &o.user_id {
         parts.push(format!("--user-id {id}"));
     }
+    if let Some(url) = &o.api_url {
+        parts.push(format!("--api-url {url}"));
+    }
     if let Some(ms) = o.wait_ms {
         parts.push(format!("--wait {}", humantime::format_duration(std::time::Duration::from_millis(ms))));
     }

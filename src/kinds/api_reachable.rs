@@ -7,6 +7,11 @@
 //! `NODE_EXTRA_CA_CERTS`, by the probe's one verifier), then the answer. The
 //! pass reports the API's latency and version header; an HTTPS API's
 //! certificate chain is judged for expiry as PostgreSQL's and Redis's are.
+//!
+//! It owns one cause: the API cannot be reached (DNS, TCP, TLS, no answer in
+//! time; `Premise::Reachable(Service::Api)`). A 404 health route, a 401 or a
+//! certificate about to expire are its own findings, not that cause: a check
+//! that only needs the API to answer (`api.session_create`) still runs.
 
 use std::time::Duration;
 
@@ -14,9 +19,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::shared::api::{ms, quote, request_path, roots, target};
-use super::shared::certificates::{Words, judge, now};
-use crate::check::{Check, Ctx, KindDef, Outcome, Verdict, params};
+use super::shared::api::{CERTIFICATE_WORDS, ms, quote, request_path, roots, target};
+use super::shared::certificates::{judge, now};
+use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service, Verdict, params};
 use crate::probe::api::{Answer, ApiTarget, Exchange, send};
 use crate::redact::Redactor;
 
@@ -41,11 +46,6 @@ pub static KIND: KindDef = KindDef {
 
 /// Where APIs commonly say their version, when the manifest names none.
 const VERSION_HEADERS: &[&str] = &["x-api-version", "x-app-version", "api-version", "x-version"];
-
-const SERVICE: Words = Words {
-    unencrypted: "the API is served over plain HTTP: no certificate to check",
-    renew: "renew the API's certificate (its load balancer, reverse proxy or hosting platform serves it)",
-};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -74,7 +74,7 @@ impl Check for Reachable {
                 Ok(t) => t,
                 Err(outcome) => return outcome,
             };
-            let roots = roots(ctx);
+            let (roots, ignored) = roots(ctx);
             let exchange = Exchange {
                 method: hyper::Method::GET,
                 path: target.path(&self.health_path),
@@ -82,18 +82,29 @@ impl Check for Reachable {
                 body: None,
             };
             let outcome = match send(&target, &roots, &exchange, ctx.timeout).await {
-                Ok(answer) => self.judge(&target, &exchange, &answer),
-                Err(failure) => Outcome::from_failure(failure),
+                Ok(answer) => self.judge(&target, &exchange, &answer, &ctx.secrets()),
+                // One cause, one finding: the checks that need the API to answer see this one.
+                Err(no) if no.unreachable => {
+                    Outcome::from_failure(no.failure).reports(Premise::Reachable(Service::Api))
+                }
+                Err(no) => Outcome::from_failure(no.failure),
             };
             let outcome = outcome.detail("url", target.url(&self.health_path)).detail("source", target.source.label());
-            if target.tls { outcome.detail("roots", roots.describe()) } else { outcome }
+            if !target.tls {
+                return outcome;
+            }
+            let outcome = outcome.detail("roots", roots.describe());
+            match ignored {
+                Some(note) => outcome.detail("note", note),
+                None => outcome,
+            }
         }
         .boxed()
     }
 }
 
 impl Reachable {
-    fn judge(&self, target: &ApiTarget, exchange: &Exchange, answer: &Answer) -> Outcome {
+    fn judge(&self, target: &ApiTarget, exchange: &Exchange, answer: &Answer, secrets: &Redactor) -> Outcome {
         let status = answer.status;
         let reason = hyper::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
         let said = format!("{status} {reason}").trim_end().to_string();
@@ -109,9 +120,9 @@ impl Reachable {
         let extras = if extras.is_empty() { String::new() } else { format!(" ({})", extras.join(", ")) };
         let line = exchange.line();
         let base = &target.base;
-        // The health route's body, if it says why it is unhealthy, masks nothing
-        // of ours: this request carries no credential.
-        let body = || quote(&answer.body, &Redactor::default());
+        // The health route's body, if it says why it is unhealthy: this request
+        // carries no credential, but the API may quote its own configuration.
+        let body = || quote(&answer.body, secrets);
         let outcome = match status {
             200..=299 => Outcome::pass(format!("the API at {base} answers {line} with {said} in {latency}ms{extras}")),
             404 => Outcome::warn(format!(
@@ -152,7 +163,7 @@ impl Reachable {
             return outcome;
         }
         // An HTTPS API that answers: its chain's lifetimes, judged as the other services' are.
-        let certs = judge(&answer.certificates, true, now(), self.warn_within, &SERVICE);
+        let certs = judge(&answer.certificates, true, now(), self.warn_within, &CERTIFICATE_WORDS);
         let mut merged = match certs.verdict {
             Verdict::Pass => outcome,
             _ => {

@@ -9,16 +9,24 @@
 //! `sessions` and the key in Redis. A 201 without a row is the incident.
 //!
 //! Only with `--allow-writes` and a user (`--user-id`, or `user_id` in the
-//! manifest): the API really creates a session (and may take a credit). What it
-//! created is looked up by the id its answer names — or, when it names none, by
-//! the probe's job title, unique to this request — and deleted: the row, the
-//! Redis key, and the user's credits set back if they changed (compare-and-set,
-//! so a concurrent change is never overwritten). What was created and undone is
-//! in the details; a clean-up that fails is a failure with the SQL to finish it.
+//! manifest): the API really creates a session (and may take a credit). Only
+//! what carries the request's marker — its job title, `mockmate-diag probe
+//! <uuid>`, unique to the request — is deleted: a row the answer names without
+//! it (an API that answers an existing session) is left alone, and said so.
+//! The user's credits are set back only when this request's transaction took
+//! them (compare-and-set on the value seen after it); else the SQL is given to
+//! run by hand. What was created and undone is in the details.
+//!
+//! Time: the request goes out only while the look-up and the clean-up keep
+//! their reserve of `--timeout`, and everything ends before the engine's
+//! backstop; when the row is unknown after a 201 (or no answer came), the
+//! marker's `DELETE` is given to run by hand.
 //!
 //! The bearer token is `MOCKMATE_API_TOKEN` when set, else an HS256 JWT valid
-//! for 60 s, signed with this environment's `JWT_SECRET`. Neither, nor the
-//! secret, ever reaches a message: the API's words are quoted with the token masked.
+//! for 60 s, signed with this environment's `JWT_SECRET`; it is never sent over
+//! plain HTTP to another machine. Neither it nor any secret of the environment
+//! reaches a message: the API's words are masked with the run's redactor
+//! before they are cut.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,9 +42,9 @@ use super::shared::api::{ms, quote, request_path, roots, target};
 use super::shared::postgres::{ApiError, ident};
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service, Verdict, params};
 use crate::probe::api::jwt::{self, Token};
-use crate::probe::api::{Answer, Exchange, send};
+use crate::probe::api::{Answer, ApiTarget, Exchange, NoAnswer, send};
 use crate::probe::postgres::{APPLICATION_NAME, PgSession, PgWriter, describe};
-use crate::probe::{Cause, Failure};
+use crate::probe::{Cause, Failure, human};
 use crate::redact::Redactor;
 use crate::report::{CheckResult, Status};
 
@@ -128,6 +136,15 @@ impl SessionCreate {
             return Err("`session_id_pointers`: at least one JSON pointer (like \"/session/id\")".into());
         }
         super::shared::redis::key_prefix(&p.key_prefix)?;
+        // The marker is what makes a session this request's: without it the
+        // clean-up could not tell the probe's session from a user's.
+        let marked = p.body.get("jobTitle").and_then(toml::Value::as_str).is_some_and(|t| t.contains(PROBE));
+        if !marked {
+            return Err(format!(
+                "`body`: jobTitle must contain {PROBE} (replaced by an id unique to the request: the clean-up deletes \
+                 only the session whose job_title carries it), e.g. jobTitle = \"mockmate-diag probe {PROBE}\""
+            ));
+        }
         let json = |t: toml::Table, field: &str| {
             serde_json::to_value(t).map_err(|e| format!("`{field}`: cannot be sent as JSON ({e})"))
         };
@@ -165,8 +182,10 @@ enum Prediction {
 
 impl Prediction {
     fn read(result: Option<CheckResult>, id: &str, user: Uuid) -> Prediction {
+        // The manifest loader put `id` in this check's `after`: its result is
+        // recorded before this check starts, unless the run stopped it first.
         let Some(r) = result else {
-            return Prediction::Absent(format!("{id} is not in this run's manifest"));
+            return Prediction::Absent(format!("{id} has not finished"));
         };
         if r.status == Status::Skip {
             return Prediction::Absent(format!("{id} was skipped ({})", r.message));
@@ -255,21 +274,47 @@ enum Via {
     Minted,
 }
 
+/// A row of `sessions` as the look-up saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Row {
+    id: Uuid,
+    owner: Option<Uuid>,
+    /// Its `job_title` is this request's marker: the request created it.
+    ours: bool,
+    /// The transaction that wrote it (`xmin`), to tell who took a credit.
+    xmin: Option<String>,
+}
+
 /// What the request left in the database and the cache, as looked up after it.
 #[derive(Debug, Default)]
 struct Left {
-    /// The session row this request created: its id, and whose it is.
-    row: Option<(Uuid, Option<Uuid>)>,
-    /// Why the row could not be looked up.
+    /// The row the answer's id names, if it exists.
+    named: Option<Row>,
+    /// The row carrying the request's marker: the session this request created.
+    marked: Option<Row>,
+    /// Why the rows could not be looked up.
     row_unknown: Option<String>,
     /// The Redis key of the session, when it exists.
     key: Option<String>,
+    /// The key's value carries the request's marker (the cached session is this request's).
+    key_marked: bool,
     /// Why the key could not be looked up (`None`: looked, or nothing to look for).
     key_unknown: Option<String>,
-    /// The user's credits after the request (`None`: no row, or unknown).
-    credits_after: Option<i64>,
-    /// How the row was found: by the id in the answer, or by the probe's job title.
-    by_marker: bool,
+    /// The user's credits after the request, and the transaction that last
+    /// wrote the user's row (`None`: no such user, or unknown).
+    credits_after: Option<(Option<i64>, String)>,
+}
+
+impl Left {
+    /// The row this request created for `user`: the one the clean-up deletes.
+    fn ours(&self, user: Uuid) -> Option<&Row> {
+        self.marked.as_ref().filter(|r| r.owner == Some(user))
+    }
+
+    /// The stored row the answer is judged by: the one it names, else the marked one.
+    fn stored(&self) -> Option<&Row> {
+        self.named.as_ref().or(self.marked.as_ref())
+    }
 }
 
 /// What the clean-up did, and what it could not do.
@@ -277,17 +322,63 @@ struct Left {
 struct Undone {
     created: Vec<String>,
     undone: Vec<String>,
+    /// What the request did not create (or cannot be shown to have), left as it is.
+    left_alone: Vec<String>,
     /// What is left to do by hand: complete statements.
     by_hand: Vec<String>,
+    /// What a person must judge by hand (no statement fits every case), in words.
+    to_judge: Vec<String>,
     /// Why the clean-up failed.
     errors: Vec<String>,
 }
 
-/// The least time the clean-up keeps, whatever `--timeout` says; at most this much.
+/// A change of the user's credits across the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Credits {
+    before: i64,
+    after: i64,
+}
+
+/// What is kept of `--timeout` after the request for the look-up and the
+/// clean-up: a third of it, at least [`MIN_RESERVE`], at most [`MAX_RESERVE`];
+/// half each.
 const MIN_RESERVE: Duration = Duration::from_millis(300);
 const MAX_RESERVE: Duration = Duration::from_millis(1500);
-/// The engine cuts a check at `--timeout` (plus a grace): our own deadline ends before.
-const END_MARGIN: Duration = Duration::from_millis(50);
+/// The least time a request is sent with: less, and it is not sent at all.
+const MIN_REQUEST: Duration = Duration::from_millis(150);
+/// The engine cuts a check at `--timeout` plus a grace (100 ms, counted from
+/// about when this check starts): our own deadline ends this much before
+/// `--timeout`, so the clean-up is never cut midway.
+const END_MARGIN: Duration = Duration::from_millis(100);
+
+/// The check's time, laid out once when it starts.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    /// Everything is done by then.
+    end: Instant,
+    /// The look-up gives up at `end - cleanup`.
+    cleanup: Duration,
+    /// The request's answer must come by `end - reserve`.
+    reserve: Duration,
+}
+
+impl Schedule {
+    fn new(started: Instant, timeout: Duration) -> Schedule {
+        let reserve = (timeout / 3).clamp(MIN_RESERVE, MAX_RESERVE);
+        Schedule { end: started + timeout.saturating_sub(END_MARGIN), cleanup: reserve / 2, reserve }
+    }
+
+    /// How long the request may take if it is sent now: `None` when what is
+    /// left would not keep the reserve (and a useful time to answer).
+    fn request(&self, now: Instant) -> Option<Duration> {
+        let left = self.end.saturating_duration_since(now).saturating_sub(self.reserve);
+        (left >= MIN_REQUEST).then_some(left)
+    }
+
+    fn lookup_end(&self) -> Instant {
+        self.end.checked_sub(self.cleanup).unwrap_or(self.end)
+    }
+}
 
 impl Check for SessionCreate {
     /// It makes the API write: never before its needs have passed.
@@ -295,9 +386,14 @@ impl Check for SessionCreate {
         false
     }
 
+    /// It compares the API's answer with the dry run's result.
+    fn reads_results_of(&self) -> Vec<(&'static str, String)> {
+        vec![("predicted_by", self.predicted_by.clone())]
+    }
+
     fn run<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Outcome> {
         async move {
-            let started = Instant::now();
+            let schedule = Schedule::new(Instant::now(), ctx.timeout);
             let target = match target(ctx) {
                 Ok(t) => t,
                 Err(outcome) => return outcome,
@@ -308,17 +404,19 @@ impl Check for SessionCreate {
             let Some(user) = ctx.user_id.or(self.user_id) else {
                 return Outcome::skip(NO_USER);
             };
-            let end = started + ctx.timeout.saturating_sub(END_MARGIN);
             let (token, via) = match self.token(ctx, user) {
                 Ok(t) => t,
                 Err(outcome) => return outcome,
             };
-            let mut secrets = Redactor::default();
+            if let Err(outcome) = refuse_plain_http(&target, via) {
+                return outcome;
+            }
+            // Masked before the API's words are cut: the token and every secret of the run.
+            let mut secrets = ctx.secrets();
             secrets.add(token.expose());
             let prediction = Prediction::read(ctx.finished(&self.predicted_by), &self.predicted_by, user);
 
-            let probe = Uuid::new_v4();
-            let (body, marker) = self.body(probe);
+            let (body, marker) = self.body(Uuid::new_v4());
             let exchange = Exchange {
                 method: hyper::Method::POST,
                 path: target.path(&self.path),
@@ -329,10 +427,8 @@ impl Check for SessionCreate {
                 ],
                 body: Some(body.to_string().into_bytes()),
             };
-            let reserve = (ctx.timeout / 3).clamp(MIN_RESERVE, MAX_RESERVE);
-            let budget =
-                |reserve| end.saturating_duration_since(Instant::now()).saturating_sub(reserve).max(MIN_RESERVE);
-            let roots = roots(ctx);
+            let (roots, _) = roots(ctx);
+            let writer_deadline = schedule.request(Instant::now()).unwrap_or_default();
             let ask = async {
                 // Nothing is asked of the API that cannot be checked and undone.
                 let pg = ctx.postgres().await.map_err(|f| {
@@ -340,15 +436,37 @@ impl Check for SessionCreate {
                         format!("cannot check what the API would store, so the request was not sent: {}", f.message);
                     Outcome::unreachable(Failure { message, ..f }, Service::Postgres)
                 })?;
-                let before = self.credits(&pg, user).await.map_err(|why| {
-                    Outcome::problem(format!("cannot read user {user}'s credits, so the request was not sent: {why}"))
+                // Not past the time the request must go out by.
+                let cutoff = schedule.end.checked_sub(schedule.reserve).unwrap_or(schedule.end);
+                let within = cutoff.saturating_duration_since(Instant::now());
+                let before = match tokio::time::timeout(within, self.user_row(&pg, user)).await {
+                    Ok(read) => read.map_err(|why| {
+                        Outcome::problem(format!(
+                            "cannot read user {user}'s credits, so the request was not sent: {why}"
+                        ))
                         .premise(Premise::Table(self.users.clone()))
-                })?;
-                let answer = send(&target, &roots, &exchange, budget(reserve)).await;
+                    })?,
+                    Err(_) => Err(Outcome::problem(format!(
+                        "user {user}'s credits were not read within {}, so the request was not sent",
+                        human(within)
+                    ))
+                    .hint("PostgreSQL is slow to answer: see postgres.connect's latency, or raise --timeout"))?,
+                };
+                let Some(budget) = schedule.request(Instant::now()) else {
+                    return Err(Outcome::problem(format!(
+                        "the request was not sent: {} of --timeout {} was left, and checking and undoing what it \
+                         creates keeps {} of it",
+                        human(schedule.end.saturating_duration_since(Instant::now())),
+                        human(ctx.timeout),
+                        human(schedule.reserve)
+                    ))
+                    .hint("raise --timeout: after the request, the look-up and the clean-up keep a third of it"));
+                };
+                let answer = send(&target, &roots, &exchange, budget).await;
                 Ok::<_, Outcome>((pg, before, answer))
             };
             // The clean-up's connection opens while the API is asked: ready when its answer is.
-            let (asked, writer) = futures::join!(ask, ctx.postgres_write(budget(reserve)));
+            let (asked, writer) = futures::join!(ask, ctx.postgres_write(writer_deadline));
             let (pg, before, answer) = match asked {
                 Ok(asked) => asked,
                 Err(outcome) => return outcome,
@@ -360,15 +478,26 @@ impl Check for SessionCreate {
                 Some(Heard { said: Said::Created { id }, .. }) => *id,
                 _ => None,
             };
-            let left = self.left(ctx, &pg, user, id, marker.as_deref(), end).await;
-            let undone = self.undo(ctx, user, before, &left, writer, end).await;
+            // A request that never left cannot have created anything.
+            let sent = answer.as_ref().map_or_else(|no| no.sent, |_| true);
+            let left = if sent {
+                self.left(ctx, &pg, user, id, &marker, schedule.lookup_end()).await
+            } else {
+                Left::default()
+            };
+            let before = before.and_then(|(credits, _)| credits);
+            let credits = match (before, left.credits_after.as_ref().and_then(|(c, _)| *c)) {
+                (Some(before), Some(after)) if before != after => Some(Credits { before, after }),
+                _ => None,
+            };
+            let undone = self.undo(ctx, user, &marker, credits, &left, writer, schedule.end).await;
+            let line = exchange.line();
             let outcome = match (&answer, &heard) {
-                (Ok(_), Some(heard)) => self.judge(heard, &prediction, &left, marker.as_deref(), user, via),
-                (Err(f), _) => self.no_answer(f, user, marker.as_deref()),
+                (Ok(_), Some(heard)) => self.judge(heard, &line, &prediction, &left, &marker, user, via),
+                (Err(no), _) => self.no_answer(no, &line, user, &marker, &undone),
                 (Ok(_), None) => Outcome::fail("internal error: an answer that was not read"),
             };
-            let credits_changed = matches!((before, left.credits_after), (Some(b), Some(a)) if a != b);
-            let outcome = self.with_cleanup(outcome, heard.as_ref(), &left, credits_changed, undone);
+            let outcome = self.with_cleanup(outcome, heard.as_ref(), &left, user, credits, undone);
             outcome
                 .detail("url", target.url(&self.path))
                 .detail("user_id", user.to_string())
@@ -382,6 +511,7 @@ impl Check for SessionCreate {
                         ),
                     },
                 )
+                .detail("marker", marker.clone())
                 .detail("predicted", prediction.describe())
                 .detail("api_status", heard.as_ref().map(|h| h.status))
                 .detail(
@@ -392,11 +522,47 @@ impl Check for SessionCreate {
                     },
                 )
                 .detail("latency_ms", heard.as_ref().map(|h| h.latency_ms))
-                .detail("session_id", left.row.map(|(id, _)| id.to_string()).or(id.map(|i| i.to_string())))
-                .detail("found_by", left.row.map(|_| if left.by_marker { "job title" } else { "id" }))
+                .detail("session_id", left.stored().map(|r| r.id.to_string()).or(id.map(|i| i.to_string())))
+                .detail(
+                    "found_by",
+                    match (&left.named, &left.marked) {
+                        (Some(named), _) if named.ours => Some("id"),
+                        (_, Some(_)) => Some("job title"),
+                        _ => None,
+                    },
+                )
         }
         .boxed()
     }
+}
+
+/// The token is a credential: over plain HTTP anyone on the path reads it.
+/// Only to this machine (loopback) is `http://` fine.
+fn refuse_plain_http(target: &ApiTarget, via: Via) -> Result<(), Outcome> {
+    if target.tls || is_loopback(&target.host) {
+        return Ok(());
+    }
+    let token = match via {
+        Via::ApiToken => "MOCKMATE_API_TOKEN",
+        Via::Minted => "a token signed with JWT_SECRET",
+    };
+    Err(Outcome::problem(format!(
+        "not sending {token} over plain HTTP to {}: anyone on the way could read it and act as the user for as long \
+         as it is valid",
+        target.addr()
+    ))
+    .hint(format!(
+        "use the API's https:// address in {}, or run mockmate-diag on the API's host against http://127.0.0.1:$PORT",
+        target.source.label()
+    )))
+}
+
+/// `localhost`, a name under `.localhost` (RFC 6761), or a loopback address.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 impl SessionCreate {
@@ -417,9 +583,9 @@ impl SessionCreate {
         Ok((jwt::sign(&secret, &claims, jwt::now()), Via::Minted))
     }
 
-    /// The request body with `{probe}` replaced, and the job title that marks it
-    /// (when the title carries the placeholder).
-    fn body(&self, probe: Uuid) -> (Value, Option<String>) {
+    /// The request body with `{probe}` replaced, and the job title that marks
+    /// it (the build made sure the title carries the placeholder).
+    fn body(&self, probe: Uuid) -> (Value, String) {
         fn fill(v: &Value, probe: &str) -> Value {
             match v {
                 Value::String(s) => Value::String(s.replace(PROBE, probe)),
@@ -428,85 +594,87 @@ impl SessionCreate {
                 other => other.clone(),
             }
         }
-        let marker = self
-            .body
-            .get("jobTitle")
-            .and_then(Value::as_str)
-            .filter(|t| t.contains(PROBE))
-            .map(|t| t.replace(PROBE, &probe.to_string()));
-        (fill(&self.body, &probe.to_string()), marker)
+        let body = fill(&self.body, &probe.to_string());
+        let marker = body.get("jobTitle").and_then(Value::as_str).unwrap_or_default().to_string();
+        (body, marker)
     }
 
-    async fn credits(&self, pg: &PgSession, user: Uuid) -> Result<Option<i64>, String> {
-        let sql = format!("SELECT credits::bigint FROM {} WHERE id = $1", ident(&self.users));
+    /// The user's credits and the transaction that last wrote the user's row
+    /// (`None`: no such user).
+    async fn user_row(&self, pg: &PgSession, user: Uuid) -> Result<Option<(Option<i64>, String)>, String> {
+        let sql = format!("SELECT credits::bigint, xmin::text FROM {} WHERE id = $1", ident(&self.users));
         match pg.query_typed_opt(&sql, &[(&user, Type::UUID)]).await {
-            Ok(row) => Ok(row.and_then(|r| r.try_get::<_, Option<i64>>(0).ok().flatten())),
+            Ok(row) => Ok(row.map(|r| {
+                (r.try_get::<_, Option<i64>>(0).ok().flatten(), r.try_get::<_, String>(1).unwrap_or_default())
+            })),
             Err(e) => Err(describe(&e)),
         }
     }
 
-    /// What the request left: the row (by the answer's id, else by the probe's
-    /// job title), its Redis key, the user's credits. One pipelined round on
-    /// the shared session, the Redis lookup beside it.
+    /// What the request left: the row its answer names, the row that carries
+    /// its marker, the session's Redis key, the user's credits. One pipelined
+    /// round on the shared session, the Redis look-up beside it; all by `until`.
     async fn left(
         &self,
         ctx: &Ctx,
         pg: &Arc<PgSession>,
         user: Uuid,
         id: Option<Uuid>,
-        marker: Option<&str>,
-        end: Instant,
+        marker: &str,
+        until: Instant,
     ) -> Left {
         let sessions = ident(&self.sessions);
-        let row = async {
-            let rows = match (id, marker) {
-                (Some(id), _) => {
-                    let sql = format!("SELECT id, user_id FROM {sessions} WHERE id = $1");
-                    pg.query_typed(&sql, &[(&id, Type::UUID)]).await
-                }
-                (None, Some(marker)) => {
-                    let sql =
-                        format!("SELECT id, user_id FROM {sessions} WHERE user_id = $1 AND job_title = $2 LIMIT 2");
-                    pg.query_typed(&sql, &[(&user, Type::UUID), (&marker, Type::TEXT)]).await
-                }
-                (None, None) => return Ok((None, false)),
-            };
-            let rows = rows.map_err(|e| describe(&e))?;
-            let found = rows.first().and_then(|r| Some((r.try_get::<_, Uuid>(0).ok()?, r.try_get(1).ok().flatten())));
-            Ok::<_, String>((found, id.is_none()))
+        let read = |r: &tokio_postgres::Row| {
+            Some(Row {
+                id: r.try_get::<_, Uuid>(0).ok()?,
+                owner: r.try_get(1).ok().flatten(),
+                ours: r.try_get::<_, Option<bool>>(2).ok().flatten().unwrap_or(false),
+                xmin: r.try_get(3).ok(),
+            })
         };
-        let credits = self.credits(pg, user);
-        let remaining = end.saturating_duration_since(Instant::now());
-        let (row, redis) = futures::join!(
-            tokio::time::timeout(remaining, async { futures::join!(row, credits) }),
-            tokio::time::timeout(remaining, self.key_exists(ctx, id)),
+        let named = async {
+            let Some(id) = id else { return Ok(None) };
+            let sql = format!(
+                "SELECT id, user_id, coalesce(job_title = $2, false), xmin::text FROM {sessions} WHERE id = $1"
+            );
+            let rows = pg.query_typed(&sql, &[(&id, Type::UUID), (&marker, Type::TEXT)]).await;
+            rows.map(|rows| rows.first().and_then(read)).map_err(|e| describe(&e))
+        };
+        let marked = async {
+            let sql = format!("SELECT id, user_id, true, xmin::text FROM {sessions} WHERE job_title = $1 LIMIT 1");
+            let rows = pg.query_typed(&sql, &[(&marker, Type::TEXT)]).await;
+            rows.map(|rows| rows.first().and_then(read)).map_err(|e| describe(&e))
+        };
+        let user = self.user_row(pg, user);
+        let remaining = until.saturating_duration_since(Instant::now());
+        let (rows, redis) = futures::join!(
+            tokio::time::timeout(remaining, async { futures::join!(named, marked, user) }),
+            tokio::time::timeout(remaining, self.key(ctx, id, marker)),
         );
         let mut left = Left::default();
-        match row {
-            Ok((Ok((found, by_marker)), credits)) => {
-                left.row = found;
-                left.by_marker = by_marker && found.is_some();
-                left.credits_after = credits.ok().flatten();
+        match rows {
+            Ok((Ok(named), Ok(marked), user)) => {
+                left.named = named;
+                left.marked = marked;
+                left.credits_after = user.ok().flatten();
             }
-            Ok((Err(why), _)) => left.row_unknown = Some(why),
-            Err(_) => left.row_unknown = Some(format!("timed out after {}", crate::probe::human(remaining))),
+            Ok((Err(why), _, _) | (_, Err(why), _)) => left.row_unknown = Some(why),
+            Err(_) => left.row_unknown = Some(format!("timed out after {}", human(remaining))),
         }
+        let no_answer = || format!("Redis did not answer within {}", human(remaining));
         match redis {
-            Ok(Ok(key)) => left.key = key,
+            Ok(Ok(key)) => (left.key, left.key_marked) = key.map_or((None, false), |(k, m)| (Some(k), m)),
             Ok(Err(why)) => left.key_unknown = Some(why),
-            Err(_) => {
-                left.key_unknown = Some(format!("Redis did not answer within {}", crate::probe::human(remaining)))
-            }
+            Err(_) => left.key_unknown = Some(no_answer()),
         }
-        // A row found by its job title names the key the answer did not.
-        if id.is_none()
+        // The marked row names the key when the answer named another id, or none.
+        if let Some(row) = left.marked.as_ref().filter(|r| Some(r.id) != id)
             && left.key.is_none()
             && left.key_unknown.is_none()
-            && let Some((row_id, _)) = left.row
         {
-            let remaining = end.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(remaining, self.key_exists(ctx, Some(row_id))).await {
-                Ok(Ok(key)) => left.key = key,
+            let remaining = until.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(remaining, self.key(ctx, Some(row.id), marker)).await {
+                Ok(Ok(key)) => (left.key, left.key_marked) = key.map_or((None, false), |(k, m)| (Some(k), m)),
                 Ok(Err(why)) => left.key_unknown = Some(why),
                 Err(_) => left.key_unknown = Some("Redis did not answer in time".into()),
             }
@@ -514,8 +682,9 @@ impl SessionCreate {
         left
     }
 
-    /// `Some(key)` when the session's key exists; `Err` when Redis cannot be asked.
-    async fn key_exists(&self, ctx: &Ctx, id: Option<Uuid>) -> Result<Option<String>, String> {
+    /// `Some((key, marked))` when the session's key exists, `marked` when its
+    /// value carries the request's marker; `Err` when Redis cannot be asked.
+    async fn key(&self, ctx: &Ctx, id: Option<Uuid>, marker: &str) -> Result<Option<(String, bool)>, String> {
         let Some(id) = id else { return Ok(None) };
         let session = ctx.redis().await.map_err(|f| match f.cause {
             Some(Cause::Unset(_)) => "REDIS_URL is not set here".to_string(),
@@ -523,65 +692,105 @@ impl SessionCreate {
         })?;
         let key = format!("{}{id}", self.key_prefix);
         let mut pipe = redis::pipe();
-        pipe.cmd("EXISTS").arg(&key);
+        pipe.cmd("EXISTS").arg(&key).cmd("GET").arg(&key);
         let replies = session.round(&pipe, "EXISTS").await.map_err(|f| f.message)?;
+        let marked = match replies.get(1) {
+            Some(Ok(redis::Value::BulkString(bytes))) => String::from_utf8_lossy(bytes).contains(marker),
+            // Not a string (a hash …): its value is not read, so it is not shown to be ours.
+            _ => false,
+        };
         match replies.first() {
-            Some(Ok(redis::Value::Int(1))) => Ok(Some(key)),
+            Some(Ok(redis::Value::Int(1))) => Ok(Some((key, marked))),
             Some(Ok(_)) => Ok(None),
             Some(Err(words)) => Err(format!("EXISTS {key} failed: {words}")),
             None => Err("no reply to EXISTS".into()),
         }
     }
 
-    /// Deletes the row and the key the request created and sets the credits
-    /// back (only if nobody changed them since): the SQL in one transaction, one
-    /// round trip, on `writer` (connected while the API answered), the Redis DEL
-    /// beside it.
+    /// Undoes what the request created, and only that: the row that carries
+    /// its marker (and is the user's), the Redis key of that row or whose value
+    /// carries the marker, and the credits — set back only when this request's
+    /// transaction took them, compare-and-set on the value seen after it. The
+    /// SQL in one transaction, one round trip, on `writer` (connected while the
+    /// API answered), the Redis DEL beside it; all by `end`.
+    #[allow(clippy::too_many_arguments)]
     async fn undo(
         &self,
         ctx: &Ctx,
         user: Uuid,
-        before: Option<i64>,
+        marker: &str,
+        credits: Option<Credits>,
         left: &Left,
         writer: Result<PgWriter, Failure>,
         end: Instant,
     ) -> Undone {
         let mut out = Undone::default();
         let (sessions, users) = (ident(&self.sessions), ident(&self.users));
-        // Never a row of someone else's: the request was made for `user`.
-        let row = left.row.filter(|(_, owner)| *owner == Some(user)).map(|(id, _)| id);
-        if let Some((id, owner)) = left.row.filter(|(_, owner)| *owner != Some(user)) {
-            out.errors.push(format!(
-                "session {id} belongs to {}, not to user {user}: left alone",
-                owner.map(|o| o.to_string()).unwrap_or_else(|| "no user".into())
+        let quoted = marker.replace('\'', "''");
+        let row = left.ours(user).map(|r| r.id);
+        if let Some(named) = left.named.as_ref().filter(|r| !r.ours) {
+            out.left_alone.push(format!(
+                "session {} (the answer names it, but its job title is not this request's marker)",
+                named.id
             ));
         }
-        let credits = match (before, left.credits_after) {
-            (Some(b), Some(a)) if a != b => Some((b, a)),
-            _ => None,
-        };
+        if let Some(other) = left.marked.as_ref().filter(|r| r.owner != Some(user)) {
+            out.errors.push(format!(
+                "session {} carries this request's marker but belongs to {}, not to user {user}: left alone",
+                other.id,
+                other.owner.map(|o| o.to_string()).unwrap_or_else(|| "no user".into())
+            ));
+            out.by_hand.push(format!("DELETE FROM {sessions} WHERE id = '{}' AND job_title = '{quoted}';", other.id));
+        }
+        // Credits go back only when the transaction that created this request's
+        // session is the last that wrote the user's row, and took rather than gave.
+        let ours_xmin = left.ours(user).and_then(|r| r.xmin.clone());
+        let user_xmin = left.credits_after.as_ref().map(|(_, xmin)| xmin.clone());
+        let restore = credits.filter(|c| c.after < c.before && ours_xmin.is_some() && ours_xmin == user_xmin);
         if let Some(id) = row {
             out.created.push(format!("row {id} in {}", self.sessions));
         }
-        if let Some((b, a)) = credits {
-            out.created.push(format!("credits of user {user}: {b} → {a}"));
+        if let Some(c) = credits {
+            out.created.push(format!("credits of user {user}: {} → {}", c.before, c.after));
+            if restore.is_none() {
+                out.errors.push(format!(
+                    "user {user}'s credits changed {} → {} during the request, not (only) by the transaction that \
+                     created this request's session: not set back",
+                    c.before, c.after
+                ));
+                // Which part was this request's is unknown: no statement would be right.
+                out.to_judge.push(format!(
+                    "set user {user}'s credits back by what this request took, if anything (they were {} before it, \
+                     {} after it)",
+                    c.before, c.after
+                ));
+            }
         }
-        if let Some(key) = &left.key {
-            out.created.push(format!("Redis key {key}"));
+        let key = left
+            .key
+            .as_ref()
+            .filter(|k| left.key_marked || row.is_some_and(|id| **k == format!("{}{id}", self.key_prefix)));
+        if let Some(k) = &left.key {
+            if key.is_some() {
+                out.created.push(format!("Redis key {k}"));
+            } else {
+                out.left_alone.push(format!("Redis key {k} (not shown to be this request's)"));
+            }
         }
         let remaining = end.saturating_duration_since(Instant::now());
         let sql = async {
-            if row.is_none() && credits.is_none() {
+            if row.is_none() && restore.is_none() {
                 return None;
             }
             let writer = match writer {
                 Ok(w) => w,
                 Err(f) => return Some(Ok(Err(format!("cannot connect to clean up: {}", f.message)))),
             };
-            Some(tokio::time::timeout(remaining, self.undo_sql(&writer, user, row, credits, remaining)).await)
+            let undo = self.undo_sql(&writer, user, row, marker, restore, remaining);
+            Some(tokio::time::timeout(remaining, undo).await)
         };
         let del = async {
-            let key = left.key.as_ref()?;
+            let key = key?;
             let del = async {
                 let session = ctx.redis().await.map_err(|f| f.message)?;
                 let mut pipe = redis::pipe();
@@ -596,9 +805,12 @@ impl SessionCreate {
         };
         let (sql, del) = futures::join!(sql, del);
 
-        let delete_sql = |id: Uuid| format!("DELETE FROM {sessions} WHERE id = '{id}' AND user_id = '{user}';");
-        let restore_sql =
-            |b: i64, a: i64| format!("UPDATE {users} SET credits = {b} WHERE id = '{user}' AND credits = {a};");
+        let delete_sql = |id: Uuid| {
+            format!("DELETE FROM {sessions} WHERE id = '{id}' AND user_id = '{user}' AND job_title = '{quoted}';")
+        };
+        let restore_sql = |c: Credits| {
+            format!("UPDATE {users} SET credits = {} WHERE id = '{user}' AND credits = {};", c.before, c.after)
+        };
         let failed = match sql {
             None => None,
             Some(Ok(Ok((deleted, restored)))) => {
@@ -609,26 +821,29 @@ impl SessionCreate {
                         out.errors.push(format!("row {id} was gone before the clean-up deleted it"));
                     }
                 }
-                if let Some((b, a)) = credits {
+                if let Some(c) = restore {
                     if restored {
-                        out.undone.push(format!("credits back to {b}"));
+                        out.undone.push(format!("credits back to {}", c.before));
                     } else {
                         out.errors.push(format!(
-                            "user {user}'s credits changed again after the request ({a} expected): not set back to {b}"
+                            "user {user}'s credits changed again after the request ({} expected): not set back to {}",
+                            c.after, c.before
                         ));
-                        out.by_hand
-                            .push(format!("UPDATE {users} SET credits = credits + {} WHERE id = '{user}';", b - a));
+                        out.by_hand.push(format!(
+                            "UPDATE {users} SET credits = credits + {} WHERE id = '{user}';",
+                            c.before - c.after
+                        ));
                     }
                 }
                 None
             }
             Some(Ok(Err(why))) => Some(why),
-            Some(Err(_)) => Some(format!("the clean-up did not finish within {}", crate::probe::human(remaining))),
+            Some(Err(_)) => Some(format!("the clean-up did not finish within {}", human(remaining))),
         };
         if let Some(why) = failed {
             out.errors.push(why);
             out.by_hand.extend(row.map(delete_sql));
-            out.by_hand.extend(credits.map(|(b, a)| restore_sql(b, a)));
+            out.by_hand.extend(restore.map(restore_sql));
         }
         match del {
             None => {}
@@ -651,7 +866,8 @@ impl SessionCreate {
         writer: &PgWriter,
         user: Uuid,
         row: Option<Uuid>,
-        credits: Option<(i64, i64)>,
+        marker: &str,
+        credits: Option<Credits>,
         budget: Duration,
     ) -> Result<(bool, bool), String> {
         let client = writer.client();
@@ -661,13 +877,17 @@ impl SessionCreate {
             "BEGIN; SET LOCAL statement_timeout = {server_ms}; SET LOCAL lock_timeout = {server_ms}; \
              SET LOCAL application_name = '{APPLICATION_NAME}'"
         );
-        let delete_sql = format!("DELETE FROM {} WHERE id = $1 AND user_id = $2 RETURNING id", ident(&self.sessions));
+        // The marker as well as the id: never a row this request did not create.
+        let delete_sql = format!(
+            "DELETE FROM {} WHERE id = $1 AND user_id = $2 AND job_title = $3 RETURNING id",
+            ident(&self.sessions)
+        );
         let restore_sql =
             format!("UPDATE {} SET credits = $1 WHERE id = $2 AND credits = $3 RETURNING id", ident(&self.users));
         let delete = async {
             match row {
                 Some(id) => client
-                    .query_typed(&delete_sql, &[(&id, Type::UUID), (&user, Type::UUID)])
+                    .query_typed(&delete_sql, &[(&id, Type::UUID), (&user, Type::UUID), (&marker, Type::TEXT)])
                     .await
                     .map(|r| !r.is_empty()),
                 None => Ok(false),
@@ -675,8 +895,8 @@ impl SessionCreate {
         };
         let restore = async {
             match credits {
-                Some((b, a)) => client
-                    .query_typed(&restore_sql, &[(&b, Type::INT8), (&user, Type::UUID), (&a, Type::INT8)])
+                Some(c) => client
+                    .query_typed(&restore_sql, &[(&c.before, Type::INT8), (&user, Type::UUID), (&c.after, Type::INT8)])
                     .await
                     .map(|r| !r.is_empty()),
                 None => Ok(false),
@@ -693,13 +913,25 @@ impl SessionCreate {
         Ok((deleted, restored))
     }
 
+    /// `DELETE … WHERE user_id = … AND job_title = '<marker>';`: what to run by
+    /// hand when it is unknown whether (or which) session the API stored.
+    fn delete_by_marker(&self, user: Uuid, marker: &str) -> String {
+        format!(
+            "DELETE FROM {} WHERE user_id = '{user}' AND job_title = '{}';",
+            ident(&self.sessions),
+            marker.replace('\'', "''")
+        )
+    }
+
     /// The API's answer against the prediction and what the request left.
+    #[allow(clippy::too_many_arguments)]
     fn judge(
         &self,
         heard: &Heard,
+        request: &str,
         prediction: &Prediction,
         left: &Left,
-        marker: Option<&str>,
+        marker: &str,
         user: Uuid,
         via: Via,
     ) -> Outcome {
@@ -711,23 +943,20 @@ impl SessionCreate {
         };
         match &heard.said {
             Said::Created { id } => {
-                let Some((row, _)) = left.row else {
-                    if let Some(why) = &left.row_unknown {
-                        return Outcome::problem(format!(
-                            "the API answered {line} for user {user}, but whether it stored the session is unknown: {why}"
-                        ))
-                        .hint("check the sessions table by hand for the session in the API's answer");
-                    }
-                    let missing = match (id, marker) {
-                        (Some(id), _) => format!("no row {id} in {sessions}"),
-                        (None, Some(m)) => format!("no row in {sessions} with the probe's job title '{m}'"),
-                        (None, None) => {
-                            return Outcome::warn(format!(
-                                "the API answered {line} without a session id (tried {}) and the body's job title has no {PROBE} to find the row by: cannot check what it stored",
-                                self.pointers.join(", ")
-                            ))
-                            .hint("set session_id_pointers to where the API's answer puts the session's id");
-                        }
+                if let Some(why) = &left.row_unknown {
+                    return Outcome::problem(format!(
+                        "the API answered {line} for user {user}, but whether it stored the session is unknown: {why}"
+                    ))
+                    .hint(format!(
+                        "look for the probe's session and delete it: {} (and redis-cli DEL {}<its id>)",
+                        self.delete_by_marker(user, marker),
+                        self.key_prefix
+                    ));
+                }
+                let Some(row) = left.stored() else {
+                    let missing = match id {
+                        Some(id) => format!("no row {id} in {sessions}"),
+                        None => format!("no row in {sessions} with the probe's job title '{marker}'"),
                     };
                     let cached = match &left.key {
                         Some(key) => format!("; Redis has {key}, so the desktop app gets \"Session not found\""),
@@ -743,14 +972,30 @@ impl SessionCreate {
                     )
                     .detail("incident", true);
                 };
+                if let (Some(id), None) = (id, &left.named) {
+                    return Outcome::fail(format!(
+                        "the API answered {line} with session {id}, but stored this request's session as {}: the desktop app gets \"Session not found\"",
+                        row.id
+                    ))
+                    .hint("answer with the id of the row the route inserted (RETURNING id)");
+                }
+                if !row.ours {
+                    return Outcome::warn(format!(
+                        "the API answered {line} with session {}, which this request did not create (its job title is not the probe's '{marker}'): it returned an existing session, so what it stores for a new one was not seen",
+                        row.id
+                    ))
+                    .hint("if the route returns an existing session on purpose (an idempotent create), give api.session_create a user without one; else answer with the row the route inserted");
+                }
                 if let Prediction::Refused(e) = prediction {
                     return Outcome::fail(format!(
-                        "the API created session {row} for user {user} ({line}), but the dry run predicted {} {e}: the API checks the user (or credits) differently, or uses another database",
+                        "the API created session {} for user {user} ({line}), but the dry run predicted {} {e}: the API checks the user (or credits) differently, or uses another database",
+                        row.id,
                         e.status()
                     ))
                     .hint("compare the deployed routes/sessions.js with the fixed one, and the API's DATABASE_URL with this environment's");
                 }
-                let stored = format!("the API created session {row} for user {user} ({line} in {}ms)", heard.latency_ms);
+                let stored =
+                    format!("the API created session {} for user {user} ({line} in {}ms)", row.id, heard.latency_ms);
                 if id.is_none() {
                     return Outcome::warn(format!(
                         "{stored}, but its answer has no session id (tried {}): the desktop app cannot open it",
@@ -759,13 +1004,17 @@ impl SessionCreate {
                     .hint("answer with the session (res.status(201).json({ session })), or set session_id_pointers to where the id is");
                 }
                 match (&left.key, &left.key_unknown) {
-                    (Some(key), _) => Outcome::pass(format!("{stored} and stored it: the row in {sessions} and {key} in Redis")),
+                    (Some(key), _) => {
+                        Outcome::pass(format!("{stored} and stored it: the row in {sessions} and {key} in Redis"))
+                    }
                     (None, None) => Outcome::warn(format!(
-                        "{stored} and its row, but not the Redis key {}{row}: caching is off (non-fatal: sessions work without it)",
-                        self.key_prefix
+                        "{stored} and its row, but not the Redis key {}{}: caching is off (non-fatal: sessions work without it)",
+                        self.key_prefix, row.id
                     ))
                     .hint("check the API's log for Redis errors at session creation and its REDIS_URL (runbook Issue 4)"),
-                    (None, Some(why)) => Outcome::pass(format!("{stored} and its row in {sessions} (the cache was not checked: {why})")),
+                    (None, Some(why)) => Outcome::pass(format!(
+                        "{stored} and its row in {sessions} (the cache was not checked: {why})"
+                    )),
                 }
             }
             Said::Refused(code) => match prediction {
@@ -806,55 +1055,62 @@ impl SessionCreate {
                 Outcome::fail(format!("the API failed to create a session for user {user}: {line}: {words}{why}"))
                     .hint("read the API's log for this request's error; the runbook's fixed route answers 400/403 with a code, never 5xx for a user problem")
             }
-            Said::Other => Outcome::fail(format!(
-                "the API answered {} {} with {line}: {words}{predicted}",
-                "POST",
-                self.path
-            ))
-            .hint(if heard.status == 404 {
-                "no such route: check the base path in API_URL (or --api-url), or set path to the API's session-creation route"
-            } else {
-                "expected 201, or 400 INVALID_USER_REFERENCE / 403 INSUFFICIENT_CREDITS (runbook Step 3)"
-            }),
+            Said::Other => Outcome::fail(format!("the API answered {request} with {line}: {words}{predicted}")).hint(
+                if heard.status == 404 {
+                    "no such route: check the base path in API_URL (or --api-url), or set path to the API's session-creation route"
+                } else {
+                    "expected 201, or 400 INVALID_USER_REFERENCE / 403 INSUFFICIENT_CREDITS (runbook Step 3)"
+                },
+            ),
         }
     }
 
-    /// No answer (refused, timed out, TLS): the failure, and how to find a
-    /// session the API may still create.
-    fn no_answer(&self, f: &Failure, user: Uuid, marker: Option<&str>) -> Outcome {
-        let later = match marker {
-            Some(m) => format!(
-                "; if the API creates the session after all: DELETE FROM {} WHERE user_id = '{user}' AND job_title = '{}';",
-                ident(&self.sessions),
-                m.replace('\'', "''")
-            ),
-            None => String::new(),
-        };
-        let mut outcome = Outcome::problem(format!("POST {}: {}", self.path, f.message))
-            .hint(format!("{}{later}", f.hint.clone().unwrap_or_default()));
+    /// No answer (refused, timed out, TLS). When the API cannot be reached,
+    /// the finding rests on that (`api.reachable` owns it) unless the clean-up
+    /// has something to say. When the request went out, the API may still
+    /// create the session: the marker's `DELETE` is given to run by hand.
+    fn no_answer(&self, no: &NoAnswer, request: &str, user: Uuid, marker: &str, undone: &Undone) -> Outcome {
+        let f = &no.failure;
+        let mut hint: Vec<String> = f.hint.iter().cloned().collect();
+        if no.sent {
+            hint.push(format!(
+                "if the API creates the session after all: {} (and redis-cli DEL {}<its id>)",
+                self.delete_by_marker(user, marker),
+                self.key_prefix
+            ));
+        }
+        let mut outcome = Outcome::problem(format!("{request}: {}", f.message));
+        if !hint.is_empty() {
+            outcome = outcome.hint(hint.join("; "));
+        }
         for (k, v) in &f.details {
             outcome = outcome.detail(k, v.clone());
+        }
+        let nothing_to_say = undone.created.is_empty() && undone.errors.is_empty() && undone.left_alone.is_empty();
+        if no.unreachable && nothing_to_say && f.cause.is_none() {
+            outcome = outcome.premise(Premise::Reachable(Service::Api));
         }
         outcome
     }
 
     /// The clean-up's findings on top of the verdict: an answer other than 201
     /// that still stored a session or took a credit, and a clean-up that
-    /// failed, are failures.
+    /// failed, are failures; what was left alone is said.
     fn with_cleanup(
         &self,
         mut outcome: Outcome,
         heard: Option<&Heard>,
         left: &Left,
-        credits_changed: bool,
+        user: Uuid,
+        credits: Option<Credits>,
         undone: Undone,
     ) -> Outcome {
         let refused = heard.is_some_and(|h| !matches!(h.said, Said::Created { .. }));
         let mut anyway = Vec::new();
-        if let Some((id, _)) = left.row.filter(|_| refused) {
-            anyway.push(format!("stored session {id}"));
+        if let Some(row) = left.ours(user).filter(|_| refused) {
+            anyway.push(format!("stored session {}", row.id));
         }
-        if refused && credits_changed {
+        if refused && credits.is_some_and(|c| c.after < c.before) {
             anyway.push("took a credit".to_string());
         }
         if !anyway.is_empty() {
@@ -871,14 +1127,26 @@ impl SessionCreate {
         if !undone.undone.is_empty() {
             outcome.message = format!("{}; undone: {}", outcome.message, undone.undone.join(", "));
         }
+        if !undone.left_alone.is_empty() {
+            outcome.message = format!("{}; left alone: {}", outcome.message, undone.left_alone.join(", "));
+        }
         if !undone.errors.is_empty() {
             outcome.verdict = Verdict::Fail;
             outcome.message = format!("{}; clean-up failed: {}", outcome.message, undone.errors.join("; "));
+            let mut hint = Vec::new();
             if !undone.by_hand.is_empty() {
-                outcome.hint = Some(format!("finish the clean-up by hand: {}", undone.by_hand.join(" ")));
+                hint.push(format!("finish the clean-up by hand: {}", undone.by_hand.join(" ")));
+            }
+            hint.extend(undone.to_judge);
+            if !hint.is_empty() {
+                outcome.hint = Some(hint.join("; "));
             }
         }
-        outcome.detail("created", undone.created).detail("undone", undone.undone).detail("by_hand", undone.by_hand)
+        outcome
+            .detail("created", undone.created)
+            .detail("undone", undone.undone)
+            .detail("left_alone", undone.left_alone)
+            .detail("by_hand", undone.by_hand)
     }
 }
 
@@ -935,7 +1203,7 @@ mod tests {
         );
         let other = read(dry_run(Status::Pass, "inserted", json!({"user_id": "00000000-0000-0000-0000-000000000001"})));
         assert!(matches!(&other, Prediction::Absent(why) if why.contains("pass --user-id")), "{other:?}");
-        assert_eq!(read(None), Prediction::Absent("postgres.session_insert is not in this run's manifest".into()));
+        assert_eq!(read(None), Prediction::Absent("postgres.session_insert has not finished".into()));
     }
 
     #[test]
@@ -945,7 +1213,74 @@ mod tests {
         let (body, marker) = check.body(probe);
         assert_eq!(body["jobTitle"], format!("mockmate-diag probe {probe}"));
         assert_eq!((body["difficulty"].as_str(), body["duration"].as_i64()), (Some("intermediate"), Some(30)));
-        assert_eq!(marker, Some(format!("mockmate-diag probe {probe}")));
+        assert_eq!(marker, format!("mockmate-diag probe {probe}"));
+        // Without the marker the clean-up could not tell the probe's session from a user's.
+        let table: toml::Table = "body = { jobTitle = \"Test Session\", duration = 30 }".parse().expect("TOML");
+        let err = (super::KIND.build)(table).err().map(|e| e.0).unwrap_or_default();
+        assert!(err.starts_with("`body`: jobTitle must contain {probe}"), "{err}");
+    }
+
+    #[test]
+    fn the_request_goes_out_only_while_the_look_up_and_clean_up_keep_their_reserve() {
+        let start = Instant::now();
+        let s = Schedule::new(start, Duration::from_secs(3));
+        assert_eq!((s.reserve, s.cleanup), (Duration::from_secs(1), Duration::from_millis(500)));
+        // 3 s − 100 ms margin − 1 s reserve.
+        assert_eq!(s.request(start), Some(Duration::from_millis(1900)));
+        assert_eq!(s.request(start + Duration::from_millis(1800)), None, "100 ms would be left for the request");
+        assert_eq!(s.lookup_end(), start + Duration::from_millis(2400));
+        // The whole check ends before the engine's backstop (--timeout + 100 ms).
+        assert!(s.end < start + Duration::from_secs(3));
+        let tight = Schedule::new(start, Duration::from_millis(400));
+        assert_eq!(tight.request(start), None, "nothing would be left after the reserve");
+        let long = Schedule::new(start, Duration::from_secs(30));
+        assert_eq!(long.reserve, MAX_RESERVE);
+    }
+
+    #[test]
+    fn no_answer_says_what_to_do_without_a_stray_separator() {
+        let check = SessionCreate::build(Params::default()).expect("defaults build");
+        let user: Uuid = USER.parse().expect("uuid");
+        let line = "POST /api/sessions/create";
+        let bare = NoAnswer { failure: Failure::new("no route"), unreachable: false, sent: false };
+        let o = check.no_answer(&bare, line, user, "mockmate-diag probe 1", &Undone::default());
+        assert_eq!((o.message.as_str(), o.hint), ("POST /api/sessions/create: no route", None));
+        let sent = NoAnswer { sent: true, unreachable: true, ..bare };
+        let o = check.no_answer(&sent, line, user, "mockmate-diag probe 1", &Undone::default());
+        assert_eq!(
+            o.hint.as_deref(),
+            Some(
+                "if the API creates the session after all: DELETE FROM \"sessions\" WHERE user_id = \
+                 '3f2504e0-4f89-11d3-9a0c-0305e82c3301' AND job_title = 'mockmate-diag probe 1'; (and redis-cli DEL \
+                 session:<its id>)"
+            )
+        );
+        // Unreachable with nothing created: the finding is api.reachable's.
+        assert_eq!(o.causes.premises, [Premise::Reachable(Service::Api)]);
+    }
+
+    #[test]
+    fn the_token_goes_over_plain_http_only_to_this_machine() {
+        let at = |url: &str| {
+            let vars = crate::probe::failure::lookup(&[]);
+            ApiTarget::resolve(Some(url), &vars).expect("valid").expect("set")
+        };
+        for ok in [
+            "http://127.0.0.1:3000",
+            "http://localhost:3000",
+            "http://[::1]:3000",
+            "http://api.localhost",
+            "https://api.example.com",
+        ] {
+            assert!(refuse_plain_http(&at(ok), Via::Minted).is_ok(), "{ok}");
+        }
+        let refused = refuse_plain_http(&at("http://10.0.0.5:3000"), Via::ApiToken).expect_err("another machine");
+        assert_eq!(
+            refused.message,
+            "not sending MOCKMATE_API_TOKEN over plain HTTP to 10.0.0.5:3000: anyone on the way could read it and act \
+             as the user for as long as it is valid"
+        );
+        assert!(refused.hint.unwrap_or_default().starts_with("use the API's https:// address in --api-url"));
     }
 
     #[tokio::test]

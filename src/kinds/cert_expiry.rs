@@ -54,6 +54,8 @@ impl Check for CertExpiry {
                     }
                     Err(outcome) => outcome,
                 },
+                // Never built (see POSTGRES, REDIS): the API's chain is api.reachable's.
+                Service::Api => Outcome::skip("api.reachable judges the API's certificate"),
             }
         }
         .boxed()
@@ -73,6 +75,7 @@ fn words(service: Service) -> Words {
             renew: "renew the server's certificate (tls-cert-file on a self-managed server, then CONFIG SET \
                     tls-cert-file to reload it; a managed service rotates it in its console)",
         },
+        Service::Api => super::shared::api::CERTIFICATE_WORDS,
     }
 }
 

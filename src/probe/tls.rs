@@ -448,6 +448,37 @@ impl Problem {
     }
 }
 
+/// Node's own variable for a private CA: its certificates join Mozilla's roots
+/// for every TLS client in the process (node-postgres, node-redis, https).
+pub const NODE_EXTRA_CA_CERTS: &str = "NODE_EXTRA_CA_CERTS";
+
+/// Whether Node reads `name` only from its own process environment, once, when
+/// it starts: an env file loaded later (npm `dotenv`, and Node's own
+/// `--env-file` too, nodejs/node#51426) sets `process.env` but changes nothing.
+/// The run's lookup ([`crate::check::Ctx::lookup`]) hides such a variable when
+/// an env file sets it.
+pub fn process_only(name: &str) -> bool {
+    name == NODE_EXTRA_CA_CERTS
+}
+
+/// The one reader of `NODE_EXTRA_CA_CERTS` (PostgreSQL, Redis and the API):
+/// the file Node adds to its roots, from a lookup that holds only what the
+/// process environment sets for it ([`process_only`]). A blank value is none,
+/// as Node reads it.
+pub fn node_extra_ca(get: &dyn Fn(&str) -> Option<String>) -> Option<PemFile> {
+    get(NODE_EXTRA_CA_CERTS).filter(|v| !v.trim().is_empty()).map(|path| pem_file(&path, NODE_EXTRA_CA_CERTS))
+}
+
+/// What to say when an env file sets `NODE_EXTRA_CA_CERTS` (`file` its label).
+pub fn extra_ca_in_file(file: &str) -> String {
+    format!(
+        "{NODE_EXTRA_CA_CERTS} is set in {file}, but Node ignores NODE_EXTRA_CA_CERTS from .env files (it reads it \
+         only from its own environment when it starts), so the API's TLS clients do not trust that CA and neither \
+         do these checks: set it in the API's process environment (systemd Environment=, docker -e, the platform's \
+         settings)"
+    )
+}
+
 /// A PEM file path from configuration, trimmed.
 pub fn pem_file(path: &str, origin: &'static str) -> PemFile {
     PemFile { path: Path::new(path.trim()).to_path_buf(), origin }
@@ -551,6 +582,18 @@ mod tests {
             assert_eq!(verify(&cert, false, "localhost", now), Err(Problem::SelfSigned), "CA:{ca}");
         }
         assert_eq!(Problem::SelfSigned.describe("localhost"), "certificate not trusted (self-signed)");
+    }
+
+    #[test]
+    fn node_extra_ca_certs_is_read_once_here() {
+        let get = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        assert_eq!(node_extra_ca(&get(&[])), None);
+        assert_eq!(node_extra_ca(&get(&[("NODE_EXTRA_CA_CERTS", " ")])), None);
+        let file = node_extra_ca(&get(&[("NODE_EXTRA_CA_CERTS", " /etc/ca.pem ")])).expect("a file");
+        assert_eq!((file.path.as_path(), file.origin), (Path::new("/etc/ca.pem"), "NODE_EXTRA_CA_CERTS"));
+        assert!(process_only("NODE_EXTRA_CA_CERTS") && !process_only("REDIS_CA_CERT"));
     }
 
     #[test]

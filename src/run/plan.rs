@@ -51,6 +51,7 @@ impl Request {
             allow_writes: self.allow_writes,
             user_id: self.user_id.map(|u| u.to_string()),
             wait_ms: self.wait.map(ms),
+            api_url: self.api_url.clone(),
         }
     }
 }
@@ -169,6 +170,10 @@ impl Plan {
             Vec::new()
         };
         notes.extend(set.notes());
+        // Node reads it only from its own environment at start: from a file it does nothing.
+        if let Some(crate::envctx::Source::File(file)) = set.source(crate::probe::tls::NODE_EXTRA_CA_CERTS) {
+            notes.push(crate::probe::tls::extra_ca_in_file(file));
+        }
         Ok(Plan { environment, set: Arc::new(set), decls, selection, request, notes, postgres })
     }
 

@@ -37,6 +37,17 @@ pub struct ApiOptions {
     pub fail_create: bool,
     /// A 201 without the session's id in the body.
     pub no_id: bool,
+    /// No `GET /health` (a 404).
+    pub no_health: bool,
+    /// The fixed route creates and caches the session, then never answers.
+    pub create_then_hang: bool,
+    /// A user who has a session gets it back, and none is created.
+    pub idempotent: bool,
+    /// Someone else changes the user's credits by this much during the request.
+    pub other_change: Option<i32>,
+    /// The create route answers 500 quoting this variable's value (set in its
+    /// environment), across the 200th character.
+    pub leak: Option<(String, String)>,
     /// HTTPS with this CA's server certificate.
     pub tls: Option<TestCa>,
 }
@@ -51,6 +62,11 @@ impl ApiOptions {
             hang: false,
             fail_create: false,
             no_id: false,
+            no_health: false,
+            create_then_hang: false,
+            idempotent: false,
+            other_change: None,
+            leak: None,
             tls: None,
         }
     }
@@ -83,12 +99,23 @@ impl StandIn {
         if let Some(redis) = &options.redis_url {
             cmd.env("REDIS_URL", redis);
         }
-        for (on, switch) in
-            [(options.hang, "--hang"), (options.fail_create, "--fail-create"), (options.no_id, "--no-id")]
-        {
+        for (on, switch) in [
+            (options.hang, "--hang"),
+            (options.fail_create, "--fail-create"),
+            (options.no_id, "--no-id"),
+            (options.no_health, "--no-health"),
+            (options.create_then_hang, "--create-then-hang"),
+            (options.idempotent, "--idempotent"),
+        ] {
             if on {
                 cmd.arg(switch);
             }
+        }
+        if let Some(n) = options.other_change {
+            cmd.args(["--other-change", &n.to_string()]);
+        }
+        if let Some((var, value)) = &options.leak {
+            cmd.args(["--leak", var]).env(var, value);
         }
         if let Some(ca) = &options.tls {
             cmd.arg("--tls-cert").arg(&ca.server_cert).arg("--tls-key").arg(&ca.server_key);
@@ -144,6 +171,11 @@ impl StandIn {
     /// What it printed so far (stdout and stderr), for assertion messages.
     pub fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The requests it received so far (`GET /health`, `POST /api/sessions/create`).
+    pub fn requests(&self) -> Vec<String> {
+        self.log().lines().filter_map(|l| l.strip_prefix("request ")).map(str::to_string).collect()
     }
 }
 

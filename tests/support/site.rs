@@ -40,6 +40,19 @@ impl ApiSite {
         self.pg.sql(&self.db, sql)
     }
 
+    /// The seeded active user with 10 credits.
+    pub fn ada(&self) -> String {
+        self.sql("SELECT id FROM users WHERE email = 'ada@example.com'")
+    }
+
+    /// Inserts a user and returns their id.
+    pub fn user(&self, active: bool, credits: i32) -> String {
+        self.sql(&format!(
+            "INSERT INTO users (email, credits, is_active, is_verified) \
+             VALUES ('u' || gen_random_uuid() || '@example.com', {credits}, {active}, true) RETURNING id"
+        ))
+    }
+
     /// The API role's DATABASE_URL.
     pub fn url(&self) -> String {
         self.pg.url(&self.role, PASSWORD, &self.db)

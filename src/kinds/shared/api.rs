@@ -1,10 +1,13 @@
 //! What the `api.*` kinds share: the API's address as this run reads it
 //! (`--api-url`, else `API_URL`, else `PORT`), the roots a Node client trusts,
 //! request paths checked when the manifest loads, and quoting what the API
-//! answered — one line, truncated, the token masked.
+//! answered — one line, every secret masked, then truncated.
 
+use super::certificates::Words;
 use crate::check::{Ctx, Outcome};
+use crate::envctx::Source;
 use crate::probe::api::{ApiTarget, NodeRoots};
+use crate::probe::tls::{NODE_EXTRA_CA_CERTS, extra_ca_in_file};
 use crate::redact::Redactor;
 
 pub use crate::probe::api::target::NOT_CONFIGURED;
@@ -12,21 +15,31 @@ pub use crate::probe::api::target::NOT_CONFIGURED;
 /// The most of an answer's body a message quotes.
 const QUOTE_CHARS: usize = 200;
 
+/// What `api.reachable` says around its judgement of the API's certificates.
+pub const CERTIFICATE_WORDS: Words = Words {
+    unencrypted: "the API is served over plain HTTP: no certificate to check",
+    renew: "renew the API's certificate (its load balancer, reverse proxy or hosting platform serves it)",
+};
+
 /// The API's address, or the outcome when there is none (`skip`, with how to
 /// give one) or it cannot be read (a problem naming the variable).
 pub fn target(ctx: &Ctx) -> Result<ApiTarget, Outcome> {
-    let get = |name: &str| ctx.env.get(name);
-    match ApiTarget::resolve(ctx.api_url.as_deref(), &get) {
+    match ApiTarget::resolve(ctx.api_url.as_deref(), &ctx.lookup()) {
         Ok(Some(target)) => Ok(target),
         Ok(None) => Err(Outcome::skip(NOT_CONFIGURED)),
         Err(f) => Err(Outcome::from_failure(f)),
     }
 }
 
-/// The roots an HTTPS request to the API trusts (Node's, `NODE_EXTRA_CA_CERTS`).
-pub fn roots(ctx: &Ctx) -> NodeRoots {
-    let get = |name: &str| ctx.env.get(name);
-    NodeRoots::from_env(&get)
+/// The roots an HTTPS request to the API trusts (Node's, `NODE_EXTRA_CA_CERTS`
+/// from the process environment), and, when an env file sets
+/// `NODE_EXTRA_CA_CERTS`, the words that say it is ignored.
+pub fn roots(ctx: &Ctx) -> (NodeRoots, Option<String>) {
+    let ignored = match ctx.env.source(NODE_EXTRA_CA_CERTS) {
+        Some(Source::File(file)) => Some(extra_ca_in_file(file)),
+        _ => None,
+    };
+    (NodeRoots::from_env(&ctx.lookup()), ignored)
 }
 
 /// A request path from a manifest: absolute, and a valid HTTP request target.
@@ -39,9 +52,10 @@ pub fn request_path(field: &str, path: &str) -> Result<String, String> {
 }
 
 /// What the API's body says, for a message: its JSON `error`, `message` or
-/// `details` (as the runbook's routes answer), else its text; one line, at
-/// most [`QUOTE_CHARS`] characters, with `secrets` masked (the output stream
-/// masks the environment's secrets again).
+/// `details` (as the runbook's routes answer), else its text; one line, with
+/// `secrets` masked *before* it is cut to [`QUOTE_CHARS`] characters: a
+/// secret cut in two would no longer be recognised by the output stream.
+/// `secrets` is the run's whole redactor ([`Ctx::secrets`]) plus the token.
 pub fn quote(body: &[u8], secrets: &Redactor) -> String {
     let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     let field = |name: &str| json.as_ref().and_then(|j| j.get(name)).and_then(|v| v.as_str()).map(str::to_string);
@@ -82,6 +96,20 @@ mod tests {
         assert_eq!(quote(b"<html>Bad   Gateway</html>", &secrets), "<html>Bad Gateway</html>");
         let long = "x".repeat(500);
         assert_eq!(quote(long.as_bytes(), &secrets).chars().count(), QUOTE_CHARS + 1);
+    }
+
+    /// A secret the cut would halve is masked whole first: nothing of it is left.
+    #[test]
+    fn a_secret_across_the_cut_is_masked_before_cutting() {
+        let secrets = Redactor::from_env([("DB_PASSWORD", "S3ntinelLongPassw0rd")]);
+        for before in [QUOTE_CHARS - 19, QUOTE_CHARS - 10, QUOTE_CHARS - 1] {
+            let body = format!("{}S3ntinelLongPassw0rd", "x".repeat(before));
+            // Masked only afterwards, the cut half would be left: "S3ntinelL…".
+            let half = &"S3ntinelLongPassw0rd"[..QUOTE_CHARS - before];
+            assert!(quote(body.as_bytes(), &Redactor::default()).contains(half));
+            let quoted = quote(body.as_bytes(), &secrets);
+            assert!(!quoted.contains('S') && quoted.contains('*'), "{before}: {quoted}");
+        }
     }
 
     #[test]

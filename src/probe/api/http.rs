@@ -18,9 +18,10 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::target::ApiTarget;
+use crate::probe::activity;
 use crate::probe::certs::Certificates;
 use crate::probe::net::{self, Phase, PhaseCell};
-use crate::probe::tls::{self, PemFile, Setup, Trust, Verify};
+use crate::probe::tls::{self, Setup, Trust, Verify};
 use crate::probe::{EnvLookup, Failure};
 
 /// The most of an answer's body that is read (and ever quoted, truncated further).
@@ -46,8 +47,9 @@ impl Exchange {
 
 /// The roots an HTTPS request to the API trusts, as a Node client does: Mozilla's
 /// (Node ships them; `webpki-roots` is the same list) plus the certificates of
-/// `NODE_EXTRA_CA_CERTS`. Node ignores a file it cannot read (with a warning)
-/// and goes on with its own roots; so do we, and say so.
+/// `NODE_EXTRA_CA_CERTS` (read by [`tls::node_extra_ca`], from the process
+/// environment only, as Node reads it). Node ignores a file it cannot read
+/// (with a warning) and goes on with its own roots; so do we, and say so.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRoots {
     pub trust: Trust,
@@ -57,11 +59,9 @@ pub struct NodeRoots {
 
 impl NodeRoots {
     pub fn from_env(get: EnvLookup<'_>) -> NodeRoots {
-        let file = get("NODE_EXTRA_CA_CERTS").filter(|v| !v.trim().is_empty());
-        let Some(path) = file else {
+        let Some(file) = tls::node_extra_ca(get) else {
             return NodeRoots { trust: Trust { public: true, file: None }, ignored: None };
         };
-        let file: PemFile = tls::pem_file(&path, "NODE_EXTRA_CA_CERTS");
         match tls::load_certs(&file) {
             Ok(_) => NodeRoots { trust: Trust { public: true, file: Some(file) }, ignored: None },
             Err(f) => NodeRoots { trust: Trust { public: true, file: None }, ignored: Some(f.message) },
@@ -76,6 +76,30 @@ impl NodeRoots {
             (None, Some(why)) => format!("{mozilla}; NODE_EXTRA_CA_CERTS ignored, as Node ignores it: {why}"),
             (None, None) => mozilla.to_string(),
         }
+    }
+}
+
+/// Why an exchange has no answer: the failure, and how far it got, typed
+/// where it is decided (never read back from the failure's words).
+#[derive(Debug, Clone)]
+pub struct NoAnswer {
+    pub failure: Failure,
+    /// The API cannot be reached: DNS, TCP or TLS failed, or it did not answer
+    /// in time (`api.reachable` owns this finding).
+    pub unreachable: bool,
+    /// The request went out, or was going out: the API may have acted on it.
+    pub sent: bool,
+}
+
+impl NoAnswer {
+    /// Before any byte of the request: a configuration problem, or the way there.
+    fn before(failure: Failure, unreachable: bool) -> NoAnswer {
+        NoAnswer { failure, unreachable, sent: false }
+    }
+
+    /// While the request was (or may have been) on its way.
+    fn during(failure: Failure) -> NoAnswer {
+        NoAnswer { failure, unreachable: false, sent: true }
     }
 }
 
@@ -117,18 +141,30 @@ impl Answer {
     }
 }
 
+/// What the activity of a check names while it waits on the API.
+const SERVICE: &str = "the API";
+
 /// Sends `exchange` to the API and reads its answer, all within `deadline`.
+/// The check's activity names the phase meanwhile (connecting, then waiting
+/// for the answer), for an interruption's words.
 pub async fn send(
     target: &ApiTarget,
     roots: &NodeRoots,
     exchange: &Exchange,
     deadline: Duration,
-) -> Result<Answer, Failure> {
+) -> Result<Answer, NoAnswer> {
     let phase = PhaseCell::new(Phase::Resolve);
-    match tokio::time::timeout(deadline, steps(target, roots, exchange, &phase)).await {
+    activity::connecting(SERVICE, target.addr(), &phase);
+    let result = match tokio::time::timeout(deadline, steps(target, roots, exchange, &phase)).await {
         Ok(result) => result,
-        Err(_) => Err(timeout_failure(target, exchange, deadline, phase.get())),
-    }
+        Err(_) => {
+            let phase = phase.get();
+            let failure = timeout_failure(target, exchange, deadline, phase);
+            Err(NoAnswer { failure, unreachable: true, sent: matches!(phase, Phase::Reply(_)) })
+        }
+    };
+    activity::idle();
+    result
 }
 
 async fn steps(
@@ -136,42 +172,45 @@ async fn steps(
     roots: &NodeRoots,
     exchange: &Exchange,
     phase: &PhaseCell,
-) -> Result<Answer, Failure> {
+) -> Result<Answer, NoAnswer> {
     let started = Instant::now();
     let mut timings = Timings::default();
-    // Built before any traffic: a bad CA file is reported as such, not as a TLS error.
+    // Built before any traffic: a bad CA file or host name is reported as such, not as a TLS error.
     let seen = tls::Seen::default();
     let tls_config = if target.tls {
         let setup = Setup { verify: Verify::ChainAndName, trust: roots.trust.clone(), identity: None };
-        Some(tls::client_config(&setup, &seen)?)
+        let config = tls::client_config(&setup, &seen).map_err(|f| NoAnswer::before(f, false))?;
+        ServerName::try_from(target.host.clone()).map_err(|e| {
+            let failure = Failure::new(format!("{} is not a host name TLS can check: {e}", target.host))
+                .with_hint(format!("use the API's DNS name in {}", target.source.label()));
+            NoAnswer::before(failure, false)
+        })?;
+        Some(config)
     } else {
         None
     };
+    let request = request(target, exchange).map_err(|f| NoAnswer::before(f, false))?;
 
-    let addrs = net::resolve(&target.host, target.port).await.map_err(|e| resolve_failure(target, &e))?;
+    let addrs = net::resolve(&target.host, target.port)
+        .await
+        .map_err(|e| NoAnswer::before(resolve_failure(target, &e), true))?;
     timings.resolve = started.elapsed();
     phase.set(Phase::Connect);
     let at = Instant::now();
-    let tcp = net::connect_any(&addrs).await.map_err(|e| tcp_failure(target, &e))?;
+    let tcp = net::connect_any(&addrs).await.map_err(|e| NoAnswer::before(tcp_failure(target, &e), true))?;
     timings.connect = at.elapsed();
 
     let mut answer = match tls_config {
-        None => exchange_over(tcp, target, exchange, phase, &mut timings).await?,
+        None => exchange_over(tcp, target, exchange, request, phase, &mut timings).await?,
         Some(mut config) => {
             phase.set(Phase::TlsHandshake);
             let at = Instant::now();
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            let name = ServerName::try_from(target.host.clone()).map_err(|e| {
-                Failure::new(format!("{} is not a host name TLS can check: {e}", target.host))
-                    .with_hint(format!("use the API's DNS name in {}", target.source.label()))
-            })?;
-            let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-                .connect(name, tcp)
+            let stream = tls::handshake(Arc::new(config), &target.host, tcp, &seen)
                 .await
-                .map_err(|e| tls_failure(target, roots, &e))?;
-            seen.completed();
+                .map_err(|e| NoAnswer::before(tls_failure(target, roots, &e), true))?;
             timings.tls = Some(at.elapsed());
-            exchange_over(stream, target, exchange, phase, &mut timings).await?
+            exchange_over(stream, target, exchange, request, phase, &mut timings).await?
         }
     };
     timings.total = started.elapsed();
@@ -190,34 +229,37 @@ impl Drop for Driver {
     }
 }
 
+/// The request over a connected (and, for HTTPS, encrypted) stream. From here
+/// on the API may have acted on the request, whatever goes wrong.
 async fn exchange_over<S>(
     stream: S,
     target: &ApiTarget,
     exchange: &Exchange,
+    request: hyper::Request<Full<Bytes>>,
     phase: &PhaseCell,
     timings: &mut Timings,
-) -> Result<Answer, Failure>
+) -> Result<Answer, NoAnswer>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let line = exchange.line();
-    let request = request(target, exchange)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
-        .await
-        .map_err(|e| http_failure(target, &line, &e))?;
+    let failed = |e: &hyper::Error| NoAnswer::during(http_failure(target, &line, e));
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await.map_err(|e| failed(&e))?;
     let _driver = Driver(tokio::spawn(async move {
         let _ = conn.await;
     }));
     phase.set(Phase::Reply("answer"));
+    activity::waiting(SERVICE, line.clone());
     let at = Instant::now();
-    let response = sender.send_request(request).await.map_err(|e| http_failure(target, &line, &e))?;
+    let response = sender.send_request(request).await.map_err(|e| failed(&e))?;
     timings.answer = at.elapsed();
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let mut body = response.into_body();
     let mut bytes = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| http_failure(target, &line, &e))?;
+        let frame = frame.map_err(|e| failed(&e))?;
         if let Ok(data) = frame.into_data() {
             let room = BODY_LIMIT - bytes.len();
             bytes.extend_from_slice(&data[..data.len().min(room)]);
@@ -285,7 +327,7 @@ fn tls_failure(target: &ApiTarget, roots: &NodeRoots, e: &io::Error) -> Failure 
     };
     let trust = "Node clients (and the desktop app) verify the API's certificate against Mozilla's roots: serve a \
                  certificate from a public CA, or, for a private CA, trust it with NODE_EXTRA_CA_CERTS=/path/to/ca.pem \
-                 in every client's environment (this one included)";
+                 in every client's process environment, this one's included (Node ignores it in .env files)";
     let hint = match &problem {
         tls::Problem::UnknownIssuer | tls::Problem::SelfSigned | tls::Problem::Certificate(_) => trust.to_string(),
         tls::Problem::NameMismatch { .. } => {
@@ -382,8 +424,53 @@ mod tests {
             ApiTarget::resolve(Some(&format!("http://127.0.0.1:{port}")), &lookup(&[])).expect("valid").expect("set");
         let exchange = Exchange { method: hyper::Method::GET, path: "/health".into(), headers: Vec::new(), body: None };
         let roots = NodeRoots::from_env(&lookup(&[]));
-        let f = send(&target, &roots, &exchange, Duration::from_secs(2)).await.expect_err("nothing listens");
+        let no = send(&target, &roots, &exchange, Duration::from_secs(2)).await.expect_err("nothing listens");
+        assert!(no.unreachable && !no.sent, "{no:?}");
+        let f = no.failure;
         assert_eq!(f.message, format!("connection refused at 127.0.0.1:{port}: the API is not running there"));
         assert!(f.hint.unwrap_or_default().contains("--api-url"));
+    }
+
+    /// A port that accepts and reads, never answers: the request was sent, the
+    /// API did not answer in time, and the check's activity said what it waited on.
+    #[tokio::test]
+    async fn a_silent_api_is_unreachable_after_the_request_was_sent_and_the_wait_is_named() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let _server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        let target =
+            ApiTarget::resolve(Some(&format!("http://127.0.0.1:{port}")), &lookup(&[])).expect("valid").expect("set");
+        let exchange = Exchange {
+            method: hyper::Method::POST,
+            path: "/api/sessions/create".into(),
+            headers: Vec::new(),
+            body: None,
+        };
+        let roots = NodeRoots::from_env(&lookup(&[]));
+        let activity = activity::Activity::default();
+        let watched = activity.clone();
+        let watch = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if let Some(said) = watched.describe().filter(|s| s.contains("answer")) {
+                    return said;
+                }
+            }
+        });
+        let no = activity
+            .clone()
+            .scope(send(&target, &roots, &exchange, Duration::from_millis(500)))
+            .await
+            .expect_err("never answers");
+        assert!(no.unreachable && no.sent, "{no:?}");
+        assert_eq!(no.failure.details.get("phase").and_then(|p| p.as_str()), Some("http"));
+        let said = watch.await.expect("watched");
+        assert!(said.ends_with("s waiting for the API's answer to POST /api/sessions/create"), "{said}");
+        assert_eq!(activity.describe(), None, "idle once it gave up");
     }
 }

@@ -12,5 +12,5 @@ pub mod http;
 pub mod jwt;
 pub mod target;
 
-pub use http::{Answer, Exchange, NodeRoots, send};
+pub use http::{Answer, Exchange, NoAnswer, NodeRoots, send};
 pub use target::{ApiSource, ApiTarget};

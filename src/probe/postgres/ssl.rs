@@ -112,10 +112,7 @@ pub fn node_postgres(
     var: Lookup,
     origin_var: &str,
 ) -> Result<TlsChoice, Refusal> {
-    let node_roots = || tls::Trust {
-        public: true,
-        file: var("NODE_EXTRA_CA_CERTS").map(|p| tls::pem_file(&p, "NODE_EXTRA_CA_CERTS")),
-    };
+    let node_roots = || tls::Trust { public: true, file: tls::node_extra_ca(var) };
     let url_decides = url.is_some_and(|u| {
         !u.socket && (TLS_KEYS.iter().any(|k| u.has(k)) || u.param("sslnegotiation") == Some("direct"))
     });

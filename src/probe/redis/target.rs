@@ -43,7 +43,7 @@ pub struct RedisTarget {
     /// What node-redis ignores in this URL, in words (`#insecure`, query parameters).
     pub ignored: Vec<String>,
     /// `NODE_EXTRA_CA_CERTS`, which Node adds to its roots.
-    pub(in crate::probe) extra_ca: Option<PathBuf>,
+    pub(in crate::probe) extra_ca: Option<tls::PemFile>,
 }
 
 impl RedisTarget {
@@ -60,7 +60,7 @@ impl RedisTarget {
         })?;
         let parsed = if raw.starts_with("unix:") { unix_url(&raw) } else { tcp_url(&raw) };
         let mut target = parsed.map_err(|f| f.because(Cause::Malformed("REDIS_URL".into())))?;
-        target.extra_ca = var("NODE_EXTRA_CA_CERTS").map(PathBuf::from);
+        target.extra_ca = tls::node_extra_ca(get);
         if let RedisTls::Verify { ca } = &mut target.tls {
             *ca = var("REDIS_CA_CERT").map(PathBuf::from);
         }
@@ -100,10 +100,7 @@ impl RedisTarget {
             RedisTls::Verify { ca: Some(ca) } => {
                 tls::Trust { public: false, file: Some(tls::PemFile { path: ca.clone(), origin: "REDIS_CA_CERT" }) }
             }
-            RedisTls::Verify { ca: None } => tls::Trust {
-                public: true,
-                file: self.extra_ca.as_ref().map(|p| tls::PemFile { path: p.clone(), origin: "NODE_EXTRA_CA_CERTS" }),
-            },
+            RedisTls::Verify { ca: None } => tls::Trust { public: true, file: self.extra_ca.clone() },
         };
         Some(tls::Setup { verify: tls::Verify::ChainAndName, trust, identity: None })
     }

@@ -14,8 +14,17 @@
 // Switches that break it the ways production breaks:
 //   --fail-create    the create route answers 500 (an unexpected error)
 //   --hang           every route accepts the request and never answers
+//   --create-then-hang  the fixed route creates (and caches) the session, then never answers
 //   --no-id          a 201 whose body carries no session id (the row is stored)
+//   --no-health      no GET /health (Express answers 404)
+//   --idempotent     a user who has a session gets it back (201), none is created
+//   --other-change N someone else changes the user's credits by N while the
+//                    request runs (after the route's own transaction)
+//   --leak VAR       the create route answers 500 quoting process.env[VAR], the
+//                    value placed across the 200th character of "error: details"
 //   --tls-cert F --tls-key F   HTTPS with that certificate (the harness's test CA)
+//
+// Every request is logged as `request METHOD PATH` before it is handled.
 //
 // Environment: PORT (0: any free port), DATABASE_URL, REDIS_URL (optional: no
 // cache without it), JWT_SECRET. Prints `listening <port>` once it listens.
@@ -52,6 +61,10 @@ if (process.env.REDIS_URL) {
 }
 
 const app = express();
+app.use((req, _res, next) => {
+  console.log('request', req.method, req.path);
+  next();
+});
 app.use(express.json());
 
 if (flag('--hang')) {
@@ -59,10 +72,12 @@ if (flag('--hang')) {
   app.use((_req, _res) => {});
 }
 
-app.get('/health', (_req, res) => {
-  res.set('X-API-Version', '1.4.2-standin');
-  res.json({ status: 'ok', route });
-});
+if (!flag('--no-health')) {
+  app.get('/health', (_req, res) => {
+    res.set('X-API-Version', '1.4.2-standin');
+    res.json({ status: 'ok', route });
+  });
+}
 
 // The usual Express JWT middleware: the user id from `id`, `userId` or `sub`.
 function auth(req, res, next) {
@@ -143,7 +158,14 @@ async function fixed(req, res) {
     await client.query('COMMIT');
     const session = sessionResult.rows[0];
     console.log('✅ Session created successfully in database:', session.id);
+    if (option('--other-change')) {
+      // Another client (an admin, a payment) changes the credits meanwhile.
+      await pool.query('UPDATE users SET credits = credits + $2 WHERE id = $1', [req.user.id, Number(option('--other-change'))]);
+    }
     await cache(session);
+    if (flag('--create-then-hang')) {
+      return undefined;
+    }
     return created(res, session);
   } catch (dbError) {
     await client.query('ROLLBACK').catch(() => {});
@@ -163,6 +185,21 @@ async function fixed(req, res) {
 app.post('/api/sessions/create', auth, async (req, res) => {
   if (flag('--fail-create')) {
     return res.status(500).json({ error: 'Failed to create session', details: 'Database not initialized' });
+  }
+  if (option('--leak')) {
+    // Careless, as real APIs are: a secret in the error, 8 characters of it before the 200th.
+    const error = 'Failed to create session';
+    const pad = 'x'.repeat(200 - `${error}: `.length - 8);
+    return res.status(500).json({ error, details: `${pad}${process.env[option('--leak')] || ''}` });
+  }
+  if (flag('--idempotent')) {
+    const existing = await pool.query(
+      'SELECT * FROM sessions WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1',
+      [req.user.id],
+    );
+    if (existing.rows.length > 0) {
+      return created(res, existing.rows[0]);
+    }
   }
   return route === 'before' ? before(req, res) : fixed(req, res);
 });
