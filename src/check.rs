@@ -243,6 +243,7 @@ pub enum Owner {
     PostgresSchema,
     RedisTopology,
     RedisWritable,
+    ApiReachable,
 }
 
 impl Owner {
@@ -257,6 +258,7 @@ impl Owner {
             Owner::PostgresSchema => "postgres.schema",
             Owner::RedisTopology => "redis.topology",
             Owner::RedisWritable => "redis.writable",
+            Owner::ApiReachable => "api.reachable",
         }
     }
 }

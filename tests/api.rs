@@ -361,15 +361,13 @@ fn an_api_that_is_down_is_one_finding_api_reachable_s() {
         format!("connection refused at 127.0.0.1:{port}: the API is not running there")
     );
     assert!(hint(&report, "api.reachable").contains("API_URL"));
-    // It tried (it does not need api.reachable to pass), could not connect,
-    // and defers to the check that owns "the API cannot be reached".
+    // It runs after api.reachable, reads that the API did not answer at all,
+    // and defers to it without asking again (against a hung API, a second
+    // deadline).
     assert_status(&report, "api.session_create", "skip");
     assert_eq!(
         message(&report, "api.session_create"),
-        format!(
-            "see api.reachable: POST /api/sessions/create: connection refused at 127.0.0.1:{port}: the API is not \
-             running there"
-        )
+        "the API did not answer (see api.reachable): no session was requested"
     );
     assert_eq!(check(&report, "api.session_create")["see"], "api.reachable");
 }
@@ -400,6 +398,11 @@ fn a_hung_api_costs_at_most_the_timeout_and_the_phase_is_named() {
         format!("timed out after 1s waiting for the API's answer to GET /health at 127.0.0.1:{}", api.port)
     );
     assert_eq!(details(&report, "api.reachable")["phase"], "http");
+    // The write probe does not wait out a second --timeout against the same silence.
+    let (_, report) =
+        site.run(&[], &["--only", ALL, "--allow-writes", "--user-id", GHOST, "--timeout", "1s", "--api-url", &api.url]);
+    assert_status(&report, "api.session_create", "skip");
+    assert_eq!(check(&report, "api.session_create")["see"], "api.reachable");
 
     // A port that accepts TCP and never speaks TLS: the handshake is the phase.
     let tarpit = Tarpit::start();

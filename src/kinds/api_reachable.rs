@@ -19,7 +19,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::shared::api::{CERTIFICATE_WORDS, ms, quote, request_path, roots, target};
+use super::shared::api::{CERTIFICATE_WORDS, UNREACHABLE, ms, quote, request_path, roots, target};
 use super::shared::certificates::{judge, now};
 use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service, Verdict, params};
 use crate::probe::api::{Answer, ApiTarget, Exchange, send};
@@ -84,9 +84,9 @@ impl Check for Reachable {
             let outcome = match send(&target, &roots, &exchange, ctx.timeout).await {
                 Ok(answer) => self.judge(&target, &exchange, &answer, &ctx.secrets()),
                 // One cause, one finding: the checks that need the API to answer see this one.
-                Err(no) if no.unreachable => {
-                    Outcome::from_failure(no.failure).reports(Premise::Reachable(Service::Api))
-                }
+                Err(no) if no.unreachable => Outcome::from_failure(no.failure)
+                    .reports(Premise::Reachable(Service::Api))
+                    .detail(UNREACHABLE, true),
                 Err(no) => Outcome::from_failure(no.failure),
             };
             let outcome = outcome.detail("url", target.url(&self.health_path)).detail("source", target.source.label());

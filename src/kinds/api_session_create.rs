@@ -38,9 +38,9 @@ use serde_json::{Map, Value};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::shared::api::{ms, quote, request_path, roots, target};
+use super::shared::api::{UNREACHABLE, ms, quote, request_path, roots, target};
 use super::shared::postgres::{ApiError, ident};
-use crate::check::{Check, Ctx, KindDef, Outcome, Premise, Service, Verdict, params};
+use crate::check::{Check, Ctx, KindDef, Outcome, Owner, Premise, Service, Verdict, params};
 use crate::probe::api::jwt::{self, Token};
 use crate::probe::api::{Answer, ApiTarget, Exchange, NoAnswer, send};
 use crate::probe::postgres::{APPLICATION_NAME, PgSession, PgWriter, describe};
@@ -410,6 +410,18 @@ impl Check for SessionCreate {
             };
             if let Err(outcome) = refuse_plain_http(&target, via) {
                 return outcome;
+            }
+            // It runs after api.reachable: an API that did not answer that check
+            // would only cost this one its deadline again.
+            let unreachable = ctx
+                .finished(Owner::ApiReachable.id())
+                .is_some_and(|r| r.details.get(UNREACHABLE).and_then(Value::as_bool) == Some(true));
+            if unreachable {
+                return Outcome::skip(format!(
+                    "the API did not answer (see {}): no session was requested",
+                    Owner::ApiReachable
+                ))
+                .see(Owner::ApiReachable);
             }
             // Masked before the API's words are cut: the token and every secret of the run.
             let mut secrets = ctx.secrets();

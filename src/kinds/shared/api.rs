@@ -10,6 +10,11 @@ use crate::probe::api::{ApiTarget, NodeRoots};
 use crate::probe::tls::{NODE_EXTRA_CA_CERTS, extra_ca_in_file};
 use crate::redact::Redactor;
 
+/// The detail of `api.reachable` that says the API did not answer at all (DNS,
+/// TCP, TLS or a timeout): what `api.session_create`, which runs after it,
+/// reads so that it does not wait out a second deadline against the same silence.
+pub const UNREACHABLE: &str = "unreachable";
+
 pub use crate::probe::api::target::NOT_CONFIGURED;
 
 /// The most of an answer's body a message quotes.
